@@ -1,0 +1,17 @@
+//! Shared helpers for the workspace integration tests (see `tests/tests/`).
+
+/// Parse a hex string with optional whitespace (`"01 0a ff"`) into bytes.
+pub fn hex(text: &str) -> Vec<u8> {
+    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    assert!(
+        digits.len() % 2 == 0,
+        "odd number of hex digits in {text:?}"
+    );
+    digits
+        .chunks(2)
+        .map(|pair| {
+            let s = std::str::from_utf8(pair).expect("ascii");
+            u8::from_str_radix(s, 16).expect("hex digit")
+        })
+        .collect()
+}
