@@ -13,6 +13,7 @@
 )]
 
 pub mod coding;
+pub mod session;
 pub mod wire;
 
 #[cfg(feature = "fuzzing")]

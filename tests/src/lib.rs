@@ -1,5 +1,7 @@
 //! Shared helpers for the workspace integration tests (see `tests/tests/`).
 
+pub mod alloc;
+
 /// Parse a hex string with optional whitespace (`"01 0a ff"`) into bytes.
 pub fn hex(text: &str) -> Vec<u8> {
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();

@@ -50,6 +50,12 @@ impl Datagram {
                 max: MAX_DATAGRAM_SIZE as u64,
             });
         }
+        // Check every field before writing any, so a refused header leaves the sink untouched.
+        for value in [self.subscribe_id, self.sequence, self.timestamp] {
+            if value > crate::coding::MAX_VARINT {
+                return Err(EncodeError::VarIntOverflow(value));
+            }
+        }
         put_varint(sink, self.subscribe_id)?;
         put_varint(sink, self.sequence)?;
         put_varint(sink, self.timestamp)

@@ -67,6 +67,10 @@ impl FrameHeader {
         sink: &mut S,
         version: Version,
     ) -> Result<(), EncodeError> {
+        // Check the size before writing the delta, so a refused header leaves the sink untouched.
+        if self.size > MAX_VARINT {
+            return Err(EncodeError::VarIntOverflow(self.size));
+        }
         if version.is_lite05() {
             if !(MIN_DELTA..=MAX_DELTA).contains(&self.timestamp_delta) {
                 return Err(EncodeError::InvalidValue {

@@ -98,6 +98,8 @@ pub(crate) fn encode_typed<S: Sink + ?Sized, M: Message>(
     message: &M,
     version: Version,
 ) -> Result<(), EncodeError> {
+    // Validate before writing the type, so a refused message leaves the sink untouched.
+    message.encode(&mut LenCounter::default(), version)?;
     put_varint(sink, ty)?;
     message.encode(sink, version)
 }

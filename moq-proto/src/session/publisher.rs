@@ -1,0 +1,729 @@
+//! The publisher role: serving a peer's subscriptions with ranked, expiring group streams
+//! (WIRE.md §3.2, §3.7, §5.6-§5.8, §5.12, §5.13).
+//!
+//! **Ranking.** Every group stream gets a QUIC send priority (higher first) built from, most
+//! significant first: the subscriber priority (8 bits), the publisher priority (8 bits), the
+//! subscription's age rank (7 bits; older subscriptions first, as the reference ranks by lowest
+//! Subscribe ID) and the group's rank within its subscription (8 bits; newest first, or oldest
+//! first when the subscriber asked for ordered delivery). Ranks are recomputed when groups or
+//! subscriptions come and go, and changes go out as [`Command::SetPriority`]. Like the
+//! reference's 255-rank cut-off, ranks beyond the field widths share the lowest value.
+//!
+//! **Expiry.** A group is never expired while it is the newest. Once a newer group exists, it
+//! expires when its arrival age (now minus its first byte's arrival) or, on lite-05, its
+//! timestamp age (the newest group's first timestamp minus its own, in milliseconds) reaches
+//! the subscriber's max latency: whichever is larger decides. An expired group that is open is
+//! reset with 0x34 (Old); one still waiting for stream credit is dropped for free and reported
+//! with SUBSCRIBE_DROP.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::codes;
+use super::core::{Flow, Role, Session, StreamRef};
+use super::types::*;
+use crate::wire::{
+    Datagram, FrameHeader, GroupHeader, Message, StreamReader, Subscribe, SubscribeDrop,
+    SubscribeEnd, SubscribeOk, SubscribeResponse, SubscribeStart, SubscribeUpdate, Timestamps,
+    TrackInfo, UniStreamType,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServeState {
+    /// SUBSCRIBE arrived; waiting for the application to accept or reject.
+    Requested,
+    /// Serving groups.
+    Active,
+}
+
+pub(crate) struct Serve {
+    wire_id: u64,
+    stream: crate::session::StreamId,
+    params: SubscribeParams,
+    state: ServeState,
+    info: TrackInfo,
+    ok_sent: bool,
+    /// Group streams not yet fully delivered (acknowledged) or reset.
+    groups: Vec<GroupSendId>,
+    /// The track's end (exclusive), once the application ends the subscription.
+    end: Option<u64>,
+    /// Age rank bits (older subscriptions rank higher).
+    age_rank: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SendState {
+    Sending,
+    /// FIN sent; waiting for the acknowledgement.
+    Finished,
+}
+
+pub(crate) struct GroupSend {
+    serve: ServeId,
+    seq: u64,
+    pub(super) stream: StreamRef,
+    arrival: Instant,
+    first_ts: Option<u64>,
+    timestamps: Timestamps,
+    frame_remaining: u64,
+    state: SendState,
+    priority: i32,
+}
+
+impl GroupSend {
+    /// FIN sent, acknowledgement pending.
+    pub(super) fn awaiting_ack(&self) -> bool {
+        self.state == SendState::Finished
+    }
+}
+
+/// The group stream type byte.
+const GROUP_TYPE: u8 = UniStreamType::Group.code() as u8;
+
+impl Session {
+    // ------------------------------------------------------------------------------------
+    // Incoming SUBSCRIBE
+
+    pub(super) fn read_subscribe_request(
+        &mut self,
+        _now: Instant,
+        id: crate::session::StreamId,
+        reader: &mut StreamReader,
+    ) -> Flow {
+        let subscribe = match reader.read_message::<Subscribe>(self.version, &self.cfg.limits) {
+            Ok(Some(s)) => s,
+            Ok(None) => return self.wait_or_truncated(id, reader, true),
+            Err(err) => {
+                self.violation(format!("SUBSCRIBE: {err}"));
+                return Flow::Wait;
+            }
+        };
+        if self.serve_by_wire.contains_key(&subscribe.id) {
+            tracing::debug!(id = subscribe.id, "duplicate subscribe id");
+            self.refuse_stream(id, codes::stream::CANCEL);
+            return Flow::Wait;
+        }
+        if self.serves.len() >= self.cfg.max_subscriptions {
+            tracing::debug!("too many subscriptions from the peer");
+            self.refuse_stream(id, codes::stream::CANCEL);
+            return Flow::Wait;
+        }
+        let params = SubscribeParams {
+            priority: subscribe.priority,
+            ordered: subscribe.ordered,
+            max_latency: subscribe.max_latency,
+            start: subscribe.start,
+            end: subscribe.end,
+        };
+        let serve = self.serves.insert(Serve {
+            wire_id: subscribe.id,
+            stream: id,
+            params,
+            state: ServeState::Requested,
+            info: TrackInfo::default(),
+            ok_sent: false,
+            groups: Vec::new(),
+            end: None,
+            age_rank: 0,
+        });
+        self.serve_by_wire.insert(subscribe.id, serve);
+        self.emit(Event::Subscribe {
+            id: serve,
+            broadcast: subscribe.broadcast,
+            track: subscribe.track,
+            params,
+        });
+        Flow::Next(Role::Serve(serve))
+    }
+
+    pub(super) fn read_serve(
+        &mut self,
+        now: Instant,
+        id: crate::session::StreamId,
+        serve: ServeId,
+        reader: &mut StreamReader,
+    ) -> Flow {
+        loop {
+            if !self.serves.contains_key(serve) {
+                return Flow::Next(Role::Ignore);
+            }
+            match reader.read_message::<SubscribeUpdate>(self.version, &self.cfg.limits) {
+                Ok(Some(update)) => {
+                    let params = SubscribeParams {
+                        priority: update.priority,
+                        ordered: update.ordered,
+                        max_latency: update.max_latency,
+                        start: update.start,
+                        end: update.end,
+                    };
+                    if let Some(s) = self.serves.get_mut(serve) {
+                        s.params = params;
+                    }
+                    self.rank_groups(serve);
+                    self.expire_serve(now, serve);
+                    self.emit(Event::SubscribeUpdate { id: serve, params });
+                }
+                Ok(None) if reader.is_finished() => {
+                    // Subscriber FIN: unsubscribe. Answer with our FIN, cancel the groups.
+                    self.recv_done(id);
+                    self.serve_peer_closed(now, serve, None);
+                    return Flow::Wait;
+                }
+                Ok(None) => return self.wait_or_truncated(id, reader, true),
+                Err(err) => {
+                    self.violation(format!("SUBSCRIBE_UPDATE: {err}"));
+                    return Flow::Wait;
+                }
+            }
+        }
+    }
+
+    /// The subscriber cancelled (FIN, `code: None`) or reset the subscription.
+    pub(super) fn serve_peer_closed(&mut self, _now: Instant, serve: ServeId, code: Option<u64>) {
+        let Some(s) = self.serves.get(serve) else {
+            return;
+        };
+        let stream = s.stream;
+        match code {
+            None => self.finish(StreamRef::Open(stream)),
+            Some(_) => {
+                self.close_send_quietly(stream, codes::stream::CANCEL);
+                self.stop_stream(stream, codes::stream::CANCEL);
+            }
+        }
+        self.remove_serve(serve, codes::stream::CANCEL);
+    }
+
+    /// Forget a serve, resetting its unfinished groups with `code`.
+    fn remove_serve(&mut self, serve: ServeId, code: u64) {
+        let Some(s) = self.serves.remove(serve) else {
+            return;
+        };
+        self.serve_by_wire.remove(&s.wire_id);
+        for group in s.groups {
+            if let Some(g) = self.group_sends.remove(group) {
+                match g.state {
+                    SendState::Sending => self.reset(g.stream, code),
+                    SendState::Finished => {
+                        // Already fully written; just stop tracking its acknowledgement.
+                        if let StreamRef::Open(id) = g.stream {
+                            self.set_role(id, Role::Ignore);
+                            self.send_done(id);
+                        }
+                    }
+                }
+            }
+        }
+        self.rank_serves();
+        self.emit(Event::ServeClosed { id: serve });
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Application answers
+
+    /// Accept a subscription with the track's properties. `latest` is the newest group the
+    /// track has, if any (lite-03/04 report it as the start group).
+    pub fn accept_serve(
+        &mut self,
+        id: ServeId,
+        info: TrackInfo,
+        latest: Option<u64>,
+    ) -> Result<(), RequestError> {
+        let version = self.version;
+        let Some(serve) = self.serves.get_mut(id) else {
+            return Err(RequestError::Unknown);
+        };
+        if serve.state != ServeState::Requested {
+            return Ok(());
+        }
+        serve.state = ServeState::Active;
+        serve.info = info;
+        let stream = serve.stream;
+        if !version.is_lite05() {
+            // lite-03/04: exactly one OK, right away.
+            let ok = SubscribeOk {
+                priority: info.priority,
+                ordered: info.ordered,
+                max_latency: info.max_latency,
+                start: serve.params.start.or(latest),
+                end: serve.params.end,
+            };
+            serve.ok_sent = true;
+            let bytes = self.encode(|sink| SubscribeResponse::Ok(ok).encode(sink, version))?;
+            self.write(StreamRef::Open(stream), bytes);
+        }
+        self.rank_serves();
+        Ok(())
+    }
+
+    /// Reject a subscription: reset the stream with `code` (0x36 Unroutable, 0x33 NotFound...).
+    pub fn reject_serve(&mut self, id: ServeId, code: u64) {
+        let Some(serve) = self.serves.get(id) else {
+            return;
+        };
+        let stream = serve.stream;
+        self.refuse_stream(stream, code);
+        if let Some(s) = self.serves.remove(id) {
+            self.serve_by_wire.remove(&s.wire_id);
+        }
+        self.rank_serves();
+    }
+
+    /// The subscription's parameters as last sent by the subscriber.
+    pub fn serve_params(&self, id: ServeId) -> Option<SubscribeParams> {
+        self.serves.get(id).map(|s| s.params)
+    }
+
+    /// End a subscription cleanly: no group at or after `end` will be served.
+    ///
+    /// Call it once every group below `end` that will be served has been opened. On lite-05 it
+    /// sends SUBSCRIBE_END (exclusive, as the reference does); the subscribe stream is then
+    /// finished once every group stream was delivered or reset.
+    pub fn end_serve(&mut self, id: ServeId, end: u64) {
+        let version = self.version;
+        let Some(serve) = self.serves.get_mut(id) else {
+            return;
+        };
+        if serve.end.is_some() {
+            return;
+        }
+        serve.end = Some(end);
+        let stream = serve.stream;
+        if version.is_lite05() {
+            let response = SubscribeResponse::End(SubscribeEnd { group: end });
+            if let Ok(bytes) = self.encode(|sink| response.encode(sink, version)) {
+                self.write(StreamRef::Open(stream), bytes);
+            }
+        }
+        self.try_finish_serve(id);
+    }
+
+    /// Abort a subscription: reset the subscribe stream and every group with `code`.
+    pub fn abort_serve(&mut self, id: ServeId, code: u64) {
+        let Some(serve) = self.serves.get(id) else {
+            return;
+        };
+        let stream = serve.stream;
+        self.refuse_stream(stream, code);
+        self.remove_serve(id, code);
+    }
+
+    /// Tell the subscriber that groups `start..=end` will never come.
+    pub fn drop_groups(&mut self, id: ServeId, start: u64, end: u64, code: u64) {
+        let version = self.version;
+        let Some(serve) = self.serves.get(id) else {
+            return;
+        };
+        let stream = serve.stream;
+        let response = SubscribeResponse::Drop(SubscribeDrop {
+            start,
+            end,
+            error: code,
+        });
+        if let Ok(bytes) = self.encode(|sink| response.encode(sink, version)) {
+            self.write(StreamRef::Open(stream), bytes);
+        }
+    }
+
+    fn try_finish_serve(&mut self, id: ServeId) {
+        let Some(serve) = self.serves.get(id) else {
+            return;
+        };
+        if serve.end.is_none() || !serve.groups.is_empty() {
+            return;
+        }
+        let stream = serve.stream;
+        self.finish(StreamRef::Open(stream));
+        if let Some(s) = self.serves.remove(id) {
+            self.serve_by_wire.remove(&s.wire_id);
+        }
+        self.rank_serves();
+        self.emit(Event::ServeClosed { id });
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Groups
+
+    /// Whether `seq` is inside the subscriber's requested range.
+    pub fn serve_wants(&self, id: ServeId, seq: u64) -> bool {
+        self.serves.get(id).is_some_and(|s| {
+            s.state == ServeState::Active
+                && s.end.is_none()
+                && s.params.start.is_none_or(|start| seq >= start)
+                && s.params.end.is_none_or(|end| seq <= end)
+        })
+    }
+
+    /// Open a group stream for subscription `id`. `arrival` is when the group's first byte
+    /// reached us and `first_ts` its first frame's timestamp, if known (both drive expiry).
+    ///
+    /// Returns `None` when the subscription does not want this group (outside its range,
+    /// ended, or gone).
+    pub fn open_group(
+        &mut self,
+        now: Instant,
+        id: ServeId,
+        seq: u64,
+        arrival: Instant,
+        first_ts: Option<u64>,
+    ) -> Option<GroupSendId> {
+        if !self.serve_wants(id, seq) {
+            return None;
+        }
+        let version = self.version;
+        let serve = self.serves.get_mut(id)?;
+        let wire_id = serve.wire_id;
+        let stream = serve.stream;
+        if !serve.ok_sent {
+            // lite-05: SUBSCRIBE_OK says where delivery starts, just before the first group.
+            serve.ok_sent = true;
+            let response = SubscribeResponse::Start(SubscribeStart { group: seq });
+            let bytes = self.encode(|sink| response.encode(sink, version)).ok()?;
+            self.write(StreamRef::Open(stream), bytes);
+        }
+        let header = GroupHeader {
+            subscribe_id: wire_id,
+            sequence: seq,
+        };
+        let bytes = self
+            .encode(|sink| {
+                sink.put_u8(GROUP_TYPE);
+                header.encode(sink, version)
+            })
+            .ok()?;
+        let group = self.group_sends.insert(GroupSend {
+            serve: id,
+            seq,
+            stream: StreamRef::Closed,
+            arrival,
+            first_ts,
+            timestamps: Timestamps::new(),
+            frame_remaining: 0,
+            state: SendState::Sending,
+            priority: 0,
+        });
+        self.serves[id].groups.push(group);
+        let priority = self.group_priority(id, group);
+        let stream = self.open_stream(super::Dir::Uni, Role::GroupSend(group), priority);
+        let g = &mut self.group_sends[group];
+        g.stream = stream;
+        g.priority = priority;
+        self.write(stream, bytes);
+        self.rank_groups(id);
+        self.expire_serve(now, id);
+        self.group_sends.contains_key(group).then_some(group)
+    }
+
+    /// Start a frame of `size` bytes with timestamp `ts` (track timescale units; ignored before
+    /// lite-05), carrying its first payload bytes in `chunk` (may be empty, or the whole
+    /// payload). Returns false if the group is gone (expired, stopped, cancelled).
+    pub fn write_frame(&mut self, now: Instant, group: GroupSendId, ts: u64, size: u64, chunk: Bytes) -> bool {
+        let version = self.version;
+        let Some(g) = self.group_sends.get_mut(group) else {
+            return false;
+        };
+        debug_assert_eq!(g.frame_remaining, 0, "previous frame incomplete");
+        debug_assert!(chunk.len() as u64 <= size);
+        let timestamp_delta = if version.is_lite05() {
+            match g.timestamps.delta_for(ts) {
+                Ok(delta) => delta,
+                Err(_) => {
+                    let serve = g.serve;
+                    self.abort_group(group, codes::stream::TIMESTAMP_MISMATCH);
+                    let _ = serve;
+                    return false;
+                }
+            }
+        } else {
+            0
+        };
+        let first_frame = g.first_ts.is_none();
+        if first_frame {
+            g.first_ts = Some(ts);
+        }
+        g.frame_remaining = size - chunk.len() as u64;
+        let (stream, serve) = (g.stream, g.serve);
+        let header = FrameHeader {
+            timestamp_delta,
+            size,
+        };
+        let Ok(bytes) = self.encode(|sink| header.encode(sink, version)) else {
+            return false;
+        };
+        self.write(stream, bytes);
+        if !chunk.is_empty() {
+            self.write(stream, chunk);
+        }
+        if first_frame && version.is_lite05() {
+            // A newer first timestamp may age older groups out.
+            self.expire_serve(now, serve);
+        }
+        true
+    }
+
+    /// More payload for the frame in progress.
+    pub fn write_payload(&mut self, group: GroupSendId, chunk: Bytes) -> bool {
+        let Some(g) = self.group_sends.get_mut(group) else {
+            return false;
+        };
+        debug_assert!(chunk.len() as u64 <= g.frame_remaining);
+        g.frame_remaining = g.frame_remaining.saturating_sub(chunk.len() as u64);
+        let stream = g.stream;
+        self.write(stream, chunk);
+        true
+    }
+
+    /// Finish a group stream (FIN after the last frame).
+    pub fn finish_group(&mut self, group: GroupSendId) {
+        let Some(g) = self.group_sends.get_mut(group) else {
+            return;
+        };
+        if g.state != SendState::Sending {
+            return;
+        }
+        g.state = SendState::Finished;
+        let stream = g.stream;
+        self.finish(stream);
+    }
+
+    /// Abort a group stream with `code` (the publisher abandoned the group).
+    pub fn abort_group(&mut self, group: GroupSendId, code: u64) {
+        let Some(g) = self.group_sends.remove(group) else {
+            return;
+        };
+        if g.state == SendState::Sending {
+            self.reset(g.stream, code);
+        }
+        self.forget_group(g.serve, group);
+    }
+
+    fn forget_group(&mut self, serve: ServeId, group: GroupSendId) {
+        if let Some(s) = self.serves.get_mut(serve) {
+            s.groups.retain(|g| *g != group);
+            self.rank_groups(serve);
+            self.try_finish_serve(serve);
+        }
+    }
+
+    /// Send a whole single-frame group as a lite-05 datagram. Returns false (nothing sent) if
+    /// the subscription does not want it, the version has no datagrams, or it would exceed
+    /// 1200 bytes; the caller then uses a stream.
+    pub fn send_datagram(&mut self, id: ServeId, seq: u64, ts: u64, payload: &Bytes) -> bool {
+        let version = self.version;
+        if !version.is_lite05() || !self.serve_wants(id, seq) {
+            return false;
+        }
+        let Some(serve) = self.serves.get_mut(id) else {
+            return false;
+        };
+        let datagram = Datagram {
+            subscribe_id: serve.wire_id,
+            sequence: seq,
+            timestamp: ts,
+            payload: payload.clone(),
+        };
+        if datagram.header_len() + payload.len() > crate::coding::MAX_DATAGRAM_SIZE {
+            return false;
+        }
+        let stream = serve.stream;
+        if !serve.ok_sent {
+            serve.ok_sent = true;
+            let response = SubscribeResponse::Start(SubscribeStart { group: seq });
+            if let Ok(bytes) = self.encode(|sink| response.encode(sink, version)) {
+                self.write(StreamRef::Open(stream), bytes);
+            }
+        }
+        let Ok(data) = self.encode(|sink| {
+            datagram.encode_header(sink, version)?;
+            sink.put_slice(&datagram.payload);
+            Ok(())
+        }) else {
+            return false;
+        };
+        self.commands.push_back(Command::SendDatagram { data });
+        true
+    }
+
+    pub(super) fn group_send_opened(&mut self, _now: Instant, group: GroupSendId) {
+        // The priority may have changed while the open was pending.
+        if let Some(g) = self.group_sends.get(group) {
+            let (stream, priority) = (g.stream, g.priority);
+            self.set_priority(stream, priority);
+        }
+    }
+
+    pub(super) fn group_send_acked(&mut self, _now: Instant, group: GroupSendId) {
+        let Some(g) = self.group_sends.get(group) else {
+            return;
+        };
+        if g.state != SendState::Finished {
+            return;
+        }
+        let serve = g.serve;
+        self.group_sends.remove(group);
+        self.forget_group(serve, group);
+    }
+
+    pub(super) fn group_send_stopped(&mut self, _now: Instant, group: GroupSendId, _code: u64) {
+        // The transport already reset the stream in answer to STOP_SENDING.
+        if let Some(g) = self.group_sends.remove(group) {
+            self.forget_group(g.serve, group);
+        }
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Ranking
+
+    fn group_priority(&self, serve: ServeId, group: GroupSendId) -> i32 {
+        let Some(s) = self.serves.get(serve) else {
+            return 0;
+        };
+        let Some(g) = self.group_sends.get(group) else {
+            return 0;
+        };
+        // Rank within the subscription: how many live groups outrank this one.
+        let ahead = s
+            .groups
+            .iter()
+            .filter_map(|k| self.group_sends.get(*k))
+            .filter(|other| {
+                if s.params.ordered {
+                    other.seq < g.seq
+                } else {
+                    other.seq > g.seq
+                }
+            })
+            .count();
+        let group_bits = 255 - ahead.min(255) as i32;
+        (i32::from(s.params.priority) << 23)
+            | (i32::from(s.info.priority) << 15)
+            | (i32::from(s.age_rank) << 8)
+            | group_bits
+    }
+
+    /// Recompute the priority of every group of `serve`, emitting changes.
+    fn rank_groups(&mut self, serve: ServeId) {
+        let Some(s) = self.serves.get(serve) else {
+            return;
+        };
+        let groups = s.groups.clone();
+        for group in groups {
+            let priority = self.group_priority(serve, group);
+            let Some(g) = self.group_sends.get_mut(group) else {
+                continue;
+            };
+            if g.priority != priority {
+                g.priority = priority;
+                let stream = g.stream;
+                self.set_priority(stream, priority);
+            }
+        }
+    }
+
+    /// Recompute every subscription's age rank (older first), re-ranking groups that moved.
+    fn rank_serves(&mut self) {
+        let mut order: Vec<(u64, ServeId)> = self.serves.iter().map(|(k, s)| (s.wire_id, k)).collect();
+        order.sort_unstable();
+        for (rank, (_, serve)) in order.into_iter().enumerate() {
+            let bits = 127 - rank.min(127) as u8;
+            let Some(s) = self.serves.get_mut(serve) else {
+                continue;
+            };
+            if s.age_rank != bits {
+                s.age_rank = bits;
+                self.rank_groups(serve);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Expiry
+
+    /// Expire groups of `serve` that a newer group has aged out.
+    fn expire_serve(&mut self, now: Instant, serve: ServeId) {
+        let Some(s) = self.serves.get(serve) else {
+            return;
+        };
+        let max_latency = s.params.max_latency;
+        let timescale = s.info.timescale.max(1);
+        let Some(newest) = s
+            .groups
+            .iter()
+            .filter_map(|k| self.group_sends.get(*k))
+            .max_by_key(|g| g.seq)
+            .map(|g| (g.seq, g.first_ts))
+        else {
+            return;
+        };
+        let lite05 = self.version.is_lite05();
+        let expired: Vec<GroupSendId> = s
+            .groups
+            .iter()
+            .copied()
+            .filter(|k| {
+                self.group_sends.get(*k).is_some_and(|g| {
+                    g.seq < newest.0
+                        && g.state == SendState::Sending
+                        && group_age(g, newest.1, now, lite05, timescale) >= max_latency
+                })
+            })
+            .collect();
+        for group in expired {
+            self.expire_group(serve, group);
+        }
+    }
+
+    fn expire_group(&mut self, serve: ServeId, group: GroupSendId) {
+        let Some(g) = self.group_sends.remove(group) else {
+            return;
+        };
+        match g.stream {
+            StreamRef::Pending(_) => {
+                // Never hit the network: drop it for free and say so.
+                self.reset(g.stream, codes::stream::OLD);
+                self.drop_groups(serve, g.seq, g.seq, codes::stream::OLD);
+            }
+            _ => self.reset(g.stream, codes::stream::OLD),
+        }
+        self.forget_group(serve, group);
+    }
+
+    pub(super) fn expire_groups(&mut self, now: Instant) {
+        let serves: Vec<ServeId> = self.serves.keys().collect();
+        for serve in serves {
+            self.expire_serve(now, serve);
+        }
+    }
+
+    /// The earliest instant a live, non-newest group will reach its max latency.
+    pub(super) fn publisher_deadline(&self) -> Option<Instant> {
+        self.serves
+            .values()
+            .filter_map(|s| {
+                let newest = s.groups.iter().filter_map(|k| self.group_sends.get(*k)).map(|g| g.seq).max()?;
+                s.groups
+                    .iter()
+                    .filter_map(|k| self.group_sends.get(*k))
+                    .filter(|g| g.seq < newest && g.state == SendState::Sending)
+                    .map(|g| g.arrival + s.params.max_latency)
+                    .min()
+            })
+            .min()
+    }
+}
+
+/// A group's age for expiry: the larger of its arrival age and (lite-05) its timestamp age
+/// behind the newest group.
+fn group_age(g: &GroupSend, newest_ts: Option<u64>, now: Instant, lite05: bool, timescale: u64) -> Duration {
+    let arrival_age = now.saturating_duration_since(g.arrival);
+    let ts_age = match (lite05, newest_ts, g.first_ts) {
+        (true, Some(newest), Some(mine)) if newest > mine => {
+            let units = newest - mine;
+            let millis = u128::from(units) * 1000 / u128::from(timescale);
+            Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
+        }
+        _ => Duration::ZERO,
+    };
+    arrival_age.max(ts_age)
+}
