@@ -13,8 +13,13 @@
 )]
 
 pub mod coding;
+mod fxhash;
+pub mod node;
+pub mod origin;
 pub mod session;
 pub mod wire;
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

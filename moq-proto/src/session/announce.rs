@@ -46,7 +46,11 @@ pub(crate) struct Listener {
 impl Session {
     /// Ask the peer for its broadcasts under `prefix` (relative to the session root), skipping
     /// routes through `exclude_hop` (0 = none; not sent on lite-03).
-    pub fn request_announcements(&mut self, prefix: Path, exclude_hop: u64) -> Result<InterestId, RequestError> {
+    pub fn request_announcements(
+        &mut self,
+        prefix: Path,
+        exclude_hop: u64,
+    ) -> Result<InterestId, RequestError> {
         self.check_request()?;
         if self.interests.len() >= self.cfg.max_announce_requests {
             return Err(RequestError::TooMany("announce requests"));
@@ -180,7 +184,10 @@ impl Session {
             return;
         };
         self.finish(interest.stream);
-        self.emit(Event::InterestClosed { id: key, error: code });
+        self.emit(Event::InterestClosed {
+            id: key,
+            error: code,
+        });
     }
 
     // ------------------------------------------------------------------------------------
@@ -297,7 +304,13 @@ impl Session {
 
     /// A live change: `path` became active (or, on lite-05, changed route) or ended.
     /// Ignored when it is outside the prefix, excluded, or no change on lite-03/04.
-    pub fn announce(&mut self, key: ListenerId, path: &Path, active: bool, hops: &[u64]) -> Result<(), RequestError> {
+    pub fn announce(
+        &mut self,
+        key: ListenerId,
+        path: &Path,
+        active: bool,
+        hops: &[u64],
+    ) -> Result<(), RequestError> {
         let Some(listener) = self.listeners.get(key) else {
             return Err(RequestError::Unknown);
         };
@@ -326,7 +339,12 @@ impl Session {
     }
 
     /// The suffix and wire hop list for `path`, or `None` if it should not be announced.
-    fn listener_entry(&self, key: ListenerId, path: &Path, hops: &[u64]) -> Option<(Path, Vec<u64>)> {
+    fn listener_entry(
+        &self,
+        key: ListenerId,
+        path: &Path,
+        hops: &[u64],
+    ) -> Option<(Path, Vec<u64>)> {
         let listener = self.listeners.get(key)?;
         let suffix = path.strip_prefix(&listener.prefix)?;
         if listener.exclude_hop != 0 && hops.contains(&listener.exclude_hop) {
@@ -360,7 +378,11 @@ impl Session {
             listener.active.remove(&suffix);
         }
         let stream = StreamRef::Open(listener.stream);
-        let message = Announce { status, suffix, hops };
+        let message = Announce {
+            status,
+            suffix,
+            hops,
+        };
         let bytes = self.encode_message(None, &message)?;
         self.write(stream, bytes);
         Ok(())

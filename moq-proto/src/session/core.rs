@@ -8,22 +8,25 @@ use slotmap::SlotMap;
 
 use super::announce::{Interest, Listener};
 use super::codes;
-use super::fxhash::FxHashMap;
 use super::publisher::{GroupSend, Serve};
-use super::requests::{FetchOut, FetchServe, GoawayState, ProbeState, SetupState, TrackQuery, TrackServe};
+use super::requests::{
+    FetchOut, FetchServe, GoawayState, ProbeState, SetupState, TrackQuery, TrackServe,
+};
 use super::subscriber::{GroupRecv, GroupRecvId, Subscription};
 use super::types::*;
 use crate::coding::{DecodeError, EncodeError, LenCounter, Sink};
+use crate::fxhash::FxHashMap;
 use crate::wire::{BiStreamType, Message, StreamReader, UniStreamType, Version};
 
 /// Where a stream we asked for stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(super) enum StreamRef {
     /// Waiting for the transport to grant credit.
     Pending(OpenToken),
     /// Open.
     Open(StreamId),
     /// Our send side is finished or reset.
+    #[default]
     Closed,
 }
 
@@ -245,10 +248,14 @@ impl Session {
         if self.closed {
             return None;
         }
-        [self.publisher_deadline(), self.probe.deadline(), self.goaway.deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.publisher_deadline(),
+            self.probe.deadline(),
+            self.goaway.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ------------------------------------------------------------------------------------
@@ -325,7 +332,11 @@ impl Session {
         {
             if reader.buffered() > self.cfg.max_stream_buffer {
                 // A header larger than anything legitimate: treat it as malformed.
-                self.malformed(id, stream_role_is_control(role), "stream buffer cap exceeded");
+                self.malformed(
+                    id,
+                    stream_role_is_control(role),
+                    "stream buffer cap exceeded",
+                );
                 return;
             }
             stream.reader = reader;
@@ -505,7 +516,13 @@ impl Session {
     // ------------------------------------------------------------------------------------
     // Dispatch
 
-    fn read_stream(&mut self, now: Instant, id: StreamId, role: Role, reader: &mut StreamReader) -> Flow {
+    fn read_stream(
+        &mut self,
+        now: Instant,
+        id: StreamId,
+        role: Role,
+        reader: &mut StreamReader,
+    ) -> Flow {
         match role {
             Role::IncomingBi => match reader.read_bi_type(self.version) {
                 Ok(Some(ty)) => Flow::Next(match ty {
@@ -594,7 +611,12 @@ impl Session {
                 // Nothing was set up yet (or nothing depends on it): close our side too.
                 self.close_send_quietly(id, codes::stream::CANCEL);
             }
-            Role::IncomingUni | Role::GroupHeader | Role::SetupSend | Role::GroupSend(_) | Role::GoawaySend | Role::Ignore => {}
+            Role::IncomingUni
+            | Role::GroupHeader
+            | Role::SetupSend
+            | Role::GroupSend(_)
+            | Role::GoawaySend
+            | Role::Ignore => {}
         }
         let _ = now;
     }
@@ -631,13 +653,21 @@ impl Session {
                 }
             }
             Role::GroupSend(group) => {
-                if let Some(g) = self.group_sends.get_mut(group).filter(|g| matches(&g.stream)) {
+                if let Some(g) = self
+                    .group_sends
+                    .get_mut(group)
+                    .filter(|g| matches(&g.stream))
+                {
                     g.stream = bound;
                 }
                 self.group_send_opened(now, group);
             }
             Role::Interest(interest) => {
-                if let Some(i) = self.interests.get_mut(interest).filter(|i| matches(&i.stream)) {
+                if let Some(i) = self
+                    .interests
+                    .get_mut(interest)
+                    .filter(|i| matches(&i.stream))
+                {
                     i.stream = bound;
                 }
             }
@@ -647,7 +677,11 @@ impl Session {
                 }
             }
             Role::TrackQuery(query) => {
-                if let Some(q) = self.track_queries.get_mut(query).filter(|q| matches(&q.stream)) {
+                if let Some(q) = self
+                    .track_queries
+                    .get_mut(query)
+                    .filter(|q| matches(&q.stream))
+                {
                     q.stream = bound;
                 }
             }
@@ -750,7 +784,8 @@ impl Session {
     /// Change the priority of an open stream.
     pub(super) fn set_priority(&mut self, target: StreamRef, priority: i32) {
         if let StreamRef::Open(stream) = target {
-            self.commands.push_back(Command::SetPriority { stream, priority });
+            self.commands
+                .push_back(Command::SetPriority { stream, priority });
         }
     }
 
@@ -760,7 +795,10 @@ impl Session {
             stream.send_open = false;
             // A finished group stream stays until its acknowledgement says it was delivered.
             let awaiting_ack = match stream.role {
-                Role::GroupSend(group) => self.group_sends.get(group).is_some_and(|g| g.awaiting_ack()),
+                Role::GroupSend(group) => self
+                    .group_sends
+                    .get(group)
+                    .is_some_and(|g| g.awaiting_ack()),
                 _ => false,
             };
             if !stream.recv_open && !awaiting_ack {
@@ -788,7 +826,12 @@ impl Session {
     }
 
     /// `Wait`, unless FIN arrived with an incomplete item, which is malformed.
-    pub(super) fn wait_or_truncated(&mut self, id: StreamId, reader: &StreamReader, control: bool) -> Flow {
+    pub(super) fn wait_or_truncated(
+        &mut self,
+        id: StreamId,
+        reader: &StreamReader,
+        control: bool,
+    ) -> Flow {
         if reader.is_truncated() {
             self.malformed(id, control, "stream ended inside a message");
         } else if reader.is_finished() {
@@ -800,7 +843,12 @@ impl Session {
     }
 
     /// Malformed input: a control stream closes the session, a data stream is stopped alone.
-    pub(super) fn malformed(&mut self, id: StreamId, control: bool, reason: impl std::fmt::Display) {
+    pub(super) fn malformed(
+        &mut self,
+        id: StreamId,
+        control: bool,
+        reason: impl std::fmt::Display,
+    ) {
         if control {
             self.violation(reason);
         } else {
@@ -840,7 +888,11 @@ impl Session {
     }
 
     /// Encode a size-prefixed message (optionally after a stream type byte).
-    pub(super) fn encode_message<M: Message>(&mut self, stream_type: Option<u8>, message: &M) -> Result<Bytes, EncodeError> {
+    pub(super) fn encode_message<M: Message>(
+        &mut self,
+        stream_type: Option<u8>,
+        message: &M,
+    ) -> Result<Bytes, EncodeError> {
         let version = self.version;
         self.encode(|sink| {
             if let Some(ty) = stream_type {
@@ -859,5 +911,8 @@ fn role_is_bidi(role: Role) -> bool {
 }
 
 fn stream_role_is_control(role: Role) -> bool {
-    !matches!(role, Role::GroupHeader | Role::GroupRecv(_) | Role::Fetch(_) | Role::IncomingUni)
+    !matches!(
+        role,
+        Role::GroupHeader | Role::GroupRecv(_) | Role::Fetch(_) | Role::IncomingUni
+    )
 }

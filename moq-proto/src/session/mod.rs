@@ -38,7 +38,6 @@
 mod announce;
 pub mod codes;
 mod core;
-mod fxhash;
 mod publisher;
 mod requests;
 mod subscriber;

@@ -418,7 +418,14 @@ impl Session {
     /// Start a frame of `size` bytes with timestamp `ts` (track timescale units; ignored before
     /// lite-05), carrying its first payload bytes in `chunk` (may be empty, or the whole
     /// payload). Returns false if the group is gone (expired, stopped, cancelled).
-    pub fn write_frame(&mut self, now: Instant, group: GroupSendId, ts: u64, size: u64, chunk: Bytes) -> bool {
+    pub fn write_frame(
+        &mut self,
+        now: Instant,
+        group: GroupSendId,
+        ts: u64,
+        size: u64,
+        chunk: Bytes,
+    ) -> bool {
         let version = self.version;
         let Some(g) = self.group_sends.get_mut(group) else {
             return false;
@@ -623,7 +630,8 @@ impl Session {
 
     /// Recompute every subscription's age rank (older first), re-ranking groups that moved.
     fn rank_serves(&mut self) {
-        let mut order: Vec<(u64, ServeId)> = self.serves.iter().map(|(k, s)| (s.wire_id, k)).collect();
+        let mut order: Vec<(u64, ServeId)> =
+            self.serves.iter().map(|(k, s)| (s.wire_id, k)).collect();
         order.sort_unstable();
         for (rank, (_, serve)) in order.into_iter().enumerate() {
             let bits = 127 - rank.min(127) as u8;
@@ -701,7 +709,12 @@ impl Session {
         self.serves
             .values()
             .filter_map(|s| {
-                let newest = s.groups.iter().filter_map(|k| self.group_sends.get(*k)).map(|g| g.seq).max()?;
+                let newest = s
+                    .groups
+                    .iter()
+                    .filter_map(|k| self.group_sends.get(*k))
+                    .map(|g| g.seq)
+                    .max()?;
                 s.groups
                     .iter()
                     .filter_map(|k| self.group_sends.get(*k))
@@ -715,7 +728,13 @@ impl Session {
 
 /// A group's age for expiry: the larger of its arrival age and (lite-05) its timestamp age
 /// behind the newest group.
-fn group_age(g: &GroupSend, newest_ts: Option<u64>, now: Instant, lite05: bool, timescale: u64) -> Duration {
+fn group_age(
+    g: &GroupSend,
+    newest_ts: Option<u64>,
+    now: Instant,
+    lite05: bool,
+    timescale: u64,
+) -> Duration {
     let arrival_age = now.saturating_duration_since(g.arrival);
     let ts_age = match (lite05, newest_ts, g.first_ts) {
         (true, Some(newest), Some(mine)) if newest > mine => {

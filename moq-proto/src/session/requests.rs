@@ -22,8 +22,8 @@ use super::codes;
 use super::core::{CONTROL_PRIORITY, Flow, Role, Session, StreamRef};
 use super::types::*;
 use crate::wire::{
-    BiStreamType, Fetch, FrameDecoder, FrameHeader, FrameItem, Goaway, Path, Probe,
-    ProbeLevel, Setup, StreamReader, Timestamps, TrackInfo, TrackRequest, UniStreamType,
+    BiStreamType, Fetch, FrameDecoder, FrameHeader, FrameItem, Goaway, Path, Probe, ProbeLevel,
+    Setup, StreamReader, Timestamps, TrackInfo, TrackRequest, UniStreamType,
 };
 
 pub(crate) struct FetchOut {
@@ -57,12 +57,6 @@ pub(crate) struct ProbeState {
     reported: Option<(TransportStats, Instant)>,
     /// The peer's SETUP probe level (lite-05).
     pub(super) peer_level: ProbeLevel,
-}
-
-impl Default for StreamRef {
-    fn default() -> Self {
-        StreamRef::Closed
-    }
 }
 
 const PROBE_MIN_AGE: Duration = Duration::from_millis(100);
@@ -133,7 +127,13 @@ impl Session {
 
     /// FETCH one group. The reply arrives as [`Event::FetchFrameStart`] /
     /// [`Event::FetchFramePayload`], then [`Event::FetchClosed`].
-    pub fn fetch(&mut self, broadcast: Path, track: &str, priority: u8, group: u64) -> Result<FetchId, RequestError> {
+    pub fn fetch(
+        &mut self,
+        broadcast: Path,
+        track: &str,
+        priority: u8,
+        group: u64,
+    ) -> Result<FetchId, RequestError> {
         self.check_request()?;
         if self.fetches.len() >= self.cfg.max_requests {
             return Err(RequestError::TooMany("fetches"));
@@ -180,14 +180,17 @@ impl Session {
             };
             match fetch.frames.read(reader, &self.cfg.limits) {
                 Ok(Some(FrameItem::Header { timestamp, size })) => {
-                    let (chunk, remaining) = match (size > 0).then(|| fetch.frames.read(reader, &self.cfg.limits)) {
-                        Some(Ok(Some(FrameItem::Payload { chunk, remaining }))) => (chunk, remaining),
-                        Some(Err(err)) => {
-                            self.fetch_malformed(key, id, err);
-                            return Flow::Wait;
-                        }
-                        _ => (Bytes::new(), size),
-                    };
+                    let (chunk, remaining) =
+                        match (size > 0).then(|| fetch.frames.read(reader, &self.cfg.limits)) {
+                            Some(Ok(Some(FrameItem::Payload { chunk, remaining }))) => {
+                                (chunk, remaining)
+                            }
+                            Some(Err(err)) => {
+                                self.fetch_malformed(key, id, err);
+                                return Flow::Wait;
+                            }
+                            _ => (Bytes::new(), size),
+                        };
                     self.emit(Event::FetchFrameStart {
                         id: key,
                         timestamp: lite05.then_some(timestamp),
@@ -197,7 +200,11 @@ impl Session {
                     });
                 }
                 Ok(Some(FrameItem::Payload { chunk, remaining })) => {
-                    self.emit(Event::FetchFramePayload { id: key, chunk, remaining });
+                    self.emit(Event::FetchFramePayload {
+                        id: key,
+                        chunk,
+                        remaining,
+                    });
                 }
                 Ok(Some(FrameItem::End)) => {
                     // The reply ended: only now FIN our request side.
@@ -205,7 +212,10 @@ impl Session {
                     if let Some(fetch) = self.fetches.remove(key) {
                         self.finish(fetch.stream);
                     }
-                    self.emit(Event::FetchClosed { id: key, error: None });
+                    self.emit(Event::FetchClosed {
+                        id: key,
+                        error: None,
+                    });
                     return Flow::Wait;
                 }
                 Ok(None) => return Flow::Wait,
@@ -217,7 +227,12 @@ impl Session {
         }
     }
 
-    fn fetch_malformed(&mut self, key: FetchId, id: crate::session::StreamId, err: crate::coding::DecodeError) {
+    fn fetch_malformed(
+        &mut self,
+        key: FetchId,
+        id: crate::session::StreamId,
+        err: crate::coding::DecodeError,
+    ) {
         tracing::debug!(%err, "malformed fetch reply");
         self.refuse_stream(id, codes::stream::MALFORMED_TRACK);
         self.fetches.remove(key);
@@ -232,13 +247,21 @@ impl Session {
             return;
         };
         self.reset(fetch.stream, codes::stream::CANCEL);
-        self.emit(Event::FetchClosed { id: key, error: Some(code) });
+        self.emit(Event::FetchClosed {
+            id: key,
+            error: Some(code),
+        });
     }
 
     // ------------------------------------------------------------------------------------
     // Fetch, responder
 
-    pub(super) fn read_fetch_request(&mut self, _now: Instant, id: crate::session::StreamId, reader: &mut StreamReader) -> Flow {
+    pub(super) fn read_fetch_request(
+        &mut self,
+        _now: Instant,
+        id: crate::session::StreamId,
+        reader: &mut StreamReader,
+    ) -> Flow {
         let request = match reader.read_message::<Fetch>(self.version, &self.cfg.limits) {
             Ok(Some(r)) => r,
             Ok(None) => return self.wait_or_truncated(id, reader, true),
@@ -310,7 +333,10 @@ impl Session {
             0
         };
         let stream = StreamRef::Open(fetch.stream);
-        let header = FrameHeader { timestamp_delta, size };
+        let header = FrameHeader {
+            timestamp_delta,
+            size,
+        };
         let Ok(bytes) = self.encode(|sink| header.encode(sink, version)) else {
             return false;
         };
@@ -350,7 +376,11 @@ impl Session {
     // Track (lite-05)
 
     /// Ask for a track's properties (lite-05 TRACK). Answered by [`Event::TrackInfo`].
-    pub fn track_info(&mut self, broadcast: Path, track: &str) -> Result<TrackQueryId, RequestError> {
+    pub fn track_info(
+        &mut self,
+        broadcast: Path,
+        track: &str,
+    ) -> Result<TrackQueryId, RequestError> {
         self.check_request()?;
         if !self.version.is_lite05() {
             return Err(RequestError::Unsupported(self.version));
@@ -387,7 +417,10 @@ impl Session {
             match reader.read_message::<TrackInfo>(self.version, &self.cfg.limits) {
                 Ok(Some(info)) => {
                     self.track_queries[key].answered = true;
-                    self.emit(Event::TrackInfo { id: key, result: Ok(info) });
+                    self.emit(Event::TrackInfo {
+                        id: key,
+                        result: Ok(info),
+                    });
                 }
                 Ok(None) => return self.wait_or_truncated(id, reader, true),
                 Err(err) => {
@@ -414,11 +447,19 @@ impl Session {
         };
         self.reset(query.stream, codes::stream::CANCEL);
         if !query.answered {
-            self.emit(Event::TrackInfo { id: key, result: Err(code) });
+            self.emit(Event::TrackInfo {
+                id: key,
+                result: Err(code),
+            });
         }
     }
 
-    pub(super) fn read_track_request(&mut self, _now: Instant, id: crate::session::StreamId, reader: &mut StreamReader) -> Flow {
+    pub(super) fn read_track_request(
+        &mut self,
+        _now: Instant,
+        id: crate::session::StreamId,
+        reader: &mut StreamReader,
+    ) -> Flow {
         let request = match reader.read_message::<TrackRequest>(self.version, &self.cfg.limits) {
             Ok(Some(r)) => r,
             Ok(None) => return self.wait_or_truncated(id, reader, true),
@@ -505,7 +546,12 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn read_probe_reports(&mut self, _now: Instant, id: crate::session::StreamId, reader: &mut StreamReader) -> Flow {
+    pub(super) fn read_probe_reports(
+        &mut self,
+        _now: Instant,
+        id: crate::session::StreamId,
+        reader: &mut StreamReader,
+    ) -> Flow {
         loop {
             match reader.read_message::<Probe>(self.version, &self.cfg.limits) {
                 Ok(Some(report)) => self.emit(Event::ProbeReport {
@@ -530,7 +576,12 @@ impl Session {
         }
     }
 
-    pub(super) fn read_probe_responder(&mut self, now: Instant, id: crate::session::StreamId, reader: &mut StreamReader) -> Flow {
+    pub(super) fn read_probe_responder(
+        &mut self,
+        now: Instant,
+        id: crate::session::StreamId,
+        reader: &mut StreamReader,
+    ) -> Flow {
         if self.probe.responder != Some(id) {
             let disabled = self.version.is_lite05() && self.cfg.probe_level == ProbeLevel::None;
             if disabled || self.probe.responder.is_some() {
@@ -606,7 +657,9 @@ impl Session {
         self.goaway.sent = true;
         self.goaway.deadline = Some(now + drain);
         if self.version.has_goaway() {
-            let message = Goaway { uri: uri.to_string() };
+            let message = Goaway {
+                uri: uri.to_string(),
+            };
             let bytes = self.encode_message(Some(BiStreamType::Goaway.code() as u8), &message)?;
             let stream = self.open_stream(Dir::Bi, Role::GoawaySend, CONTROL_PRIORITY);
             self.write(stream, bytes);
@@ -615,7 +668,12 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn read_goaway(&mut self, _now: Instant, id: crate::session::StreamId, reader: &mut StreamReader) -> Flow {
+    pub(super) fn read_goaway(
+        &mut self,
+        _now: Instant,
+        id: crate::session::StreamId,
+        reader: &mut StreamReader,
+    ) -> Flow {
         match reader.read_message::<Goaway>(self.version, &self.cfg.limits) {
             Ok(Some(goaway)) => {
                 if self.goaway.received {
@@ -644,7 +702,11 @@ impl Session {
         let client = self.cfg.side == Side::Client;
         let setup = Setup {
             probe: self.cfg.probe_level,
-            path: if client { self.cfg.setup_path.clone() } else { None },
+            path: if client {
+                self.cfg.setup_path.clone()
+            } else {
+                None
+            },
             role: if client { self.cfg.setup_role } else { None },
         };
         match self.encode_message(Some(UniStreamType::Setup.code() as u8), &setup) {
@@ -657,7 +719,12 @@ impl Session {
         }
     }
 
-    pub(super) fn read_setup(&mut self, _now: Instant, id: crate::session::StreamId, reader: &mut StreamReader) -> Flow {
+    pub(super) fn read_setup(
+        &mut self,
+        _now: Instant,
+        id: crate::session::StreamId,
+        reader: &mut StreamReader,
+    ) -> Flow {
         if !self.setup.received {
             let setup = match reader.read_message::<Setup>(self.version, &self.cfg.limits) {
                 Ok(Some(setup)) => setup,

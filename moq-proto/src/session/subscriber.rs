@@ -363,16 +363,17 @@ impl Session {
             match group.frames.read(reader, &self.cfg.limits) {
                 Ok(Some(FrameItem::Header { timestamp, size })) => {
                     // Hand out the header together with the first payload bytes when present.
-                    let (chunk, remaining) = match (size > 0)
-                        .then(|| group.frames.read(reader, &self.cfg.limits))
-                    {
-                        Some(Ok(Some(FrameItem::Payload { chunk, remaining }))) => (chunk, remaining),
-                        Some(Err(err)) => {
-                            self.group_malformed(key, err);
-                            return Flow::Wait;
-                        }
-                        _ => (Bytes::new(), size),
-                    };
+                    let (chunk, remaining) =
+                        match (size > 0).then(|| group.frames.read(reader, &self.cfg.limits)) {
+                            Some(Ok(Some(FrameItem::Payload { chunk, remaining }))) => {
+                                (chunk, remaining)
+                            }
+                            Some(Err(err)) => {
+                                self.group_malformed(key, err);
+                                return Flow::Wait;
+                            }
+                            _ => (Bytes::new(), size),
+                        };
                     self.events.push_back(Event::FrameStart {
                         id: sub,
                         seq,
@@ -452,14 +453,15 @@ impl Session {
     }
 
     pub(super) fn on_datagram(&mut self, _now: Instant, data: Bytes) {
-        let datagram = match Datagram::decode(&data, self.version, self.cfg.limits.max_datagram_size) {
-            Ok(d) => d,
-            Err(err) => {
-                // Unreliable and unauthenticated by the stream layer: drop it, never fail.
-                tracing::trace!(%err, "dropping datagram");
-                return;
-            }
-        };
+        let datagram =
+            match Datagram::decode(&data, self.version, self.cfg.limits.max_datagram_size) {
+                Ok(d) => d,
+                Err(err) => {
+                    // Unreliable and unauthenticated by the stream layer: drop it, never fail.
+                    tracing::trace!(%err, "dropping datagram");
+                    return;
+                }
+            };
         let Some(&sub) = self.sub_by_wire.get(&datagram.subscribe_id) else {
             return;
         };

@@ -1,0 +1,479 @@
+//! Fan-out: delivering a track's groups to its consumers, live and from the cache.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::events::SubscriptionEvent;
+use super::{ConsumerId, Links, Node, NodeEvent, Owner, Sink};
+use crate::origin::{GroupState, TrackEnd, TrackId};
+use crate::session::codes;
+
+impl Node {
+    /// Register a consumer on its track and replay the cache: the latest group unless it asked
+    /// for an earlier start, then every later cached group.
+    pub(super) fn attach(&mut self, now: Instant, consumer: ConsumerId) {
+        let Some(c) = self.consumers.get(consumer) else {
+            return;
+        };
+        let track = c.track;
+        let requested = c.params.start;
+        if let Some(entry) = self.links.entry(track) {
+            entry.or_default().consumers.push(consumer);
+        }
+        let Some(t) = self.origin.track(track) else {
+            return;
+        };
+        let first = match requested {
+            Some(start) => Some(start),
+            None => t.latest(),
+        };
+        let Some(first) = first else {
+            return;
+        };
+        let seqs: Vec<u64> = t
+            .groups()
+            .map(|g| g.seq())
+            .filter(|s| *s >= first)
+            .collect();
+        for seq in seqs {
+            self.replay_group(now, consumer, track, seq);
+        }
+    }
+
+    /// Deliver everything cached of one group to one consumer.
+    pub(super) fn replay_group(
+        &mut self,
+        now: Instant,
+        consumer: ConsumerId,
+        track: TrackId,
+        seq: u64,
+    ) {
+        if !self.open_for(now, consumer, track, seq) {
+            return;
+        }
+        let Some(group) = self.origin.track(track).and_then(|t| t.group(seq)) else {
+            return;
+        };
+        let state = group.state();
+        let frames = group.frames().len();
+        for index in 0..frames {
+            let Some(group) = self.origin.track(track).and_then(|t| t.group(seq)) else {
+                return;
+            };
+            let meta = group.frames()[index];
+            let chunks: Vec<Bytes> = group.frame_chunks(index).to_vec();
+            let mut chunks = chunks.into_iter();
+            let first = chunks.next().unwrap_or_default();
+            self.frame_for(now, consumer, track, seq, meta.timestamp, meta.size, first);
+            for chunk in chunks {
+                self.payload_for(consumer, track, seq, chunk);
+            }
+        }
+        if state != GroupState::Open {
+            self.close_for(consumer, track, seq, state);
+        }
+    }
+
+    /// Decide whether `consumer` gets group `seq` and open its delivery.
+    fn open_for(&mut self, now: Instant, consumer: ConsumerId, track: TrackId, seq: u64) -> bool {
+        let Some(c) = self.consumers.get_mut(consumer) else {
+            return false;
+        };
+        if c.params.start.is_some_and(|s| seq < s)
+            || c.start.is_some_and(|s| seq < s)
+            || c.params.end.is_some_and(|e| seq > e)
+            || c.groups.iter().any(|(s, _)| *s == seq)
+        {
+            return false;
+        }
+        let owner = c.owner;
+        let (arrival, first_ts) = match self.origin.track(track).and_then(|t| t.group(seq)) {
+            Some(g) => (g.arrival(), g.first_timestamp()),
+            None => (now, None),
+        };
+        let sink = match owner {
+            Owner::Serve(peer, serve) => {
+                if !self.consumers[consumer].accepted {
+                    self.accept_consumer(consumer);
+                }
+                let Some(p) = self.peers.get_mut(peer) else {
+                    return false;
+                };
+                match p.session.open_group(now, serve, seq, arrival, first_ts) {
+                    Some(group) => {
+                        self.touch(peer);
+                        Sink::Stream(group)
+                    }
+                    None => return false,
+                }
+            }
+            Owner::Local(id) => {
+                if !self.consumers[consumer].accepted {
+                    self.accept_consumer(consumer);
+                }
+                self.events.push_back(NodeEvent::Subscription {
+                    id,
+                    event: SubscriptionEvent::Group { seq },
+                });
+                Sink::Local(0)
+            }
+        };
+        let c = &mut self.consumers[consumer];
+        c.start.get_or_insert(seq);
+        c.groups.push((seq, sink));
+        true
+    }
+
+    fn sink_of(&self, consumer: ConsumerId, seq: u64) -> Option<Sink> {
+        let c = self.consumers.get(consumer)?;
+        c.groups
+            .iter()
+            .find(|(s, _)| *s == seq)
+            .map(|(_, sink)| *sink)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn frame_for(
+        &mut self,
+        now: Instant,
+        consumer: ConsumerId,
+        track: TrackId,
+        seq: u64,
+        ts: u64,
+        size: u64,
+        chunk: Bytes,
+    ) {
+        match (
+            self.consumers.get(consumer).map(|c| c.owner),
+            self.sink_of(consumer, seq),
+        ) {
+            (Some(Owner::Serve(peer, _)), Some(Sink::Stream(group))) => {
+                if let Some(p) = self.peers.get_mut(peer) {
+                    p.session.write_frame(now, group, ts, size, chunk);
+                    self.touch(peer);
+                }
+            }
+            (Some(Owner::Local(id)), Some(Sink::Local(next))) => {
+                self.local_frames(consumer, id, track, seq, next)
+            }
+            _ => {}
+        }
+    }
+
+    fn payload_for(&mut self, consumer: ConsumerId, track: TrackId, seq: u64, chunk: Bytes) {
+        match (
+            self.consumers.get(consumer).map(|c| c.owner),
+            self.sink_of(consumer, seq),
+        ) {
+            (Some(Owner::Serve(peer, _)), Some(Sink::Stream(group))) => {
+                if let Some(p) = self.peers.get_mut(peer) {
+                    p.session.write_payload(group, chunk);
+                    self.touch(peer);
+                }
+            }
+            (Some(Owner::Local(id)), Some(Sink::Local(next))) => {
+                self.local_frames(consumer, id, track, seq, next)
+            }
+            _ => {}
+        }
+    }
+
+    fn close_for(&mut self, consumer: ConsumerId, track: TrackId, seq: u64, state: GroupState) {
+        let Some(c) = self.consumers.get_mut(consumer) else {
+            return;
+        };
+        let Some(pos) = c.groups.iter().position(|(s, _)| *s == seq) else {
+            return;
+        };
+        let (_, sink) = c.groups.swap_remove(pos);
+        let owner = c.owner;
+        match (owner, sink) {
+            (Owner::Serve(peer, _), Sink::Stream(group)) => {
+                if let Some(p) = self.peers.get_mut(peer) {
+                    match state {
+                        GroupState::Aborted(code) => p.session.abort_group(group, code),
+                        _ => p.session.finish_group(group),
+                    }
+                    self.touch(peer);
+                }
+            }
+            (Owner::Local(id), Sink::Local(next)) => {
+                // Put it back so the remaining complete frames go out, then report the end.
+                if let Some(c) = self.consumers.get_mut(consumer) {
+                    c.groups.push((seq, Sink::Local(next)));
+                }
+                self.local_frames(consumer, id, track, seq, next);
+                if let Some(c) = self.consumers.get_mut(consumer) {
+                    c.groups.retain(|(s, _)| *s != seq);
+                }
+                self.events.push_back(NodeEvent::Subscription {
+                    id,
+                    event: SubscriptionEvent::GroupEnd { seq, state },
+                });
+            }
+            _ => {}
+        }
+        self.finish_if_bounded(consumer, seq);
+    }
+
+    /// Hand a local consumer every newly complete frame of a group.
+    fn local_frames(
+        &mut self,
+        consumer: ConsumerId,
+        id: super::LocalSubId,
+        track: TrackId,
+        seq: u64,
+        mut next: usize,
+    ) {
+        let Some(group) = self.origin.track(track).and_then(|t| t.group(seq)) else {
+            return;
+        };
+        while next < group.frames().len() && group.frame_complete(next) {
+            let meta = group.frames()[next];
+            self.events.push_back(NodeEvent::Subscription {
+                id,
+                event: SubscriptionEvent::Frame {
+                    seq,
+                    timestamp: meta.timestamp,
+                    payload: group.frame_payload(next),
+                },
+            });
+            next += 1;
+        }
+        if let Some(c) = self.consumers.get_mut(consumer)
+            && let Some(entry) = c.groups.iter_mut().find(|(s, _)| *s == seq)
+        {
+            entry.1 = Sink::Local(next);
+        }
+    }
+
+    /// A bounded subscription whose last group closed is complete: end it.
+    fn finish_if_bounded(&mut self, consumer: ConsumerId, seq: u64) {
+        let Some(c) = self.consumers.get(consumer) else {
+            return;
+        };
+        let Some(end) = c.params.end else {
+            return;
+        };
+        if seq < end || !c.groups.is_empty() {
+            return;
+        }
+        self.end_consumer(consumer, end + 1, None);
+    }
+
+    /// Tell a consumer its subscription is over (`error: None` = cleanly at `end`) and drop it.
+    pub(super) fn end_consumer(&mut self, consumer: ConsumerId, end: u64, error: Option<u64>) {
+        let Some(c) = self.consumers.get(consumer) else {
+            return;
+        };
+        match c.owner {
+            Owner::Serve(peer, serve) => {
+                let accepted = c.accepted;
+                if let Some(p) = self.peers.get_mut(peer) {
+                    match (error, accepted) {
+                        (None, _) => p.session.end_serve(serve, end),
+                        (Some(code), true) => p.session.abort_serve(serve, code),
+                        (Some(code), false) => p.session.reject_serve(serve, code),
+                    }
+                    p.serves.remove(&serve);
+                    self.touch(peer);
+                }
+            }
+            Owner::Local(id) => {
+                self.events.push_back(NodeEvent::Subscription {
+                    id,
+                    event: SubscriptionEvent::Closed { error },
+                });
+                if let Some(local) = self.locals.get_mut(id) {
+                    local.consumer = None;
+                }
+                self.locals.remove(id);
+            }
+        }
+        self.detach(consumer);
+    }
+
+    /// Remove a consumer; release the track's upstream if it was the last one.
+    pub(super) fn detach(&mut self, consumer: ConsumerId) {
+        let Some(c) = self.consumers.remove(consumer) else {
+            return;
+        };
+        if let Some(links) = self.links.get_mut(c.track) {
+            links.consumers.retain(|k| *k != consumer);
+        }
+        self.release_if_unused(c.track);
+    }
+
+    /// A remote track nobody uses any more: unsubscribe upstream and forget it.
+    pub(super) fn release_if_unused(&mut self, track: TrackId) {
+        let Some(t) = self.origin.track(track) else {
+            self.links.remove(track);
+            return;
+        };
+        let broadcast = t.broadcast();
+        let local = self
+            .origin
+            .broadcast(broadcast)
+            .is_some_and(|b| b.is_local());
+        let busy = self.links.get(track).is_some_and(|l| {
+            !l.consumers.is_empty() || !l.fetches.is_empty() || !l.info_waiters.is_empty()
+        });
+        if busy || (local && t.ended().is_none()) {
+            return;
+        }
+        if let Some(links) = self.links.remove(track) {
+            if let Some((peer, sub)) = links.upstream
+                && let Some(p) = self.peers.get_mut(peer)
+            {
+                p.upstream.remove(&sub);
+                p.session.unsubscribe(sub);
+                self.touch(peer);
+            }
+            if let Some((peer, query)) = links.info_query
+                && let Some(p) = self.peers.get_mut(peer)
+            {
+                p.track_queries.remove(&query);
+            }
+        }
+        self.origin.remove_track(track);
+        self.origin.collect(broadcast);
+    }
+
+    /// Accept a consumer toward its subscriber.
+    pub(super) fn accept_consumer(&mut self, consumer: ConsumerId) {
+        let Some(c) = self.consumers.get_mut(consumer) else {
+            return;
+        };
+        if c.accepted {
+            return;
+        }
+        c.accepted = true;
+        let (owner, track) = (c.owner, c.track);
+        let t = self.origin.track(track);
+        let info = t.and_then(|t| t.info());
+        let latest = t.and_then(|t| t.latest());
+        match owner {
+            Owner::Serve(peer, serve) => {
+                if let Some(p) = self.peers.get_mut(peer) {
+                    let _ = p
+                        .session
+                        .accept_serve(serve, info.unwrap_or_default(), latest);
+                    self.touch(peer);
+                }
+            }
+            Owner::Local(id) => self.events.push_back(NodeEvent::Subscription {
+                id,
+                event: SubscriptionEvent::Ready { info },
+            }),
+        }
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Live fan-out
+
+    /// A group began on `track`: open it for every consumer that wants it.
+    pub(super) fn group_started(&mut self, now: Instant, track: TrackId, seq: u64) {
+        let mut i = 0;
+        while let Some(consumer) = self.consumer_at(track, i) {
+            self.open_for(now, consumer, track, seq);
+            i += 1;
+        }
+    }
+
+    /// A frame began in group `seq`, with `chunk` its first payload bytes.
+    pub(super) fn frame_started(
+        &mut self,
+        now: Instant,
+        track: TrackId,
+        seq: u64,
+        ts: u64,
+        size: u64,
+        chunk: &Bytes,
+    ) {
+        let mut i = 0;
+        while let Some(consumer) = self.consumer_at(track, i) {
+            self.frame_for(now, consumer, track, seq, ts, size, chunk.clone());
+            i += 1;
+        }
+        self.serve_fetch_progress(now, track, seq);
+    }
+
+    /// More payload for the frame in progress of group `seq`.
+    pub(super) fn payload_added(&mut self, now: Instant, track: TrackId, seq: u64, chunk: &Bytes) {
+        let mut i = 0;
+        while let Some(consumer) = self.consumer_at(track, i) {
+            self.payload_for(consumer, track, seq, chunk.clone());
+            i += 1;
+        }
+        self.serve_fetch_progress(now, track, seq);
+    }
+
+    /// Group `seq` of `track` finished or was aborted.
+    pub(super) fn group_closed(
+        &mut self,
+        now: Instant,
+        track: TrackId,
+        seq: u64,
+        state: GroupState,
+    ) {
+        if let Some(t) = self.origin.track_mut(track) {
+            t.close_group(seq, state);
+        }
+        let mut i = 0;
+        while let Some(consumer) = self.consumer_at(track, i) {
+            let before = self.links.get(track).map_or(0, |l| l.consumers.len());
+            self.close_for(consumer, track, seq, state);
+            // A bounded consumer may have just left the list.
+            if self.links.get(track).map_or(0, |l| l.consumers.len()) == before {
+                i += 1;
+            }
+        }
+        self.serve_fetch_progress(now, track, seq);
+    }
+
+    fn consumer_at(&self, track: TrackId, i: usize) -> Option<ConsumerId> {
+        self.links
+            .get(track)
+            .and_then(|l: &Links| l.consumers.get(i).copied())
+    }
+
+    /// The track is over: end every consumer (`None` = cleanly) and forget the track unless it
+    /// is a local one that may still be fetched.
+    pub(super) fn track_ended(&mut self, now: Instant, track: TrackId, end: TrackEnd) {
+        let Some(t) = self.origin.track_mut(track) else {
+            return;
+        };
+        t.end(end);
+        let open: Vec<u64> = t.open_groups().collect();
+        let code = match end {
+            TrackEnd::Aborted(code) => Some(code),
+            TrackEnd::Finished { .. } => None,
+        };
+        for seq in open {
+            self.group_closed(
+                now,
+                track,
+                seq,
+                GroupState::Aborted(code.unwrap_or(codes::stream::CANCEL)),
+            );
+        }
+        let end_seq = match end {
+            TrackEnd::Finished { end } => end,
+            TrackEnd::Aborted(_) => self
+                .origin
+                .track(track)
+                .and_then(|t| t.latest())
+                .map_or(0, |l| l + 1),
+        };
+        let consumers = self
+            .links
+            .get(track)
+            .map(|l| l.consumers.clone())
+            .unwrap_or_default();
+        for consumer in consumers {
+            self.end_consumer(consumer, end_seq, code);
+        }
+        self.release_if_unused(track);
+    }
+}

@@ -1,0 +1,139 @@
+//! What the node reports to the application.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::origin::{GroupState, PeerId};
+use crate::wire::{Path, TrackInfo};
+
+slotmap::new_key_type! {
+    /// A subscription made by the local application.
+    pub struct LocalSubId;
+    /// A FETCH made by the local application.
+    pub struct LocalFetchId;
+    /// A prefix the application (or a peer) watches for announcements.
+    pub struct WatchId;
+}
+
+/// Progress of a local subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscriptionEvent {
+    /// The track resolved: the publisher accepted, or the track is local.
+    Ready {
+        /// Its properties, when known.
+        info: Option<TrackInfo>,
+    },
+    /// A group began.
+    Group {
+        /// Its sequence.
+        seq: u64,
+    },
+    /// A whole frame.
+    Frame {
+        /// Group sequence.
+        seq: u64,
+        /// Timestamp in track timescale units (arrival milliseconds for lite-03/04 sources).
+        timestamp: u64,
+        /// The payload (zero-copy when it arrived in one chunk).
+        payload: Bytes,
+    },
+    /// A group ended (finished, or aborted with a code such as 0x34 Old).
+    GroupEnd {
+        /// Group sequence.
+        seq: u64,
+        /// How.
+        state: GroupState,
+    },
+    /// Groups `start..=end` will never come.
+    Dropped {
+        /// First group.
+        start: u64,
+        /// Last group, inclusive.
+        end: u64,
+        /// Error code.
+        code: u64,
+    },
+    /// The subscription is over: `None` when the track ended cleanly.
+    Closed {
+        /// Error code, if any.
+        error: Option<u64>,
+    },
+}
+
+/// Progress of a local FETCH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchEvent {
+    /// A whole frame of the group.
+    Frame {
+        /// Timestamp.
+        timestamp: u64,
+        /// Payload.
+        payload: Bytes,
+    },
+    /// The fetch is over: `None` when the whole group arrived.
+    Closed {
+        /// Error code, if any.
+        error: Option<u64>,
+    },
+}
+
+/// Something the application must know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A session is usable (its root path is known).
+    SessionReady {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A session closed.
+    SessionClosed {
+        /// The peer.
+        peer: PeerId,
+        /// Session error code.
+        code: u64,
+        /// Reason.
+        reason: String,
+        /// True when we closed it.
+        local: bool,
+    },
+    /// A peer sent GOAWAY.
+    Goaway {
+        /// The peer.
+        peer: PeerId,
+        /// Where to reconnect (empty = the same URL).
+        uri: String,
+    },
+    /// A PROBE report from a peer.
+    ProbeReport {
+        /// The peer.
+        peer: PeerId,
+        /// Bits per second.
+        bitrate: u64,
+        /// Smoothed RTT.
+        rtt: Duration,
+    },
+    /// A broadcast under a watched prefix became active or ended.
+    Announced {
+        /// The watch.
+        watch: WatchId,
+        /// The broadcast path.
+        path: Path,
+        /// Active or ended.
+        active: bool,
+    },
+    /// A local subscription progressed.
+    Subscription {
+        /// The subscription.
+        id: LocalSubId,
+        /// What happened.
+        event: SubscriptionEvent,
+    },
+    /// A local FETCH progressed.
+    Fetch {
+        /// The fetch.
+        id: LocalFetchId,
+        /// What happened.
+        event: FetchEvent,
+    },
+}

@@ -1,0 +1,423 @@
+//! A node: one [`Origin`] with any number of [`Session`]s attached, plus the local application.
+//!
+//! This is the transport-agnostic endpoint that [`crate::quic`] and the in-memory test harness
+//! wrap. Everything a relay does happens here, with no relay-specific code path:
+//!
+//! - Announcements flow from the origin to every session (and local watcher) that asked,
+//!   filtered by prefix, never back to the session a route came from, and skipping routes
+//!   through the requester's Exclude Hop.
+//! - Broadcasts announced by a peer become remote broadcasts in the origin (loops are cut by
+//!   dropping any route whose hop list already holds our hop ID).
+//! - A subscription to a remote track opens **one** upstream subscription, shared by every
+//!   downstream subscriber and released when the last one leaves.
+//! - Groups fan out to subscribers as they arrive (cut-through: each chunk is forwarded at
+//!   once), and a late joiner is served from the cache, from the latest group unless it asked
+//!   for an earlier start.
+//!
+//! The sans-IO contract is the session's: feed transport input for a peer with
+//! [`Node::input`], then drain [`Node::next_ready_peer`] / [`Node::poll_command`] and
+//! [`Node::poll_event`], then read [`Node::poll_timeout`].
+
+mod deliver;
+mod events;
+mod local;
+mod routing;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use slotmap::{SecondaryMap, SlotMap};
+
+pub use events::{FetchEvent, LocalFetchId, LocalSubId, NodeEvent, SubscriptionEvent, WatchId};
+pub use local::PublishError;
+
+use crate::origin::{Origin, OriginConfig, PeerId, TrackId};
+use crate::session::{
+    Command, Config, FetchId, FetchServeId, GroupSendId, InterestId, ListenerId, ServeId, Session,
+    SubscribeParams, SubscriptionId, TrackQueryId, TrackServeId,
+};
+use crate::wire::Path;
+
+slotmap::new_key_type! {
+    /// One subscriber of a track: a peer's subscription or a local one.
+    pub struct ConsumerId;
+}
+
+/// Node configuration.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Our hop ID, random in `[1, 2^53)`; 0 disables loop detection.
+    pub hop_id: u64,
+    /// Cache and table caps.
+    pub origin: OriginConfig,
+    /// Ask every peer for all its announcements as soon as the session is usable (what the
+    /// reference relay does toward its clients, and clients toward the relay).
+    pub announce_on_connect: bool,
+    /// How long a session may drain after GOAWAY before it is closed with 0x10.
+    pub goaway_drain: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            hop_id: 0,
+            origin: OriginConfig::default(),
+            announce_on_connect: true,
+            goaway_drain: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a consumer's groups go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Serve(PeerId, ServeId),
+    Local(LocalSubId),
+}
+
+/// Where one group is being delivered for one consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sink {
+    Stream(GroupSendId),
+    /// Local: index of the next frame to hand out.
+    Local(usize),
+}
+
+#[derive(Debug)]
+struct Consumer {
+    track: TrackId,
+    owner: Owner,
+    params: SubscribeParams,
+    /// Accepted toward the subscriber (SUBSCRIBE_OK / Ready sent).
+    accepted: bool,
+    /// First group delivered; older groups are skipped.
+    start: Option<u64>,
+    /// Groups in delivery.
+    groups: Vec<(u64, Sink)>,
+}
+
+/// Per-track glue: who consumes it, where it comes from.
+#[derive(Debug, Default)]
+struct Links {
+    consumers: Vec<ConsumerId>,
+    /// Our subscription toward the peer the track comes from.
+    upstream: Option<(PeerId, SubscriptionId)>,
+    /// TRACK request in flight upstream, and the peers' TRACK requests waiting on it.
+    info_query: Option<(PeerId, TrackQueryId)>,
+    info_waiters: Vec<(PeerId, TrackServeId)>,
+    /// Peers' FETCHes being served from a group still arriving: (peer, fetch, seq, next frame,
+    /// chunks of that frame already sent).
+    fetches: Vec<FetchProgress>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FetchProgress {
+    peer: PeerId,
+    fetch: FetchServeId,
+    seq: u64,
+    frame: usize,
+    chunk: usize,
+}
+
+/// Where an upstream FETCH's reply goes.
+#[derive(Debug, Clone, Copy)]
+enum FetchSink {
+    Peer(PeerId, FetchServeId),
+    Local(LocalFetchId),
+}
+
+struct Peer {
+    session: Session,
+    /// Broadcast paths on this session are relative to this root (`None` until known).
+    root: Option<Path>,
+    closed: bool,
+    ready_flag: bool,
+    upstream: crate::fxhash::FxHashMap<SubscriptionId, TrackId>,
+    serves: crate::fxhash::FxHashMap<ServeId, ConsumerId>,
+    listeners: crate::fxhash::FxHashMap<ListenerId, WatchId>,
+    interests: Vec<InterestId>,
+    fetches: crate::fxhash::FxHashMap<FetchId, FetchSink>,
+    track_queries: crate::fxhash::FxHashMap<TrackQueryId, TrackId>,
+}
+
+/// Who watches announcements under a prefix.
+#[derive(Debug, Clone)]
+struct Watcher {
+    prefix: Path,
+    owner: WatchOwner,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WatchOwner {
+    Peer(PeerId, ListenerId),
+    Local,
+}
+
+/// An origin and its sessions. See the [module docs](self).
+pub struct Node {
+    cfg: NodeConfig,
+    epoch: Option<Instant>,
+    origin: Origin,
+    peers: SlotMap<PeerId, Peer>,
+    consumers: SlotMap<ConsumerId, Consumer>,
+    links: SecondaryMap<TrackId, Links>,
+    watchers: SlotMap<WatchId, Watcher>,
+    locals: SlotMap<LocalSubId, local::LocalSub>,
+    local_fetches: SlotMap<LocalFetchId, local::LocalFetch>,
+    events: VecDeque<NodeEvent>,
+    /// Peers whose session may have commands or events to drain.
+    ready: VecDeque<PeerId>,
+}
+
+impl Node {
+    /// A node with an empty origin.
+    pub fn new(config: NodeConfig) -> Self {
+        Self {
+            origin: Origin::new(config.origin.clone()),
+            cfg: config,
+            epoch: None,
+            peers: SlotMap::with_key(),
+            consumers: SlotMap::with_key(),
+            links: SecondaryMap::new(),
+            watchers: SlotMap::with_key(),
+            locals: SlotMap::with_key(),
+            local_fetches: SlotMap::with_key(),
+            events: VecDeque::new(),
+            ready: VecDeque::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.cfg
+    }
+
+    /// The origin (read-only; publish through the node so subscribers are notified).
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// Attach a session. `root` is the path its broadcast paths are relative to: the request
+    /// path for a server (`None` on a lite-05 server until the client's SETUP names it), the
+    /// root for a client.
+    pub fn add_session(&mut self, now: Instant, mut config: Config, root: Option<Path>) -> PeerId {
+        self.epoch.get_or_insert(now);
+        config.hop_id = self.cfg.hop_id;
+        let session = Session::new(config, now);
+        let peer = self.peers.insert(Peer {
+            session,
+            root: None,
+            closed: false,
+            ready_flag: false,
+            upstream: Default::default(),
+            serves: Default::default(),
+            listeners: Default::default(),
+            interests: Vec::new(),
+            fetches: Default::default(),
+            track_queries: Default::default(),
+        });
+        if let Some(root) = root {
+            self.set_root(now, peer, root);
+        }
+        self.touch(peer);
+        self.pump(now);
+        peer
+    }
+
+    /// The session of a peer (read-only; feed input through [`Node::input`]).
+    pub fn session(&self, peer: PeerId) -> Option<&Session> {
+        self.peers.get(peer).map(|p| &p.session)
+    }
+
+    /// Every attached peer.
+    pub fn peers(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.peers.keys()
+    }
+
+    /// Feed transport input to a peer's session, then route whatever it produced.
+    pub fn input(&mut self, now: Instant, peer: PeerId, f: impl FnOnce(&mut Session, Instant)) {
+        self.epoch.get_or_insert(now);
+        let Some(p) = self.peers.get_mut(peer) else {
+            return;
+        };
+        f(&mut p.session, now);
+        self.touch(peer);
+        self.pump(now);
+    }
+
+    /// The next peer that may have commands to drain (each peer is listed once until drained).
+    pub fn next_ready_peer(&mut self) -> Option<PeerId> {
+        while let Some(peer) = self.ready.pop_front() {
+            if let Some(p) = self.peers.get_mut(peer) {
+                p.ready_flag = false;
+                return Some(peer);
+            }
+        }
+        None
+    }
+
+    /// The next command for a peer's transport.
+    pub fn poll_command(&mut self, peer: PeerId) -> Option<Command> {
+        self.peers.get_mut(peer)?.session.poll_command()
+    }
+
+    /// The next application event.
+    pub fn poll_event(&mut self) -> Option<NodeEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let sessions = self
+            .peers
+            .values()
+            .filter_map(|p| p.session.poll_timeout())
+            .min();
+        [sessions, self.origin.next_eviction()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Time passed: session timers and cache eviction.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.session.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(k, _)| k)
+            .collect();
+        for peer in due {
+            if let Some(p) = self.peers.get_mut(peer) {
+                p.session.handle_timeout(now);
+                self.touch(peer);
+            }
+        }
+        for (track, seq) in self.origin.evict(now) {
+            self.group_closed(
+                now,
+                track,
+                seq,
+                crate::origin::GroupState::Aborted(crate::session::codes::stream::EVICTED),
+            );
+        }
+        self.pump(now);
+    }
+
+    /// Detach a peer whose connection is gone (call after its [`Command::Close`] was sent or
+    /// the transport reported the loss). Its state is released.
+    pub fn remove_peer(&mut self, now: Instant, peer: PeerId) {
+        if let Some(p) = self.peers.get_mut(peer)
+            && !p.closed
+        {
+            p.session.handle_connection_lost(
+                now,
+                crate::session::codes::session::NO_ERROR,
+                "removed",
+            );
+            self.touch(peer);
+            self.pump(now);
+        }
+        self.peers.remove(peer);
+    }
+
+    /// Send GOAWAY on every session (lite-04+) and close each after the drain period.
+    pub fn goaway(&mut self, now: Instant, uri: &str) {
+        let peers: Vec<PeerId> = self.peers.keys().collect();
+        for peer in peers {
+            if let Some(p) = self.peers.get_mut(peer) {
+                let _ = p.session.goaway(now, uri, self.cfg.goaway_drain);
+                self.touch(peer);
+            }
+        }
+        self.pump(now);
+    }
+
+    /// Close a peer's session.
+    pub fn close_session(&mut self, now: Instant, peer: PeerId, code: u64, reason: &str) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.session.close(code, reason);
+            self.touch(peer);
+        }
+        self.pump(now);
+    }
+
+    /// True when no broadcast, track, subscriber, watcher or request is held (leak checks).
+    pub fn is_idle(&self) -> bool {
+        self.origin.is_empty()
+            && self.consumers.is_empty()
+            && self.links.is_empty()
+            && self.watchers.is_empty()
+            && self.locals.is_empty()
+            && self.local_fetches.is_empty()
+            && self.peers.values().all(|p| {
+                p.session.is_idle()
+                    && p.upstream.is_empty()
+                    && p.serves.is_empty()
+                    && p.listeners.is_empty()
+                    && p.fetches.is_empty()
+                    && p.track_queries.is_empty()
+            })
+    }
+
+    /// A description of what is held, for debugging leaks.
+    pub fn state_summary(&self) -> String {
+        let (b, t) = self.origin.len();
+        let mut out = format!(
+            "broadcasts={b} tracks={t} consumers={} links={} watchers={} locals={} local_fetches={}",
+            self.consumers.len(),
+            self.links.len(),
+            self.watchers.len(),
+            self.locals.len(),
+            self.local_fetches.len()
+        );
+        for (k, p) in &self.peers {
+            out.push_str(&format!(
+                "\n  {k:?}: upstream={} serves={} listeners={} interests={} fetches={} queries={} session[{}]",
+                p.upstream.len(),
+                p.serves.len(),
+                p.listeners.len(),
+                p.interests.len(),
+                p.fetches.len(),
+                p.track_queries.len(),
+                p.session.state_summary()
+            ));
+        }
+        out
+    }
+
+    /// Mark a peer as having output (and events) to process.
+    fn touch(&mut self, peer: PeerId) {
+        if let Some(p) = self.peers.get_mut(peer)
+            && !p.ready_flag
+        {
+            p.ready_flag = true;
+            self.ready.push_back(peer);
+        }
+    }
+
+    /// Route every pending session event until none is left.
+    fn pump(&mut self, now: Instant) {
+        let mut i = 0;
+        // `ready` doubles as the work list: events are processed for every listed peer, and
+        // the list is left intact for the transport to drain commands.
+        while i < self.ready.len() {
+            let peer = self.ready[i];
+            while let Some(event) = self
+                .peers
+                .get_mut(peer)
+                .and_then(|p| p.session.poll_event())
+            {
+                self.on_session_event(now, peer, event);
+            }
+            i += 1;
+        }
+    }
+
+    /// Milliseconds since the node started: the timestamp given to frames from lite-03/04
+    /// peers, which carry none (as the reference stamps them on arrival).
+    fn arrival_timestamp(&self, now: Instant) -> u64 {
+        let epoch = self.epoch.unwrap_or(now);
+        u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+}

@@ -1,0 +1,1034 @@
+//! Routing session events through the origin: announcements, subscriptions, upstream data,
+//! FETCH and TRACK.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::events::{FetchEvent, SubscriptionEvent};
+use super::{
+    Consumer, ConsumerId, FetchProgress, FetchSink, Node, NodeEvent, Owner, WatchOwner, Watcher,
+};
+use crate::origin::{AnnounceChange, BroadcastId, GroupState, PeerId, Route, TrackEnd, TrackId};
+use crate::session::{
+    Event, FetchServeId, GroupEnd, ListenerId, ServeId, SubscribeParams, TrackServeId, codes,
+};
+use crate::wire::{Path, TrackInfo};
+
+impl Node {
+    pub(super) fn on_session_event(&mut self, now: Instant, peer: PeerId, event: Event) {
+        match event {
+            Event::Setup { path, .. } => {
+                let needs_root = self.peers.get(peer).is_some_and(|p| p.root.is_none());
+                if needs_root {
+                    // The SETUP Path roots a lite-05 raw QUIC session; a `?query` is ignored.
+                    let raw = path.unwrap_or_default();
+                    let raw = raw.split('?').next().unwrap_or_default();
+                    let root = Path::new(raw).unwrap_or_else(|_| Path::root());
+                    self.set_root(now, peer, root);
+                }
+            }
+
+            // ----- our subscriptions upstream -----
+            Event::SubscribeOk { id, info } => {
+                let Some(track) = self.upstream_track(peer, id) else {
+                    return;
+                };
+                if let Some((priority, ordered, max_latency)) = info.publisher
+                    && let Some(t) = self.origin.track_mut(track)
+                    && t.info().is_none()
+                {
+                    t.set_info(TrackInfo {
+                        priority,
+                        ordered,
+                        max_latency,
+                        timescale: 1000,
+                    });
+                }
+                self.accept_waiting(track);
+            }
+            Event::GroupStart { id, seq } => {
+                let Some(track) = self.upstream_track(peer, id) else {
+                    return;
+                };
+                if self.origin.start_group(now, track, seq).is_ok() {
+                    self.accept_waiting(track);
+                    self.group_started(now, track, seq);
+                    self.enforce_cache(now, track);
+                } else if let Some(p) = self.peers.get_mut(peer) {
+                    // A duplicate (e.g. already received as a datagram) or after the end.
+                    p.session.stop_group(id, seq);
+                    self.touch(peer);
+                }
+            }
+            Event::FrameStart {
+                id,
+                seq,
+                timestamp,
+                size,
+                chunk,
+                ..
+            } => {
+                let Some(track) = self.upstream_track(peer, id) else {
+                    return;
+                };
+                let ts = timestamp.unwrap_or_else(|| self.arrival_timestamp(now));
+                let appended = self
+                    .origin
+                    .track_mut(track)
+                    .map(|t| t.append_frame(seq, ts, size, chunk.clone()));
+                match appended {
+                    Some(Ok(())) => self.frame_started(now, track, seq, ts, size, &chunk),
+                    Some(Err(crate::origin::GroupError::TooLarge)) => self.abort_upstream_group(
+                        now,
+                        peer,
+                        id,
+                        track,
+                        seq,
+                        codes::stream::GROUP_TOO_LARGE,
+                    ),
+                    _ => {}
+                }
+            }
+            Event::FramePayload { id, seq, chunk, .. } => {
+                let Some(track) = self.upstream_track(peer, id) else {
+                    return;
+                };
+                let appended = self
+                    .origin
+                    .track_mut(track)
+                    .map(|t| t.append_payload(seq, chunk.clone()));
+                if let Some(Ok(())) = appended {
+                    self.payload_added(now, track, seq, &chunk);
+                }
+            }
+            Event::GroupEnd { id, seq, end } => {
+                let Some(track) = self.upstream_track(peer, id) else {
+                    return;
+                };
+                let state = match end {
+                    GroupEnd::Finished => GroupState::Finished,
+                    GroupEnd::Reset(code) | GroupEnd::Stopped(code) => GroupState::Aborted(code),
+                };
+                self.group_closed(now, track, seq, state);
+            }
+            Event::Datagram {
+                id,
+                seq,
+                timestamp,
+                payload,
+            } => {
+                let Some(track) = self.upstream_track(peer, id) else {
+                    return;
+                };
+                self.datagram_group(now, track, seq, timestamp, payload);
+            }
+            Event::GroupsDropped {
+                id,
+                start,
+                end,
+                code,
+            } => {
+                let Some(track) = self.upstream_track(peer, id) else {
+                    return;
+                };
+                self.forward_drop(track, start, end, code);
+            }
+            Event::SubscribeEnd { id, end } => {
+                if let Some(track) = self.upstream_track(peer, id)
+                    && let Some(t) = self.origin.track_mut(track)
+                {
+                    // Remembered; consumers end when the upstream subscription closes.
+                    t.end(TrackEnd::Finished { end });
+                }
+            }
+            Event::SubscriptionClosed { id, error } => {
+                let track = self
+                    .peers
+                    .get_mut(peer)
+                    .and_then(|p| p.upstream.remove(&id));
+                let Some(track) = track else {
+                    return;
+                };
+                if let Some(links) = self.links.get_mut(track) {
+                    links.upstream = None;
+                }
+                let end = match error {
+                    Some(code) => TrackEnd::Aborted(code),
+                    None => match self.origin.track(track).and_then(|t| t.ended()) {
+                        Some(end @ TrackEnd::Finished { .. }) => end,
+                        _ => TrackEnd::Finished {
+                            end: self
+                                .origin
+                                .track(track)
+                                .and_then(|t| t.latest())
+                                .map_or(0, |l| l + 1),
+                        },
+                    },
+                };
+                self.track_ended(now, track, end);
+            }
+
+            // ----- announcements from the peer -----
+            Event::Announced {
+                path, hops, active, ..
+            } => {
+                let Some(abs) = self.absolute(peer, &path) else {
+                    return;
+                };
+                if active {
+                    if self.cfg.hop_id != 0 && hops.contains(&self.cfg.hop_id) {
+                        tracing::debug!(%abs, "ignoring an announcement that loops through us");
+                        return;
+                    }
+                    if let Ok((broadcast, change)) =
+                        self.origin.add_route(&abs, Route { peer, hops })
+                    {
+                        self.announce_change(now, broadcast, change);
+                    }
+                } else if let Some(broadcast) = self.origin.find(&abs) {
+                    let change = self.origin.remove_route(broadcast, peer);
+                    self.announce_change(now, broadcast, change);
+                }
+            }
+            Event::InterestClosed { id, .. } => {
+                if let Some(p) = self.peers.get_mut(peer) {
+                    p.interests.retain(|i| *i != id);
+                }
+                self.drop_routes_of(now, peer);
+            }
+
+            // ----- requests from the peer -----
+            Event::Subscribe {
+                id,
+                broadcast,
+                track,
+                params,
+            } => self.on_subscribe(now, peer, id, &broadcast, &track, params),
+            Event::SubscribeUpdate { id, params } => {
+                if let Some(&consumer) = self.peers.get(peer).and_then(|p| p.serves.get(&id))
+                    && let Some(c) = self.consumers.get_mut(consumer)
+                {
+                    c.params = params;
+                }
+            }
+            Event::ServeClosed { id } => {
+                if let Some(consumer) = self.peers.get_mut(peer).and_then(|p| p.serves.remove(&id))
+                {
+                    self.detach(consumer);
+                }
+            }
+            Event::AnnounceRequest { id, prefix, .. } => {
+                self.on_announce_request(peer, id, &prefix)
+            }
+            Event::ListenerClosed { id } => {
+                if let Some(watch) = self
+                    .peers
+                    .get_mut(peer)
+                    .and_then(|p| p.listeners.remove(&id))
+                {
+                    self.watchers.remove(watch);
+                }
+            }
+            Event::Fetch {
+                id,
+                broadcast,
+                track,
+                priority,
+                group,
+            } => self.on_fetch(now, peer, id, &broadcast, &track, priority, group),
+            Event::FetchServeClosed { id } => {
+                for links in self.links.values_mut() {
+                    links.fetches.retain(|f| !(f.peer == peer && f.fetch == id));
+                }
+                // An upstream fetch piped to it stays; its frames are dropped on arrival.
+            }
+            Event::TrackRequest {
+                id,
+                broadcast,
+                track,
+            } => self.on_track_request(peer, id, &broadcast, &track),
+
+            // ----- answers to our FETCH / TRACK -----
+            Event::FetchFrameStart {
+                id,
+                timestamp,
+                size,
+                chunk,
+                remaining,
+            } => self.pipe_fetch(now, peer, id, Some((timestamp, size)), chunk, remaining),
+            Event::FetchFramePayload {
+                id,
+                chunk,
+                remaining,
+            } => self.pipe_fetch(now, peer, id, None, chunk, remaining),
+            Event::FetchClosed { id, error } => self.pipe_fetch_closed(peer, id, error),
+            Event::TrackInfo { id, result } => self.on_track_info(peer, id, result),
+
+            // ----- session-wide -----
+            Event::ProbeReport { bitrate, rtt } => {
+                self.events
+                    .push_back(NodeEvent::ProbeReport { peer, bitrate, rtt })
+            }
+            Event::Goaway { uri } => self.events.push_back(NodeEvent::Goaway { peer, uri }),
+            Event::Closed {
+                code,
+                reason,
+                local,
+            } => self.on_closed(now, peer, code, reason, local),
+        }
+    }
+
+    /// A session's root became known: it is usable.
+    pub(super) fn set_root(&mut self, _now: Instant, peer: PeerId, root: Path) {
+        let hop = self.cfg.hop_id;
+        let Some(p) = self.peers.get_mut(peer) else {
+            return;
+        };
+        p.root = Some(root);
+        if self.cfg.announce_on_connect
+            && let Ok(interest) = p.session.request_announcements(Path::root(), hop)
+        {
+            p.interests.push(interest);
+        }
+        self.touch(peer);
+        self.events.push_back(NodeEvent::SessionReady { peer });
+    }
+
+    /// A path on `peer`'s session, made absolute in the origin.
+    pub(super) fn absolute(&self, peer: PeerId, path: &Path) -> Option<Path> {
+        self.peers.get(peer)?.root.as_ref()?.join(path).ok()
+    }
+
+    /// An origin path as seen on `peer`'s session (`None` if outside its root).
+    pub(super) fn relative(&self, peer: PeerId, path: &Path) -> Option<Path> {
+        path.strip_prefix(self.peers.get(peer)?.root.as_ref()?)
+    }
+
+    fn upstream_track(&self, peer: PeerId, id: crate::session::SubscriptionId) -> Option<TrackId> {
+        self.peers.get(peer)?.upstream.get(&id).copied()
+    }
+
+    /// Accept consumers that were waiting for the upstream to answer.
+    fn accept_waiting(&mut self, track: TrackId) {
+        let consumers = self
+            .links
+            .get(track)
+            .map(|l| l.consumers.clone())
+            .unwrap_or_default();
+        for consumer in consumers {
+            self.accept_consumer(consumer);
+        }
+    }
+
+    fn abort_upstream_group(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        id: crate::session::SubscriptionId,
+        track: TrackId,
+        seq: u64,
+        code: u64,
+    ) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.session.stop_group(id, seq);
+            self.touch(peer);
+        }
+        self.group_closed(now, track, seq, GroupState::Aborted(code));
+    }
+
+    pub(super) fn enforce_cache(&mut self, now: Instant, track: TrackId) {
+        for seq in self.origin.enforce(now, track) {
+            self.group_closed(now, track, seq, GroupState::Aborted(codes::stream::EVICTED));
+        }
+    }
+
+    /// A whole single-frame group (a datagram): cache it and deliver it, as a datagram to
+    /// lite-05 subscribers when it fits, else as a stream.
+    pub(super) fn datagram_group(
+        &mut self,
+        now: Instant,
+        track: TrackId,
+        seq: u64,
+        ts: u64,
+        payload: Bytes,
+    ) {
+        if self.origin.start_group(now, track, seq).is_err() {
+            return;
+        }
+        if let Some(t) = self.origin.track_mut(track) {
+            let _ = t.append_frame(seq, ts, payload.len() as u64, payload.clone());
+            t.close_group(seq, GroupState::Finished);
+        }
+        self.accept_waiting(track);
+        let consumers = self
+            .links
+            .get(track)
+            .map(|l| l.consumers.clone())
+            .unwrap_or_default();
+        for consumer in consumers {
+            let sent = match self.consumers.get(consumer).map(|c| (c.owner, c.accepted)) {
+                Some((Owner::Serve(peer, serve), true)) => self
+                    .peers
+                    .get_mut(peer)
+                    .is_some_and(|p| p.session.send_datagram(serve, seq, ts, &payload)),
+                _ => false,
+            };
+            if sent {
+                if let Some(Owner::Serve(peer, _)) = self.consumers.get(consumer).map(|c| c.owner) {
+                    self.touch(peer);
+                }
+            } else {
+                self.replay_group(now, consumer, track, seq);
+            }
+        }
+        self.enforce_cache(now, track);
+    }
+
+    /// Forward SUBSCRIBE_DROP to every consumer.
+    fn forward_drop(&mut self, track: TrackId, start: u64, end: u64, code: u64) {
+        let consumers = self
+            .links
+            .get(track)
+            .map(|l| l.consumers.clone())
+            .unwrap_or_default();
+        for consumer in consumers {
+            match self.consumers.get(consumer).map(|c| c.owner) {
+                Some(Owner::Serve(peer, serve)) => {
+                    if let Some(p) = self.peers.get_mut(peer) {
+                        p.session.drop_groups(serve, start, end, code);
+                        self.touch(peer);
+                    }
+                }
+                Some(Owner::Local(id)) => self.events.push_back(NodeEvent::Subscription {
+                    id,
+                    event: SubscriptionEvent::Dropped { start, end, code },
+                }),
+                None => {}
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Announcements
+
+    /// Tell every watcher about a broadcast's change.
+    pub(super) fn announce_change(
+        &mut self,
+        now: Instant,
+        broadcast: BroadcastId,
+        change: AnnounceChange,
+    ) {
+        let Some(b) = self.origin.broadcast(broadcast) else {
+            return;
+        };
+        let path = b.path().clone();
+        let hops = b.hops().to_vec();
+        let source = b.best_route().map(|r| r.peer);
+        let active = match change {
+            AnnounceChange::None => return,
+            AnnounceChange::Active | AnnounceChange::Rerouted => true,
+            AnnounceChange::Ended => false,
+        };
+        let watchers: Vec<(super::WatchId, Watcher)> = self
+            .watchers
+            .iter()
+            .filter(|(_, w)| path.has_prefix(&w.prefix))
+            .map(|(k, w)| (k, w.clone()))
+            .collect();
+        for (watch, watcher) in watchers {
+            match watcher.owner {
+                WatchOwner::Peer(peer, listener) => {
+                    // Never announce a broadcast back to the session it came from.
+                    if source == Some(peer) && active {
+                        continue;
+                    }
+                    let Some(rel) = self.relative(peer, &path) else {
+                        continue;
+                    };
+                    if let Some(p) = self.peers.get_mut(peer) {
+                        let _ = p.session.announce(listener, &rel, active, &hops);
+                        self.touch(peer);
+                    }
+                }
+                WatchOwner::Local => {
+                    if change != AnnounceChange::Rerouted {
+                        self.events.push_back(NodeEvent::Announced {
+                            watch,
+                            path: path.clone(),
+                            active,
+                        });
+                    }
+                }
+            }
+        }
+        if active {
+            self.resolve_pending_locals(now, &path);
+        } else {
+            self.origin.collect(broadcast);
+        }
+    }
+
+    /// The peer's announcements are gone: remove its routes.
+    fn drop_routes_of(&mut self, now: Instant, peer: PeerId) {
+        for broadcast in self.origin.routed_through(peer) {
+            let change = self.origin.remove_route(broadcast, peer);
+            self.announce_change(now, broadcast, change);
+            self.origin.collect(broadcast);
+        }
+    }
+
+    fn on_announce_request(&mut self, peer: PeerId, listener: ListenerId, prefix: &Path) {
+        let Some(abs) = self.absolute(peer, prefix) else {
+            return;
+        };
+        let watch = self.watchers.insert(Watcher {
+            prefix: abs.clone(),
+            owner: WatchOwner::Peer(peer, listener),
+        });
+        let entries: Vec<(Path, Vec<u64>)> = self
+            .origin
+            .active_under(&abs)
+            .filter(|b| b.best_route().is_none_or(|r| r.peer != peer))
+            .filter_map(|b| Some((self.relative(peer, b.path())?, b.hops().to_vec())))
+            .collect();
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.listeners.insert(listener, watch);
+            let _ = p.session.announce_initial(
+                listener,
+                entries.iter().map(|(path, hops)| (path, hops.as_slice())),
+            );
+        }
+        self.touch(peer);
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Subscriptions from peers
+
+    fn on_subscribe(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        serve: ServeId,
+        broadcast: &Path,
+        track: &str,
+        params: SubscribeParams,
+    ) {
+        let reject = |node: &mut Node, code: u64| {
+            if let Some(p) = node.peers.get_mut(peer) {
+                p.session.reject_serve(serve, code);
+                node.touch(peer);
+            }
+        };
+        let Some(abs) = self.absolute(peer, broadcast) else {
+            return reject(self, codes::stream::UNROUTABLE);
+        };
+        let track_id = match self.resolve_track(now, &abs, track, params, Some(peer)) {
+            Ok(t) => t,
+            Err(code) => return reject(self, code),
+        };
+        let consumer = self.consumers.insert(Consumer {
+            track: track_id,
+            owner: Owner::Serve(peer, serve),
+            params,
+            accepted: false,
+            start: None,
+            groups: Vec::new(),
+        });
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.serves.insert(serve, consumer);
+        }
+        self.begin_consumer(now, consumer);
+    }
+
+    /// Accept at once when the track is live here; otherwise wait for the upstream's answer.
+    pub(super) fn begin_consumer(&mut self, now: Instant, consumer: ConsumerId) {
+        let Some(track) = self.consumers.get(consumer).map(|c| c.track) else {
+            return;
+        };
+        let live = self.origin.track(track).is_some_and(|t| {
+            let local = self
+                .origin
+                .broadcast(t.broadcast())
+                .is_some_and(|b| b.is_local());
+            local || t.latest().is_some()
+        });
+        if live {
+            self.accept_consumer(consumer);
+        }
+        self.attach(now, consumer);
+    }
+
+    /// Find (or create, for a remote broadcast) a track, opening the shared upstream
+    /// subscription if there is none. Errors are stream codes.
+    pub(super) fn resolve_track(
+        &mut self,
+        _now: Instant,
+        path: &Path,
+        name: &str,
+        params: SubscribeParams,
+        from: Option<PeerId>,
+    ) -> Result<TrackId, u64> {
+        let broadcast = self.origin.find(path).ok_or(codes::stream::UNROUTABLE)?;
+        let b = self
+            .origin
+            .broadcast(broadcast)
+            .ok_or(codes::stream::UNROUTABLE)?;
+        if let Some(track) = b.track(name) {
+            let ended = self.origin.track(track).and_then(|t| t.ended());
+            if ended.is_none() || b.is_local() {
+                if ended.is_some() {
+                    return Err(codes::stream::NOT_FOUND);
+                }
+                self.ensure_upstream(track, params)?;
+                return Ok(track);
+            }
+        }
+        if b.is_local() {
+            return Err(codes::stream::NOT_FOUND);
+        }
+        let route = b.best_route().ok_or(codes::stream::UNROUTABLE)?.clone();
+        if Some(route.peer) == from {
+            // Subscribing a peer to its own broadcast through us would loop.
+            return Err(codes::stream::UNROUTABLE);
+        }
+        let track = self
+            .origin
+            .create_track(broadcast, name, None)
+            .map_err(|_| codes::stream::NOT_FOUND)?;
+        self.links.insert(track, Default::default());
+        self.ensure_upstream(track, params)?;
+        Ok(track)
+    }
+
+    /// Open the upstream subscription for a remote track that has none.
+    fn ensure_upstream(&mut self, track: TrackId, params: SubscribeParams) -> Result<(), u64> {
+        let t = self.origin.track(track).ok_or(codes::stream::NOT_FOUND)?;
+        let broadcast = t.broadcast();
+        let b = self
+            .origin
+            .broadcast(broadcast)
+            .ok_or(codes::stream::UNROUTABLE)?;
+        if b.is_local() {
+            return Ok(());
+        }
+        if self.links.get(track).is_some_and(|l| l.upstream.is_some()) {
+            return Ok(());
+        }
+        let route = b.best_route().ok_or(codes::stream::UNROUTABLE)?.clone();
+        let path = b.path().clone();
+        let name = t.name().to_string();
+        let rel = self
+            .relative(route.peer, &path)
+            .ok_or(codes::stream::UNROUTABLE)?;
+        let want_info = t.info().is_none();
+        let p = self
+            .peers
+            .get_mut(route.peer)
+            .ok_or(codes::stream::UNROUTABLE)?;
+        let upstream = SubscribeParams {
+            start: params.start,
+            end: None,
+            ..params
+        };
+        let sub = p
+            .session
+            .subscribe(rel.clone(), &name, upstream)
+            .map_err(|_| codes::stream::UNROUTABLE)?;
+        p.upstream.insert(sub, track);
+        // lite-05: ask for TRACK_INFO alongside (the timescale and retention).
+        let query = if want_info && p.session.version().is_lite05() {
+            p.session.track_info(rel, &name).ok()
+        } else {
+            None
+        };
+        if let Some(query) = query {
+            p.track_queries.insert(query, track);
+        }
+        let links = self.links.entry(track).map(|e| e.or_default());
+        if let Some(links) = links {
+            links.upstream = Some((route.peer, sub));
+            if let Some(query) = query {
+                links.info_query = Some((route.peer, query));
+            }
+        }
+        self.touch(route.peer);
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------------------------
+    // TRACK
+
+    fn on_track_request(&mut self, peer: PeerId, id: TrackServeId, broadcast: &Path, name: &str) {
+        let reply = |node: &mut Node, result: Result<TrackInfo, u64>| {
+            if let Some(p) = node.peers.get_mut(peer) {
+                p.session.track_info_reply(id, result);
+                node.touch(peer);
+            }
+        };
+        let Some(abs) = self.absolute(peer, broadcast) else {
+            return reply(self, Err(codes::stream::UNROUTABLE));
+        };
+        let Some(b) = self
+            .origin
+            .find(&abs)
+            .and_then(|b| self.origin.broadcast(b))
+        else {
+            return reply(self, Err(codes::stream::UNROUTABLE));
+        };
+        if let Some(info) = b
+            .track(name)
+            .and_then(|t| self.origin.track(t))
+            .and_then(|t| t.info())
+        {
+            return reply(self, Ok(info));
+        }
+        if b.is_local() {
+            return reply(self, Err(codes::stream::NOT_FOUND));
+        }
+        let Some(route) = b.best_route().cloned() else {
+            return reply(self, Err(codes::stream::UNROUTABLE));
+        };
+        let upstream_05 = self
+            .peers
+            .get(route.peer)
+            .is_some_and(|p| p.session.version().is_lite05());
+        if !upstream_05 || route.peer == peer {
+            // A lite-03/04 source has no TRACK: answer with the defaults (arrival-stamped ms).
+            return reply(self, Ok(TrackInfo::default()));
+        }
+        let Some(bid) = self.origin.find(&abs) else {
+            return reply(self, Err(codes::stream::UNROUTABLE));
+        };
+        let Ok(track) = self.origin.create_track(bid, name, None) else {
+            return reply(self, Err(codes::stream::NOT_FOUND));
+        };
+        let links = self.links.entry(track).map(|e| e.or_default());
+        let Some(links) = links else {
+            return reply(self, Err(codes::stream::NOT_FOUND));
+        };
+        links.info_waiters.push((peer, id));
+        if links.info_query.is_none() {
+            let path = self.relative(route.peer, &abs);
+            if let (Some(path), Some(p)) = (path, self.peers.get_mut(route.peer))
+                && let Ok(query) = p.session.track_info(path, name)
+            {
+                p.track_queries.insert(query, track);
+                if let Some(links) = self.links.get_mut(track) {
+                    links.info_query = Some((route.peer, query));
+                }
+                self.touch(route.peer);
+            }
+        }
+    }
+
+    fn on_track_info(
+        &mut self,
+        peer: PeerId,
+        id: crate::session::TrackQueryId,
+        result: Result<TrackInfo, u64>,
+    ) {
+        let Some(track) = self
+            .peers
+            .get_mut(peer)
+            .and_then(|p| p.track_queries.remove(&id))
+        else {
+            return;
+        };
+        if let Ok(info) = result
+            && let Some(t) = self.origin.track_mut(track)
+        {
+            t.set_info(info);
+        }
+        let waiters = match self.links.get_mut(track) {
+            Some(links) => {
+                links.info_query = None;
+                std::mem::take(&mut links.info_waiters)
+            }
+            None => Vec::new(),
+        };
+        for (waiter, serve) in waiters {
+            if let Some(p) = self.peers.get_mut(waiter) {
+                p.session.track_info_reply(serve, result);
+                self.touch(waiter);
+            }
+        }
+        self.release_if_unused(track);
+    }
+
+    // ------------------------------------------------------------------------------------
+    // FETCH
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_fetch(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        id: FetchServeId,
+        broadcast: &Path,
+        name: &str,
+        priority: u8,
+        seq: u64,
+    ) {
+        let reject = |node: &mut Node, code: u64| {
+            if let Some(p) = node.peers.get_mut(peer) {
+                p.session.fetch_reject(id, code);
+                node.touch(peer);
+            }
+        };
+        let Some(abs) = self.absolute(peer, broadcast) else {
+            return reject(self, codes::stream::UNROUTABLE);
+        };
+        let Some(bid) = self.origin.find(&abs) else {
+            return reject(self, codes::stream::UNROUTABLE);
+        };
+        let track = self.origin.broadcast(bid).and_then(|b| b.track(name));
+        if let Some(track) = track
+            && self
+                .origin
+                .track(track)
+                .is_some_and(|t| t.group(seq).is_some())
+        {
+            let links = self.links.entry(track).map(|e| e.or_default());
+            if let Some(links) = links {
+                links.fetches.push(FetchProgress {
+                    peer,
+                    fetch: id,
+                    seq,
+                    frame: 0,
+                    chunk: 0,
+                });
+            }
+            self.serve_fetch_progress(now, track, seq);
+            return;
+        }
+        // Not cached: ask upstream, piping the reply through.
+        let route = self
+            .origin
+            .broadcast(bid)
+            .and_then(|b| b.best_route().cloned());
+        let Some(route) = route.filter(|r| r.peer != peer) else {
+            return reject(self, codes::stream::NOT_FOUND);
+        };
+        let Some(rel) = self.relative(route.peer, &abs) else {
+            return reject(self, codes::stream::UNROUTABLE);
+        };
+        let Some(p) = self.peers.get_mut(route.peer) else {
+            return reject(self, codes::stream::UNROUTABLE);
+        };
+        match p.session.fetch(rel, name, priority, seq) {
+            Ok(upstream) => {
+                p.fetches.insert(upstream, FetchSink::Peer(peer, id));
+                self.touch(route.peer);
+            }
+            Err(_) => reject(self, codes::stream::UNROUTABLE),
+        }
+    }
+
+    /// Push what is cached of fetched groups to the peers fetching them.
+    pub(super) fn serve_fetch_progress(&mut self, _now: Instant, track: TrackId, seq: u64) {
+        let Some(links) = self.links.get_mut(track) else {
+            return;
+        };
+        if !links.fetches.iter().any(|f| f.seq == seq) {
+            return;
+        }
+        let mut fetches = std::mem::take(&mut links.fetches);
+        let Some(group) = self.origin.track(track).and_then(|t| t.group(seq)) else {
+            // Evicted before it could be served.
+            for f in fetches.iter().filter(|f| f.seq == seq) {
+                if let Some(p) = self.peers.get_mut(f.peer) {
+                    p.session.fetch_reject(f.fetch, codes::stream::EVICTED);
+                }
+            }
+            fetches.retain(|f| f.seq != seq);
+            if let Some(links) = self.links.get_mut(track) {
+                links.fetches = fetches;
+            }
+            return;
+        };
+        let mut touched = Vec::new();
+        fetches.retain_mut(|f| {
+            if f.seq != seq {
+                return true;
+            }
+            let Some(p) = self.peers.get_mut(f.peer) else {
+                return false;
+            };
+            touched.push(f.peer);
+            let frames = group.frames();
+            while f.frame < frames.len() {
+                let chunks = group.frame_chunks(f.frame);
+                if f.chunk == 0 {
+                    let first = chunks.first().cloned().unwrap_or_default();
+                    let meta = frames[f.frame];
+                    if !p
+                        .session
+                        .fetch_frame(f.fetch, meta.timestamp, meta.size, first)
+                    {
+                        return false;
+                    }
+                    f.chunk = 1;
+                }
+                while f.chunk < chunks.len() {
+                    p.session.fetch_payload(f.fetch, chunks[f.chunk].clone());
+                    f.chunk += 1;
+                }
+                if !group.frame_complete(f.frame) {
+                    return true;
+                }
+                f.frame += 1;
+                f.chunk = 0;
+            }
+            match group.state() {
+                GroupState::Open => true,
+                GroupState::Finished => {
+                    p.session.fetch_finish(f.fetch);
+                    false
+                }
+                GroupState::Aborted(code) => {
+                    p.session.fetch_reject(f.fetch, code);
+                    false
+                }
+            }
+        });
+        if let Some(links) = self.links.get_mut(track) {
+            links.fetches.extend(fetches);
+        }
+        for peer in touched {
+            self.touch(peer);
+        }
+        self.release_if_unused(track);
+    }
+
+    fn pipe_fetch(
+        &mut self,
+        _now: Instant,
+        peer: PeerId,
+        id: crate::session::FetchId,
+        header: Option<(Option<u64>, u64)>,
+        chunk: Bytes,
+        remaining: u64,
+    ) {
+        let Some(sink) = self
+            .peers
+            .get(peer)
+            .and_then(|p| p.fetches.get(&id))
+            .copied()
+        else {
+            return;
+        };
+        match sink {
+            FetchSink::Peer(down, serve) => {
+                let ts = header.and_then(|(ts, _)| ts).unwrap_or(0);
+                if let Some(p) = self.peers.get_mut(down) {
+                    match header {
+                        Some((_, size)) => p.session.fetch_frame(serve, ts, size, chunk),
+                        None => p.session.fetch_payload(serve, chunk),
+                    };
+                    self.touch(down);
+                }
+            }
+            FetchSink::Local(local) => self.local_fetch_data(local, header, chunk, remaining),
+        }
+    }
+
+    fn pipe_fetch_closed(&mut self, peer: PeerId, id: crate::session::FetchId, error: Option<u64>) {
+        let Some(sink) = self.peers.get_mut(peer).and_then(|p| p.fetches.remove(&id)) else {
+            return;
+        };
+        match sink {
+            FetchSink::Peer(down, serve) => {
+                if let Some(p) = self.peers.get_mut(down) {
+                    match error {
+                        None => p.session.fetch_finish(serve),
+                        Some(code) => p.session.fetch_reject(serve, code),
+                    }
+                    self.touch(down);
+                }
+            }
+            FetchSink::Local(local) => {
+                self.local_fetches.remove(local);
+                self.events.push_back(NodeEvent::Fetch {
+                    id: local,
+                    event: FetchEvent::Closed { error },
+                });
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Session gone
+
+    fn on_closed(&mut self, now: Instant, peer: PeerId, code: u64, reason: String, local: bool) {
+        let Some(p) = self.peers.get_mut(peer) else {
+            return;
+        };
+        p.closed = true;
+        let serves: Vec<ConsumerId> = p.serves.drain().map(|(_, c)| c).collect();
+        let listeners: Vec<super::WatchId> = p.listeners.drain().map(|(_, w)| w).collect();
+        let upstream: Vec<TrackId> = p.upstream.drain().map(|(_, t)| t).collect();
+        let fetches: Vec<FetchSink> = p.fetches.drain().map(|(_, f)| f).collect();
+        p.track_queries.clear();
+        p.interests.clear();
+        for watch in listeners {
+            self.watchers.remove(watch);
+        }
+        for consumer in serves {
+            self.detach(consumer);
+        }
+        for track in upstream {
+            if let Some(links) = self.links.get_mut(track) {
+                links.upstream = None;
+            }
+            self.track_ended(now, track, TrackEnd::Aborted(codes::stream::CANCEL));
+        }
+        for sink in fetches {
+            match sink {
+                FetchSink::Peer(down, serve) => {
+                    if let Some(p) = self.peers.get_mut(down) {
+                        p.session.fetch_reject(serve, codes::stream::CANCEL);
+                        self.touch(down);
+                    }
+                }
+                FetchSink::Local(local) => {
+                    self.local_fetches.remove(local);
+                    self.events.push_back(NodeEvent::Fetch {
+                        id: local,
+                        event: FetchEvent::Closed {
+                            error: Some(codes::stream::CANCEL),
+                        },
+                    });
+                }
+            }
+        }
+        // Pending TRACK answers waiting on this peer, and waiters from it.
+        let tracks: Vec<TrackId> = self.links.keys().collect();
+        for track in tracks {
+            let mut orphaned = Vec::new();
+            if let Some(links) = self.links.get_mut(track) {
+                links.fetches.retain(|f| f.peer != peer);
+                links.info_waiters.retain(|(w, _)| *w != peer);
+                if links.info_query.is_some_and(|(q, _)| q == peer) {
+                    links.info_query = None;
+                    orphaned = std::mem::take(&mut links.info_waiters);
+                }
+            }
+            for (waiter, serve) in orphaned {
+                if let Some(p) = self.peers.get_mut(waiter) {
+                    p.session
+                        .track_info_reply(serve, Err(codes::stream::CANCEL));
+                    self.touch(waiter);
+                }
+            }
+            self.release_if_unused(track);
+        }
+        self.drop_routes_of(now, peer);
+        self.events.push_back(NodeEvent::SessionClosed {
+            peer,
+            code,
+            reason,
+            local,
+        });
+    }
+}
