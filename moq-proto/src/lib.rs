@@ -16,6 +16,8 @@ pub mod coding;
 mod fxhash;
 pub mod node;
 pub mod origin;
+#[cfg(feature = "quinn")]
+pub mod quic;
 pub mod session;
 pub mod wire;
 

@@ -1,5 +1,7 @@
 //! Shared helpers for the workspace integration tests (see `tests/tests/`).
 
+pub mod netsim;
+
 pub mod alloc;
 
 /// Parse a hex string with optional whitespace (`"01 0a ff"`) into bytes.

@@ -1,0 +1,444 @@
+//! Driving one quinn-proto connection: its events into the session, the session's commands
+//! into quinn-proto.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use quinn_proto::{ConnectionHandle, ReadError, StreamEvent, VarInt, WriteError};
+
+use super::{Endpoint, EngineEvent};
+use crate::origin::PeerId;
+use crate::session::{Command, Dir, OpenToken, Side, StreamId, TransportStats};
+
+/// How often transport statistics are fed to the session (for PROBE reports).
+const STATS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Data quinn-proto could not take yet, waiting for `StreamEvent::Writable`.
+#[derive(Default)]
+struct Blocked {
+    chunks: VecDeque<Bytes>,
+    finish: bool,
+}
+
+pub(super) struct Conn {
+    pub(super) quic: quinn_proto::Connection,
+    pub(super) side: Side,
+    pub(super) peer: Option<PeerId>,
+    pub(super) version: Option<crate::wire::Version>,
+    pub(super) url_path: Option<String>,
+    /// Opens waiting for stream credit, per direction, highest priority first.
+    opens: [Vec<(OpenToken, i32)>; 2],
+    blocked: HashMap<quinn_proto::StreamId, Blocked>,
+    last_stats: Option<Instant>,
+    lost: bool,
+}
+
+impl Conn {
+    pub(super) fn new(quic: quinn_proto::Connection, side: Side, url_path: Option<String>) -> Self {
+        Self {
+            quic,
+            side,
+            peer: None,
+            version: None,
+            url_path,
+            opens: [Vec::new(), Vec::new()],
+            blocked: HashMap::new(),
+            last_stats: None,
+            lost: false,
+        }
+    }
+}
+
+fn dir_index(dir: Dir) -> usize {
+    match dir {
+        Dir::Bi => 0,
+        Dir::Uni => 1,
+    }
+}
+
+fn quic_dir(dir: Dir) -> quinn_proto::Dir {
+    match dir {
+        Dir::Bi => quinn_proto::Dir::Bi,
+        Dir::Uni => quinn_proto::Dir::Uni,
+    }
+}
+
+fn session_id(id: quinn_proto::StreamId) -> StreamId {
+    StreamId(u64::from(id))
+}
+
+fn quic_id(id: StreamId) -> Option<quinn_proto::StreamId> {
+    VarInt::from_u64(id.0).ok().map(quinn_proto::StreamId::from)
+}
+
+fn varint(code: u64) -> VarInt {
+    VarInt::from_u64(code).unwrap_or(VarInt::MAX)
+}
+
+impl Endpoint {
+    /// Route a connection's endpoint events and application events until both are empty.
+    pub(super) fn drive(&mut self, now: Instant, handle: ConnectionHandle) {
+        loop {
+            let Some(conn) = self.conns.get_mut(&handle) else {
+                return;
+            };
+            let mut progressed = false;
+            while let Some(event) = conn.quic.poll_endpoint_events() {
+                progressed = true;
+                if let Some(reply) = self.quic.handle_event(handle, event) {
+                    conn.quic.handle_event(reply);
+                }
+            }
+            let Some(event) = conn.quic.poll() else {
+                if !progressed {
+                    break;
+                }
+                continue;
+            };
+            self.connection_event(now, handle, event);
+        }
+        self.feed_stats(now, handle);
+    }
+
+    fn connection_event(
+        &mut self,
+        now: Instant,
+        handle: ConnectionHandle,
+        event: quinn_proto::Event,
+    ) {
+        use quinn_proto::Event;
+        match event {
+            Event::HandshakeDataReady => {}
+            Event::Connected => self.start_session(now, handle),
+            Event::ConnectionLost { reason } => {
+                self.connection_lost(now, handle, reason.to_string())
+            }
+            Event::Stream(StreamEvent::Opened { dir }) => self.accept_streams(now, handle, dir),
+            Event::Stream(StreamEvent::Readable { id }) => self.read_stream(now, handle, id),
+            Event::Stream(StreamEvent::Writable { id }) => self.unblock(handle, id),
+            Event::Stream(StreamEvent::Finished { id }) => {
+                self.session_input(now, handle, |s, now| {
+                    s.handle_stream_finished(now, session_id(id))
+                });
+            }
+            Event::Stream(StreamEvent::Stopped { id, error_code }) => {
+                if let Some(conn) = self.conns.get_mut(&handle) {
+                    conn.blocked.remove(&id);
+                }
+                self.session_input(now, handle, |s, now| {
+                    s.handle_stop_sending(now, session_id(id), error_code.into_inner())
+                });
+            }
+            Event::Stream(StreamEvent::Available { dir }) => self.grant_waiting(now, handle, dir),
+            Event::DatagramReceived => loop {
+                let Some(data) = self
+                    .conns
+                    .get_mut(&handle)
+                    .and_then(|c| c.quic.datagrams().recv())
+                else {
+                    break;
+                };
+                self.session_input(now, handle, |s, now| s.handle_datagram(now, data));
+            },
+            Event::DatagramsUnblocked => {}
+        }
+    }
+
+    /// Feed a session input for the connection's peer.
+    fn session_input(
+        &mut self,
+        now: Instant,
+        handle: ConnectionHandle,
+        f: impl FnOnce(&mut crate::session::Session, Instant),
+    ) {
+        if let Some(peer) = self.conns.get(&handle).and_then(|c| c.peer) {
+            self.node.input(now, peer, f);
+        }
+    }
+
+    fn connection_lost(&mut self, now: Instant, handle: ConnectionHandle, reason: String) {
+        let Some(conn) = self.conns.get_mut(&handle) else {
+            return;
+        };
+        if conn.lost {
+            return;
+        }
+        conn.lost = true;
+        conn.blocked.clear();
+        match conn.peer {
+            Some(peer) => {
+                self.node.input(now, peer, |s, now| {
+                    s.handle_connection_lost(now, crate::session::codes::session::INTERNAL, &reason)
+                });
+                self.events.push_back(EngineEvent::Disconnected {
+                    conn: handle,
+                    peer: Some(peer),
+                    reason,
+                });
+            }
+            None if conn.side == Side::Client => {
+                self.events.push_back(EngineEvent::ConnectFailed {
+                    conn: handle,
+                    reason,
+                });
+            }
+            None => self.events.push_back(EngineEvent::Disconnected {
+                conn: handle,
+                peer: None,
+                reason,
+            }),
+        }
+    }
+
+    fn accept_streams(&mut self, now: Instant, handle: ConnectionHandle, dir: quinn_proto::Dir) {
+        loop {
+            let Some(id) = self
+                .conns
+                .get_mut(&handle)
+                .and_then(|c| c.quic.streams().accept(dir))
+            else {
+                break;
+            };
+            let session_dir = match dir {
+                quinn_proto::Dir::Bi => Dir::Bi,
+                quinn_proto::Dir::Uni => Dir::Uni,
+            };
+            self.session_input(now, handle, |s, now| {
+                s.handle_stream_opened(now, session_id(id), session_dir)
+            });
+            // Data may already be buffered; quinn-proto does not always signal it separately.
+            self.read_stream(now, handle, id);
+        }
+    }
+
+    /// Read everything readable on a stream into the session, zero-copy.
+    fn read_stream(&mut self, now: Instant, handle: ConnectionHandle, id: quinn_proto::StreamId) {
+        let Some(conn) = self.conns.get_mut(&handle) else {
+            return;
+        };
+        let Some(peer) = conn.peer else {
+            return;
+        };
+        let mut recv = conn.quic.recv_stream(id);
+        let Ok(mut chunks) = recv.read(true) else {
+            return;
+        };
+        let sid = session_id(id);
+        loop {
+            match chunks.next(usize::MAX) {
+                Ok(Some(chunk)) => self.node.input(now, peer, |s, now| {
+                    s.handle_stream_data(now, sid, chunk.bytes, false)
+                }),
+                Ok(None) => {
+                    self.node.input(now, peer, |s, now| {
+                        s.handle_stream_data(now, sid, Bytes::new(), true)
+                    });
+                    break;
+                }
+                Err(ReadError::Blocked) => break,
+                Err(ReadError::Reset(code)) => {
+                    self.node.input(now, peer, |s, now| {
+                        s.handle_stream_reset(now, sid, code.into_inner())
+                    });
+                    break;
+                }
+            }
+        }
+        // Always finalize: it releases flow-control credit to the peer.
+        let _ = chunks.finalize();
+    }
+
+    /// Retry writes quinn-proto refused earlier.
+    fn unblock(&mut self, handle: ConnectionHandle, id: quinn_proto::StreamId) {
+        let Some(conn) = self.conns.get_mut(&handle) else {
+            return;
+        };
+        let Some(mut blocked) = conn.blocked.remove(&id) else {
+            return;
+        };
+        let mut send = conn.quic.send_stream(id);
+        let chunks = blocked.chunks.make_contiguous();
+        match send.write_chunks(chunks) {
+            Ok(written) => {
+                blocked.chunks.drain(..written.chunks);
+            }
+            Err(WriteError::Blocked) => {}
+            Err(_) => return,
+        }
+        // A partially written chunk was advanced in place; drop any now-empty one.
+        while blocked.chunks.front().is_some_and(Bytes::is_empty) {
+            blocked.chunks.pop_front();
+        }
+        if blocked.chunks.is_empty() {
+            if blocked.finish {
+                let _ = send.finish();
+            }
+        } else {
+            conn.blocked.insert(id, blocked);
+        }
+    }
+
+    /// Grant waiting opens now that quinn-proto has credit.
+    fn grant_waiting(&mut self, now: Instant, handle: ConnectionHandle, dir: quinn_proto::Dir) {
+        let index = match dir {
+            quinn_proto::Dir::Bi => 0,
+            quinn_proto::Dir::Uni => 1,
+        };
+        loop {
+            let Some(conn) = self.conns.get_mut(&handle) else {
+                return;
+            };
+            if conn.opens[index].is_empty() {
+                return;
+            }
+            let Some(id) = conn.quic.streams().open(dir) else {
+                return;
+            };
+            let (token, priority) = conn.opens[index].remove(0);
+            let _ = conn.quic.send_stream(id).set_priority(priority);
+            self.session_input(now, handle, |s, now| {
+                s.handle_open_granted(now, token, session_id(id))
+            });
+        }
+    }
+
+    /// Feed transport statistics to the session for PROBE reports, at most every 100 ms.
+    fn feed_stats(&mut self, now: Instant, handle: ConnectionHandle) {
+        let Some(conn) = self.conns.get_mut(&handle) else {
+            return;
+        };
+        if conn.peer.is_none()
+            || conn
+                .last_stats
+                .is_some_and(|t| now.saturating_duration_since(t) < STATS_INTERVAL)
+        {
+            return;
+        }
+        conn.last_stats = Some(now);
+        let rtt = conn.quic.rtt();
+        let window = conn.quic.congestion_state().window();
+        let bitrate = if rtt.is_zero() {
+            0
+        } else {
+            (u128::from(window) * 8 * 1_000_000 / rtt.as_micros().max(1)) as u64
+        };
+        let stats = TransportStats { bitrate, rtt };
+        self.session_input(now, handle, |s, now| s.handle_stats(now, stats));
+    }
+
+    /// Apply every command the sessions queued.
+    pub(super) fn flush(&mut self, now: Instant) {
+        while let Some(peer) = self.node.next_ready_peer() {
+            let handle = self.by_peer.get(&peer).copied();
+            while let Some(command) = self.node.poll_command(peer) {
+                match handle {
+                    Some(handle) => self.apply(now, handle, command),
+                    None => tracing::trace!(?command, "dropping a command for a detached session"),
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, now: Instant, handle: ConnectionHandle, command: Command) {
+        let Some(conn) = self.conns.get_mut(&handle) else {
+            return;
+        };
+        if conn.lost {
+            return;
+        }
+        match command {
+            Command::Open {
+                token,
+                dir,
+                priority,
+            } => {
+                let index = dir_index(dir);
+                let opened = if conn.opens[index].is_empty() {
+                    conn.quic.streams().open(quic_dir(dir))
+                } else {
+                    None
+                };
+                match opened {
+                    Some(id) => {
+                        let _ = conn.quic.send_stream(id).set_priority(priority);
+                        self.session_input(now, handle, |s, now| {
+                            s.handle_open_granted(now, token, session_id(id))
+                        });
+                    }
+                    None => {
+                        // No credit: wait for StreamEvent::Available, highest priority first.
+                        let queue = &mut conn.opens[index];
+                        let at = queue
+                            .iter()
+                            .position(|(_, p)| *p < priority)
+                            .unwrap_or(queue.len());
+                        queue.insert(at, (token, priority));
+                    }
+                }
+            }
+            Command::CancelOpen { token } => {
+                for queue in &mut conn.opens {
+                    queue.retain(|(t, _)| *t != token);
+                }
+            }
+            Command::Write { stream, data } => {
+                let Some(id) = quic_id(stream) else {
+                    return;
+                };
+                if let Some(blocked) = conn.blocked.get_mut(&id) {
+                    blocked.chunks.push_back(data);
+                    return;
+                }
+                let mut chunks = [data];
+                match conn.quic.send_stream(id).write_chunks(&mut chunks) {
+                    Ok(written) if written.chunks == 1 => {}
+                    Ok(_) | Err(WriteError::Blocked) => {
+                        let [rest] = chunks;
+                        let mut blocked = Blocked::default();
+                        blocked.chunks.push_back(rest);
+                        conn.blocked.insert(id, blocked);
+                    }
+                    Err(err) => tracing::trace!(%err, "write on a closed stream"),
+                }
+            }
+            Command::Finish { stream } => {
+                let Some(id) = quic_id(stream) else {
+                    return;
+                };
+                match conn.blocked.get_mut(&id) {
+                    Some(blocked) => blocked.finish = true,
+                    None => {
+                        let _ = conn.quic.send_stream(id).finish();
+                    }
+                }
+            }
+            Command::Reset { stream, code } => {
+                let Some(id) = quic_id(stream) else {
+                    return;
+                };
+                conn.blocked.remove(&id);
+                let _ = conn.quic.send_stream(id).reset(varint(code));
+            }
+            Command::Stop { stream, code } => {
+                if let Some(id) = quic_id(stream) {
+                    let _ = conn.quic.recv_stream(id).stop(varint(code));
+                }
+            }
+            Command::SetPriority { stream, priority } => {
+                if let Some(id) = quic_id(stream) {
+                    let _ = conn.quic.send_stream(id).set_priority(priority);
+                }
+            }
+            Command::SendDatagram { data } => {
+                if let Err(err) = conn.quic.datagrams().send(data, true) {
+                    tracing::trace!(%err, "datagram not sent");
+                }
+            }
+            Command::Close { code, reason } => {
+                conn.quic
+                    .close(now, varint(code), Bytes::from(reason.into_bytes()));
+            }
+        }
+    }
+}

@@ -1,0 +1,569 @@
+//! The quinn-proto engine (feature `quinn`): one `quinn_proto::Endpoint`, its connections, one
+//! MOQ session per connection, and the endpoint's [`Node`] — still sans-IO.
+//!
+//! # Contract
+//!
+//! - Inputs: [`Endpoint::handle_datagram`] for every received UDP datagram (with its source,
+//!   the local IP it arrived on and its ECN bits) and [`Endpoint::handle_timeout`].
+//! - Application calls: [`Endpoint::connect`], [`Endpoint::node`] (publish, subscribe,
+//!   announcements: see [`Node`]), [`Endpoint::close`].
+//! - After any input or application call, drain [`Endpoint::poll_transmit`] until `None` (it
+//!   first applies what the sessions asked for), then [`Endpoint::poll_event`], then read
+//!   [`Endpoint::poll_timeout`].
+//!
+//! # How quinn-proto is driven
+//!
+//! Every `Incoming` is accepted, refused or retried by the accept policy (never dropped
+//! silently); endpoint and connection events are routed both ways; drained connections are
+//! removed; `Chunks::finalize` is always called; the GSO segment count is passed on every
+//! `poll_transmit`; ECN is passed through; payloads go out with `write_chunks` (zero-copy).
+//! A session's stream opens wait for `StreamEvent::Available` when quinn-proto has no credit,
+//! highest priority first; writes that quinn-proto cannot take yet wait for
+//! `StreamEvent::Writable`.
+
+mod conn;
+pub mod tls;
+mod url;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+pub use quinn_proto::{ConnectionHandle, EcnCodepoint, Transmit};
+use quinn_proto::{DatagramEvent, TransportConfig, VarInt};
+
+pub use self::url::{MoqUrl, UrlError};
+use conn::Conn;
+pub use tls::{Certificate, TlsError, Verification};
+
+use crate::node::{Node, NodeConfig, NodeEvent};
+use crate::origin::PeerId;
+use crate::session::{self, Side};
+use crate::wire::{Path, Version};
+
+/// Engine configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The node (hop ID, cache caps, announce behaviour).
+    pub node: NodeConfig,
+    /// Accept connections with this certificate (`None`: client only).
+    pub certificate: Option<Certificate>,
+    /// How our outgoing connections verify servers.
+    pub verification: Verification,
+    /// Versions a server accepts, in preference order (the server's order wins).
+    pub server_versions: Vec<Version>,
+    /// Versions a client offers, newest first.
+    pub client_versions: Vec<Version>,
+    /// Template for every session (version and side are filled in per connection).
+    pub session: session::Config,
+    /// Most connections at once; further handshakes are refused.
+    pub max_connections: usize,
+    /// Ask unvalidated clients to retry (address validation) before accepting.
+    pub retry: bool,
+    /// Most datagrams per GSO batch (the driver sets it from the socket).
+    pub max_gso_segments: usize,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+    /// Keep-alive interval (must be below the idle timeout).
+    pub keep_alive: Option<Duration>,
+    /// Concurrent streams the peer may open, per direction.
+    pub max_streams: u32,
+    /// Seed for quinn-proto's RNG (deterministic tests); `None` uses the OS.
+    pub rng_seed: Option<[u8; 32]>,
+}
+
+impl EngineConfig {
+    /// Defaults: every version, system roots, 10 000 streams per direction (as the reference
+    /// relay offers), 30 s idle timeout with 10 s keep-alives.
+    pub fn new(node: NodeConfig) -> Self {
+        Self {
+            node,
+            certificate: None,
+            verification: Verification::SystemRoots,
+            server_versions: Version::ALL.to_vec(),
+            client_versions: Version::ALL.to_vec(),
+            session: session::Config::new(Version::Lite05, Side::Client),
+            max_connections: 10_000,
+            retry: false,
+            max_gso_segments: 1,
+            idle_timeout: Duration::from_secs(30),
+            keep_alive: Some(Duration::from_secs(10)),
+            max_streams: 10_000,
+            rng_seed: None,
+        }
+    }
+}
+
+/// Why the engine could not be built or a connection started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// TLS configuration.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// quinn-proto refused the crypto configuration.
+    #[error("quic crypto config: {0}")]
+    Crypto(String),
+    /// quinn-proto refused to start the connection.
+    #[error("connect: {0}")]
+    Connect(#[from] quinn_proto::ConnectError),
+    /// No version to offer.
+    #[error("no version configured")]
+    NoVersion,
+}
+
+/// Something the application must know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// A connection completed its handshake and its MOQ session is attached as `peer`.
+    Connected {
+        /// The connection.
+        conn: ConnectionHandle,
+        /// The node peer.
+        peer: PeerId,
+        /// The agreed version.
+        version: Version,
+        /// The remote address.
+        remote: SocketAddr,
+        /// Whether we dialled.
+        side: Side,
+    },
+    /// An outgoing connection failed before the session started.
+    ConnectFailed {
+        /// The connection.
+        conn: ConnectionHandle,
+        /// Why (a TLS, version or transport error).
+        reason: String,
+    },
+    /// A connection ended.
+    Disconnected {
+        /// The connection.
+        conn: ConnectionHandle,
+        /// Its peer, if its session had started.
+        peer: Option<PeerId>,
+        /// Why.
+        reason: String,
+    },
+    /// A node event (announcements, subscriptions, fetches, session events).
+    Node(NodeEvent),
+}
+
+/// The sans-IO QUIC endpoint. See the [module docs](self).
+pub struct Endpoint {
+    quic: quinn_proto::Endpoint,
+    server: Option<Arc<quinn_proto::ServerConfig>>,
+    client: Option<quinn_proto::ClientConfig>,
+    cfg: EngineConfig,
+    conns: HashMap<ConnectionHandle, Conn>,
+    order: Vec<ConnectionHandle>,
+    next_transmit: usize,
+    by_peer: HashMap<PeerId, ConnectionHandle>,
+    node: Node,
+    responses: VecDeque<(Transmit, Vec<u8>)>,
+    events: VecDeque<EngineEvent>,
+    scratch: Vec<u8>,
+    cert_hash: Option<[u8; 32]>,
+}
+
+impl Endpoint {
+    /// Build the engine.
+    pub fn new(cfg: EngineConfig) -> Result<Self, EngineError> {
+        let transport = Arc::new(transport_config(&cfg));
+        let server = match &cfg.certificate {
+            Some(cert) => {
+                let alpns = cfg
+                    .server_versions
+                    .iter()
+                    .map(|v| v.alpn().as_bytes().to_vec())
+                    .collect();
+                let tls = tls::server_config(cert, alpns)?;
+                let crypto = quinn_proto::crypto::rustls::QuicServerConfig::try_from(tls)
+                    .map_err(|e| EngineError::Crypto(e.to_string()))?;
+                let mut server = quinn_proto::ServerConfig::with_crypto(Arc::new(crypto));
+                server.transport_config(transport.clone());
+                Some(Arc::new(server))
+            }
+            None => None,
+        };
+        let mut endpoint_config = quinn_proto::EndpointConfig::default();
+        if let Some(seed) = cfg.rng_seed {
+            endpoint_config.rng_seed(Some(seed));
+        }
+        let quic =
+            quinn_proto::Endpoint::new(Arc::new(endpoint_config), server.clone(), true, None);
+        let cert_hash = cfg.certificate.as_ref().map(Certificate::sha256);
+        let client = if cfg.client_versions.is_empty() {
+            None
+        } else {
+            Some(client_config(&cfg, &cfg.client_versions, transport)?)
+        };
+        Ok(Self {
+            node: Node::new(cfg.node.clone()),
+            quic,
+            server,
+            client,
+            cfg,
+            conns: HashMap::new(),
+            order: Vec::new(),
+            next_transmit: 0,
+            by_peer: HashMap::new(),
+            responses: VecDeque::new(),
+            events: VecDeque::new(),
+            scratch: Vec::new(),
+            cert_hash,
+        })
+    }
+
+    /// The node: publish, subscribe, watch announcements. Drain [`Endpoint::poll_transmit`]
+    /// after using it.
+    pub fn node(&mut self) -> &mut Node {
+        &mut self.node
+    }
+
+    /// SHA-256 of our certificate, if we serve.
+    pub fn certificate_hash(&self) -> Option<[u8; 32]> {
+        self.cert_hash
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Open connections.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// The connection carrying a peer's session.
+    pub fn connection_of(&self, peer: PeerId) -> Option<ConnectionHandle> {
+        self.by_peer.get(&peer).copied()
+    }
+
+    /// The version agreed on a connection.
+    pub fn version_of(&self, conn: ConnectionHandle) -> Option<Version> {
+        self.conns.get(&conn).and_then(|c| c.version)
+    }
+
+    /// Dial `remote` (verifying it as `server_name`) with the configured versions. `path` is
+    /// the URL path: sent in SETUP on lite-05, not sent on lite-03/04.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        server_name: &str,
+        path: &str,
+    ) -> Result<ConnectionHandle, EngineError> {
+        let client = self.client.clone().ok_or(EngineError::NoVersion)?;
+        self.connect_with(now, remote, server_name, path, client)
+    }
+
+    /// Dial offering only `versions` (newest first), e.g. to pin one.
+    pub fn connect_versions(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        server_name: &str,
+        path: &str,
+        versions: &[Version],
+    ) -> Result<ConnectionHandle, EngineError> {
+        if versions.is_empty() {
+            return Err(EngineError::NoVersion);
+        }
+        let client = client_config(&self.cfg, versions, Arc::new(transport_config(&self.cfg)))?;
+        self.connect_with(now, remote, server_name, path, client)
+    }
+
+    fn connect_with(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        server_name: &str,
+        path: &str,
+        client: quinn_proto::ClientConfig,
+    ) -> Result<ConnectionHandle, EngineError> {
+        let (handle, connection) = self.quic.connect(now, client, remote, server_name)?;
+        let path = if path.is_empty() {
+            "/".to_string()
+        } else {
+            path.to_string()
+        };
+        self.conns
+            .insert(handle, Conn::new(connection, Side::Client, Some(path)));
+        self.order.push(handle);
+        Ok(handle)
+    }
+
+    /// Close every connection with `code` and `reason`.
+    pub fn close(&mut self, now: Instant, code: u64, reason: &str) {
+        let peers: Vec<PeerId> = self.by_peer.keys().copied().collect();
+        for peer in peers {
+            self.node.close_session(now, peer, code, reason);
+        }
+        for conn in self.conns.values_mut() {
+            if conn.peer.is_none() {
+                conn.quic.close(
+                    now,
+                    VarInt::from_u64(code).unwrap_or(VarInt::MAX),
+                    reason.as_bytes().to_vec().into(),
+                );
+            }
+        }
+        self.flush(now);
+    }
+
+    /// Send GOAWAY on every session (lite-04+; `uri` empty = "reconnect here") and close them
+    /// with 0x10 after the node's drain period.
+    pub fn goaway(&mut self, now: Instant, uri: &str) {
+        self.node.goaway(now, uri);
+        self.flush(now);
+    }
+
+    /// A UDP datagram arrived.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        local_ip: Option<IpAddr>,
+        ecn: Option<EcnCodepoint>,
+        data: BytesMut,
+    ) {
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        match self.quic.handle(now, remote, local_ip, ecn, data, &mut buf) {
+            Some(DatagramEvent::ConnectionEvent(handle, event)) => {
+                if let Some(conn) = self.conns.get_mut(&handle) {
+                    conn.quic.handle_event(event);
+                    self.drive(now, handle);
+                }
+            }
+            Some(DatagramEvent::NewConnection(incoming)) => self.incoming(now, incoming, &mut buf),
+            Some(DatagramEvent::Response(transmit)) => {
+                self.queue_response(transmit, &buf);
+            }
+            None => {}
+        }
+        self.scratch = buf;
+        self.flush(now);
+    }
+
+    /// Apply the accept policy to a new connection attempt.
+    fn incoming(&mut self, now: Instant, incoming: quinn_proto::Incoming, buf: &mut Vec<u8>) {
+        if self.server.is_none() || self.conns.len() >= self.cfg.max_connections {
+            let transmit = self.quic.refuse(incoming, buf);
+            self.queue_response(transmit, buf);
+            return;
+        }
+        if self.cfg.retry && !incoming.remote_address_validated() && incoming.may_retry() {
+            match self.quic.retry(incoming, buf) {
+                Ok(transmit) => self.queue_response(transmit, buf),
+                Err(err) => self.quic.ignore(err.into_incoming()),
+            }
+            return;
+        }
+        match self.quic.accept(incoming, now, buf, None) {
+            Ok((handle, connection)) => {
+                self.conns
+                    .insert(handle, Conn::new(connection, Side::Server, None));
+                self.order.push(handle);
+                self.drive(now, handle);
+            }
+            Err(err) => {
+                tracing::debug!(cause = %err.cause, "refused incoming connection");
+                if let Some(transmit) = err.response {
+                    self.queue_response(transmit, buf);
+                }
+            }
+        }
+    }
+
+    fn queue_response(&mut self, transmit: Transmit, buf: &[u8]) {
+        let data = buf[..transmit.size].to_vec();
+        self.responses.push_back((transmit, data));
+    }
+
+    /// Time passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<ConnectionHandle> = self
+            .conns
+            .iter_mut()
+            .filter_map(|(h, c)| {
+                c.quic
+                    .poll_timeout()
+                    .is_some_and(|t| t <= now)
+                    .then_some(*h)
+            })
+            .collect();
+        for handle in due {
+            if let Some(conn) = self.conns.get_mut(&handle) {
+                conn.quic.handle_timeout(now);
+                self.drive(now, handle);
+            }
+        }
+        if self.node.poll_timeout().is_some_and(|t| t <= now) {
+            self.node.handle_timeout(now);
+        }
+        self.flush(now);
+        self.reap(now);
+    }
+
+    /// The next datagram(s) to send, written into `buf`. GSO batches carry `segment_size`.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        self.flush(now);
+        if let Some((transmit, data)) = self.responses.pop_front() {
+            buf.clear();
+            buf.extend_from_slice(&data);
+            return Some(transmit);
+        }
+        let count = self.order.len();
+        for i in 0..count {
+            let index = (self.next_transmit + i) % count;
+            let handle = self.order[index];
+            let Some(conn) = self.conns.get_mut(&handle) else {
+                continue;
+            };
+            buf.clear();
+            // Ask for the GSO batch size every time: the socket may have changed it.
+            if let Some(transmit) =
+                conn.quic
+                    .poll_transmit(now, self.cfg.max_gso_segments.max(1), buf)
+            {
+                self.next_transmit = (index + 1) % count;
+                return Some(transmit);
+            }
+        }
+        self.reap(now);
+        None
+    }
+
+    /// When [`Endpoint::handle_timeout`] must be called next.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        let conns = self
+            .conns
+            .values_mut()
+            .filter_map(|c| c.quic.poll_timeout())
+            .min();
+        [conns, self.node.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<EngineEvent> {
+        if let Some(event) = self.events.pop_front() {
+            return Some(event);
+        }
+        self.node.poll_event().map(EngineEvent::Node)
+    }
+
+    /// Update the GSO batch size (the driver learns it from the socket).
+    pub fn set_max_gso_segments(&mut self, segments: usize) {
+        self.cfg.max_gso_segments = segments.max(1);
+    }
+
+    /// Forget connections quinn-proto has drained.
+    fn reap(&mut self, now: Instant) {
+        let drained: Vec<ConnectionHandle> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.quic.is_drained())
+            .map(|(h, _)| *h)
+            .collect();
+        for handle in drained {
+            if let Some(conn) = self.conns.remove(&handle) {
+                if let Some(peer) = conn.peer {
+                    self.by_peer.remove(&peer);
+                    self.node.remove_peer(now, peer);
+                }
+            }
+            self.order.retain(|h| *h != handle);
+        }
+        if self.next_transmit >= self.order.len() {
+            self.next_transmit = 0;
+        }
+    }
+
+    /// The session for a connection whose handshake completed.
+    fn start_session(&mut self, now: Instant, handle: ConnectionHandle) {
+        let Some(conn) = self.conns.get_mut(&handle) else {
+            return;
+        };
+        let alpn = conn
+            .quic
+            .crypto_session()
+            .handshake_data()
+            .and_then(|d| {
+                d.downcast::<quinn_proto::crypto::rustls::HandshakeData>()
+                    .ok()
+            })
+            .and_then(|d| d.protocol);
+        let Some(version) = alpn.as_deref().and_then(Version::from_alpn) else {
+            tracing::debug!(?alpn, "no common MOQ version");
+            conn.quic.close(
+                now,
+                VarInt::from_u32(session::codes::session::VERSION as u32),
+                "no common version".into(),
+            );
+            return;
+        };
+        let side = conn.side;
+        let mut config = self.cfg.session.clone();
+        config.version = version;
+        config.side = side;
+        let root = match side {
+            Side::Client => {
+                if version.is_lite05() {
+                    config.setup_path = conn.url_path.clone();
+                }
+                Some(Path::root())
+            }
+            // Raw QUIC before lite-05 has no path: the session is rooted at `/`.
+            Side::Server if !version.is_lite05() => Some(Path::root()),
+            Side::Server => None,
+        };
+        conn.version = Some(version);
+        let remote = conn.quic.remote_address();
+        let peer = self.node.add_session(now, config, root);
+        if let Some(conn) = self.conns.get_mut(&handle) {
+            conn.peer = Some(peer);
+        }
+        self.by_peer.insert(peer, handle);
+        self.events.push_back(EngineEvent::Connected {
+            conn: handle,
+            peer,
+            version,
+            remote,
+            side,
+        });
+    }
+}
+
+fn transport_config(cfg: &EngineConfig) -> TransportConfig {
+    let mut transport = TransportConfig::default();
+    transport.max_concurrent_bidi_streams(VarInt::from_u32(cfg.max_streams));
+    transport.max_concurrent_uni_streams(VarInt::from_u32(cfg.max_streams));
+    transport.max_idle_timeout(quinn_proto::IdleTimeout::try_from(cfg.idle_timeout).ok());
+    transport.keep_alive_interval(cfg.keep_alive);
+    transport.datagram_receive_buffer_size(Some(1024 * 1024));
+    transport
+}
+
+fn client_config(
+    cfg: &EngineConfig,
+    versions: &[Version],
+    transport: Arc<TransportConfig>,
+) -> Result<quinn_proto::ClientConfig, EngineError> {
+    let alpns = versions
+        .iter()
+        .map(|v| v.alpn().as_bytes().to_vec())
+        .collect();
+    let tls = tls::client_config(&cfg.verification, alpns)?;
+    let crypto = quinn_proto::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| EngineError::Crypto(e.to_string()))?;
+    let mut client = quinn_proto::ClientConfig::new(Arc::new(crypto));
+    client.transport_config(transport);
+    Ok(client)
+}
