@@ -192,18 +192,15 @@ impl Endpoint {
     }
 
     fn accept_streams(&mut self, now: Instant, handle: ConnectionHandle, dir: quinn_proto::Dir) {
-        loop {
-            let Some(id) = self
-                .conns
-                .get_mut(&handle)
-                .and_then(|c| c.quic.streams().accept(dir))
-            else {
-                break;
-            };
-            let session_dir = match dir {
-                quinn_proto::Dir::Bi => Dir::Bi,
-                quinn_proto::Dir::Uni => Dir::Uni,
-            };
+        let session_dir = match dir {
+            quinn_proto::Dir::Bi => Dir::Bi,
+            quinn_proto::Dir::Uni => Dir::Uni,
+        };
+        while let Some(id) = self
+            .conns
+            .get_mut(&handle)
+            .and_then(|c| c.quic.streams().accept(dir))
+        {
             self.session_input(now, handle, |s, now| {
                 s.handle_stream_opened(now, session_id(id), session_dir)
             });

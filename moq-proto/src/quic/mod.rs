@@ -473,11 +473,9 @@ impl Endpoint {
             .map(|(h, _)| *h)
             .collect();
         for handle in drained {
-            if let Some(conn) = self.conns.remove(&handle) {
-                if let Some(peer) = conn.peer {
-                    self.by_peer.remove(&peer);
-                    self.node.remove_peer(now, peer);
-                }
+            if let Some(peer) = self.conns.remove(&handle).and_then(|conn| conn.peer) {
+                self.by_peer.remove(&peer);
+                self.node.remove_peer(now, peer);
             }
             self.order.retain(|h| *h != handle);
         }
