@@ -13,6 +13,8 @@
 )]
 
 pub mod coding;
+#[cfg(feature = "driver")]
+pub mod driver;
 mod fxhash;
 pub mod node;
 pub mod origin;

@@ -80,8 +80,10 @@ impl Node {
         let Some(c) = self.consumers.get_mut(consumer) else {
             return false;
         };
+        // Without an explicit start, the first group delivered is the start (a late joiner
+        // begins at the latest group); with one, every group from it is wanted, in any order.
         if c.params.start.is_some_and(|s| seq < s)
-            || c.start.is_some_and(|s| seq < s)
+            || (c.params.start.is_none() && c.start.is_some_and(|s| seq < s))
             || c.params.end.is_some_and(|e| seq > e)
             || c.groups.iter().any(|(s, _)| *s == seq)
         {
@@ -121,6 +123,7 @@ impl Node {
         };
         let c = &mut self.consumers[consumer];
         c.start.get_or_insert(seq);
+        c.last = Some(c.last.map_or(seq, |l| l.max(seq)));
         c.groups.push((seq, sink));
         true
     }
@@ -256,7 +259,9 @@ impl Node {
         let Some(end) = c.params.end else {
             return;
         };
-        if seq < end || !c.groups.is_empty() {
+        // Done once the end group was opened (it may close before an earlier group still in
+        // delivery) and nothing is in delivery any more.
+        if seq.max(c.last.unwrap_or(seq)) < end || !c.groups.is_empty() {
             return;
         }
         self.end_consumer(consumer, end + 1, None);

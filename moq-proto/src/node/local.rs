@@ -38,6 +38,9 @@ pub enum PublishError {
     /// The group would exceed 32 MiB or 8192 frames; it was aborted.
     #[error("group {0} too large")]
     GroupTooLarge(u64),
+    /// The path is not valid.
+    #[error(transparent)]
+    Path(#[from] crate::wire::PathError),
 }
 
 impl Node {
@@ -234,6 +237,7 @@ impl Node {
                     params,
                     accepted: false,
                     start: None,
+                    last: None,
                     groups: Vec::new(),
                 });
                 if let Some(local) = self.locals.get_mut(id) {

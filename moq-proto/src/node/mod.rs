@@ -92,6 +92,8 @@ struct Consumer {
     accepted: bool,
     /// First group delivered; older groups are skipped.
     start: Option<u64>,
+    /// Highest group opened so far (a bounded consumer is done once it reached its end).
+    last: Option<u64>,
     /// Groups in delivery.
     groups: Vec<(u64, Sink)>,
 }

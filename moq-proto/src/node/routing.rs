@@ -78,7 +78,11 @@ impl Node {
                     .track_mut(track)
                     .map(|t| t.append_frame(seq, ts, size, chunk.clone()));
                 match appended {
-                    Some(Ok(())) => self.frame_started(now, track, seq, ts, size, &chunk),
+                    Some(Ok(())) => {
+                        self.frame_started(now, track, seq, ts, size, &chunk);
+                        // The byte budget holds for relayed groups as for local ones.
+                        self.enforce_cache(now, track);
+                    }
                     Some(Err(crate::origin::GroupError::TooLarge)) => self.abort_upstream_group(
                         now,
                         peer,
@@ -439,15 +443,16 @@ impl Node {
         for (watch, watcher) in watchers {
             match watcher.owner {
                 WatchOwner::Peer(peer, listener) => {
-                    // Never announce a broadcast back to the session it came from.
-                    if source == Some(peer) && active {
-                        continue;
-                    }
+                    // Never announce a broadcast back to the session it came from; if the best
+                    // route now comes from that session, withdraw what we announced to it
+                    // (poisoned reverse), or two relays would keep each other's stale route
+                    // alive after the origin is gone.
+                    let active_here = active && source != Some(peer);
                     let Some(rel) = self.relative(peer, &path) else {
                         continue;
                     };
                     if let Some(p) = self.peers.get_mut(peer) {
-                        let _ = p.session.announce(listener, &rel, active, &hops);
+                        let _ = p.session.announce(listener, &rel, active_here, &hops);
                         self.touch(peer);
                     }
                 }
@@ -533,6 +538,7 @@ impl Node {
             params,
             accepted: false,
             start: None,
+            last: None,
             groups: Vec::new(),
         });
         if let Some(p) = self.peers.get_mut(peer) {
@@ -626,8 +632,12 @@ impl Node {
             .peers
             .get_mut(route.peer)
             .ok_or(codes::stream::UNROUTABLE)?;
+        // The upstream subscription is shared by every later consumer of the track, so it
+        // starts at the latest group: a first consumer's explicit start (possibly in the
+        // future) must not hide the latest group from consumers that join after it. Each
+        // consumer's own start and end are applied at this node, when groups fan out.
         let upstream = SubscribeParams {
-            start: params.start,
+            start: None,
             end: None,
             ..params
         };
@@ -739,6 +749,8 @@ impl Node {
             && let Some(t) = self.origin.track_mut(track)
         {
             t.set_info(info);
+            // The track resolved upstream: subscribers waiting for it can be accepted.
+            self.accept_waiting(track);
         }
         let waiters = match self.links.get_mut(track) {
             Some(links) => {
@@ -860,6 +872,11 @@ impl Node {
             while f.frame < frames.len() {
                 let chunks = group.frame_chunks(f.frame);
                 if f.chunk == 0 {
+                    if chunks.is_empty() && !group.frame_complete(f.frame) {
+                        // Its first bytes have not arrived: send the header with them, or
+                        // `chunk` would count a chunk that was never sent.
+                        return true;
+                    }
                     let first = chunks.first().cloned().unwrap_or_default();
                     let meta = frames[f.frame];
                     if !p

@@ -21,6 +21,12 @@ struct Blocked {
     finish: bool,
 }
 
+impl Blocked {
+    fn bytes(&self) -> usize {
+        self.chunks.iter().map(Bytes::len).sum()
+    }
+}
+
 pub(super) struct Conn {
     pub(super) quic: quinn_proto::Connection,
     pub(super) side: Side,
@@ -35,6 +41,11 @@ pub(super) struct Conn {
 }
 
 impl Conn {
+    /// Bytes held in blocked queues.
+    pub(super) fn blocked_total(&self) -> usize {
+        self.blocked.values().map(Blocked::bytes).sum()
+    }
+
     pub(super) fn new(quic: quinn_proto::Connection, side: Side, url_path: Option<String>) -> Self {
         Self {
             quic,
@@ -112,7 +123,14 @@ impl Endpoint {
             Event::HandshakeDataReady => {}
             Event::Connected => self.start_session(now, handle),
             Event::ConnectionLost { reason } => {
-                self.connection_lost(now, handle, reason.to_string())
+                // The peer's application close code is the session code (WIRE.md §6).
+                let code = match &reason {
+                    quinn_proto::ConnectionError::ApplicationClosed(close) => {
+                        close.error_code.into_inner()
+                    }
+                    _ => crate::session::codes::session::INTERNAL,
+                };
+                self.connection_lost(now, handle, code, reason.to_string())
             }
             Event::Stream(StreamEvent::Opened { dir }) => self.accept_streams(now, handle, dir),
             Event::Stream(StreamEvent::Readable { id }) => self.read_stream(now, handle, id),
@@ -123,8 +141,12 @@ impl Endpoint {
                 });
             }
             Event::Stream(StreamEvent::Stopped { id, error_code }) => {
-                if let Some(conn) = self.conns.get_mut(&handle) {
-                    conn.blocked.remove(&id);
+                if let Some(blocked) = self
+                    .conns
+                    .get_mut(&handle)
+                    .and_then(|c| c.blocked.remove(&id))
+                {
+                    self.blocked_bytes -= blocked.bytes();
                 }
                 self.session_input(now, handle, |s, now| {
                     s.handle_stop_sending(now, session_id(id), error_code.into_inner())
@@ -157,7 +179,13 @@ impl Endpoint {
         }
     }
 
-    fn connection_lost(&mut self, now: Instant, handle: ConnectionHandle, reason: String) {
+    fn connection_lost(
+        &mut self,
+        now: Instant,
+        handle: ConnectionHandle,
+        code: u64,
+        reason: String,
+    ) {
         let Some(conn) = self.conns.get_mut(&handle) else {
             return;
         };
@@ -165,11 +193,13 @@ impl Endpoint {
             return;
         }
         conn.lost = true;
+        let dropped: usize = conn.blocked.values().map(Blocked::bytes).sum();
         conn.blocked.clear();
+        self.blocked_bytes -= dropped;
         match conn.peer {
             Some(peer) => {
                 self.node.input(now, peer, |s, now| {
-                    s.handle_connection_lost(now, crate::session::codes::session::INTERNAL, &reason)
+                    s.handle_connection_lost(now, code, &reason)
                 });
                 self.events.push_back(EngineEvent::Disconnected {
                     conn: handle,
@@ -254,6 +284,7 @@ impl Endpoint {
         let Some(mut blocked) = conn.blocked.remove(&id) else {
             return;
         };
+        let before = blocked.bytes();
         let mut send = conn.quic.send_stream(id);
         let chunks = blocked.chunks.make_contiguous();
         match send.write_chunks(chunks) {
@@ -261,8 +292,12 @@ impl Endpoint {
                 blocked.chunks.drain(..written.chunks);
             }
             Err(WriteError::Blocked) => {}
-            Err(_) => return,
+            Err(_) => {
+                self.blocked_bytes -= before;
+                return;
+            }
         }
+        self.blocked_bytes -= before - blocked.bytes();
         // A partially written chunk was advanced in place; drop any now-empty one.
         while blocked.chunks.front().is_some_and(Bytes::is_empty) {
             blocked.chunks.pop_front();
@@ -384,6 +419,7 @@ impl Endpoint {
                     return;
                 };
                 if let Some(blocked) = conn.blocked.get_mut(&id) {
+                    self.blocked_bytes += data.len();
                     blocked.chunks.push_back(data);
                     return;
                 }
@@ -392,6 +428,7 @@ impl Endpoint {
                     Ok(written) if written.chunks == 1 => {}
                     Ok(_) | Err(WriteError::Blocked) => {
                         let [rest] = chunks;
+                        self.blocked_bytes += rest.len();
                         let mut blocked = Blocked::default();
                         blocked.chunks.push_back(rest);
                         conn.blocked.insert(id, blocked);
@@ -414,7 +451,9 @@ impl Endpoint {
                 let Some(id) = quic_id(stream) else {
                     return;
                 };
-                conn.blocked.remove(&id);
+                if let Some(blocked) = conn.blocked.remove(&id) {
+                    self.blocked_bytes -= blocked.bytes();
+                }
                 let _ = conn.quic.send_stream(id).reset(varint(code));
             }
             Command::Stop { stream, code } => {

@@ -165,6 +165,8 @@ pub struct Endpoint {
     events: VecDeque<EngineEvent>,
     scratch: Vec<u8>,
     cert_hash: Option<[u8; 32]>,
+    /// Bytes written by sessions that quinn-proto has not accepted yet.
+    blocked_bytes: usize,
 }
 
 impl Endpoint {
@@ -213,6 +215,7 @@ impl Endpoint {
             events: VecDeque::new(),
             scratch: Vec::new(),
             cert_hash,
+            blocked_bytes: 0,
         })
     }
 
@@ -230,6 +233,12 @@ impl Endpoint {
     /// The configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
+    }
+
+    /// Bytes the sessions wrote that quinn-proto could not take yet (flow control or its send
+    /// window is full). Publishers use it for backpressure.
+    pub fn buffered_bytes(&self) -> usize {
+        self.blocked_bytes
     }
 
     /// Open connections.
@@ -473,7 +482,11 @@ impl Endpoint {
             .map(|(h, _)| *h)
             .collect();
         for handle in drained {
-            if let Some(peer) = self.conns.remove(&handle).and_then(|conn| conn.peer) {
+            let removed = self.conns.remove(&handle);
+            if let Some(conn) = &removed {
+                self.blocked_bytes -= conn.blocked_total();
+            }
+            if let Some(peer) = removed.and_then(|conn| conn.peer) {
                 self.by_peer.remove(&peer);
                 self.node.remove_peer(now, peer);
             }

@@ -1,0 +1,787 @@
+//! The async handles.
+
+use std::future::poll_fn;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::Runtime;
+use super::shared::{Connect, Shared, State, SubSlot, WatchSlot};
+use super::task::Driver;
+use crate::node::{LocalSubId, PublishError, WatchId};
+use crate::origin::{BroadcastId, GroupState, PeerId, TrackId};
+use crate::quic::{EngineConfig, EngineError, MoqUrl, UrlError};
+use crate::session::{SubscribeParams, codes};
+use crate::wire::{Path, PathError, TrackInfo, Version};
+
+/// Limits of the async layer.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// Publishers wait while more than this many bytes wait for quinn-proto.
+    pub max_buffered: usize,
+    /// Most payload bytes buffered per subscription for a slow reader; beyond it the oldest
+    /// buffered group is dropped.
+    pub max_subscription_buffer: usize,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        Self {
+            max_buffered: 16 * 1024 * 1024,
+            max_subscription_buffer: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why a connection could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The URL is not usable.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// The host name did not resolve.
+    #[error("cannot resolve {0}: {1}")]
+    Resolve(String, String),
+    /// The engine refused to start it.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The handshake failed (TLS, no common version, unreachable, timeout).
+    #[error("connection to {0} failed: {1}")]
+    Failed(String, String),
+    /// The endpoint is closed.
+    #[error("endpoint closed")]
+    Closed,
+}
+
+/// One frame read from a subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// Timestamp in track timescale units (arrival milliseconds for lite-03/04 sources).
+    pub timestamp: u64,
+    /// The payload.
+    pub payload: Bytes,
+}
+
+/// An endpoint: a UDP socket, a QUIC engine and its origin, driven in the background.
+///
+/// Cloning is cheap; every clone is the same endpoint.
+#[derive(Clone)]
+pub struct Endpoint {
+    shared: Arc<Shared>,
+    runtime: Arc<dyn Runtime>,
+    local_addr: SocketAddr,
+    epoch: Instant,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("local_addr", &self.local_addr)
+            .finish()
+    }
+}
+
+impl Endpoint {
+    /// Bind `addr` and start the driver. With a certificate in `config` it accepts
+    /// connections; it can always dial.
+    pub fn bind(
+        runtime: Arc<dyn Runtime>,
+        addr: SocketAddr,
+        mut config: EngineConfig,
+        driver: DriverConfig,
+    ) -> io::Result<Self> {
+        let socket = std::net::UdpSocket::bind(addr)?;
+        let local_addr = socket.local_addr()?;
+        let socket = runtime.wrap_udp_socket(socket)?;
+        config.max_gso_segments = socket.max_transmit_segments();
+        let engine =
+            crate::quic::Endpoint::new(config).map_err(|e| io::Error::other(e.to_string()))?;
+        let shared = Arc::new(Shared::new(State::new(engine, driver)));
+        runtime.spawn(Box::pin(Driver::new(
+            shared.clone(),
+            socket,
+            runtime.clone(),
+        )));
+        Ok(Self {
+            epoch: runtime.now(),
+            shared,
+            runtime,
+            local_addr,
+        })
+    }
+
+    /// A client endpoint on an ephemeral port (IPv6 dual-stack, else IPv4).
+    pub fn client(runtime: Arc<dyn Runtime>, config: EngineConfig) -> io::Result<Self> {
+        let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0);
+        match Self::bind(runtime.clone(), v6, config.clone(), DriverConfig::default()) {
+            Ok(endpoint) => Ok(endpoint),
+            Err(_) => Self::bind(
+                runtime,
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+                config,
+                DriverConfig::default(),
+            ),
+        }
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// SHA-256 of our certificate, if we serve.
+    pub fn certificate_hash(&self) -> Option<[u8; 32]> {
+        self.shared.lock().engine.certificate_hash()
+    }
+
+    /// Run `f` on the engine (and its node), then let the driver send what it produced.
+    pub fn with_engine<R>(&self, f: impl FnOnce(&mut crate::quic::Endpoint, Instant) -> R) -> R {
+        let now = self.runtime.now();
+        let mut state = self.shared.lock();
+        let result = f(&mut state.engine, now);
+        state.wake_driver();
+        result
+    }
+
+    fn with_state<R>(&self, f: impl FnOnce(&mut State, Instant) -> R) -> R {
+        let now = self.runtime.now();
+        let mut state = self.shared.lock();
+        let result = f(&mut state, now);
+        state.wake_driver();
+        result
+    }
+
+    /// Connect to `moqt://host:port/path`, offering every configured version.
+    pub async fn connect(&self, url: &str) -> Result<Session, ConnectError> {
+        self.connect_versions(url, &[]).await
+    }
+
+    /// Connect offering only `versions` (newest first; empty = the configured list).
+    pub async fn connect_versions(
+        &self,
+        url: &str,
+        versions: &[Version],
+    ) -> Result<Session, ConnectError> {
+        let parsed = MoqUrl::parse(url)?;
+        let remote = self.resolve(&parsed)?;
+        let handle = self.with_state(|state, now| {
+            if state.closed {
+                return Err(ConnectError::Closed);
+            }
+            let handle = if versions.is_empty() {
+                state
+                    .engine
+                    .connect(now, remote, &parsed.host, &parsed.path)?
+            } else {
+                state
+                    .engine
+                    .connect_versions(now, remote, &parsed.host, &parsed.path, versions)?
+            };
+            state.connects.insert(handle, Connect::Pending(None));
+            Ok(handle)
+        })?;
+        let result = poll_fn(|cx| {
+            let mut state = self.shared.lock();
+            if state.closed {
+                state.connects.remove(&handle);
+                return Poll::Ready(Err(ConnectError::Closed));
+            }
+            match state.connects.get_mut(&handle) {
+                Some(Connect::Pending(waker)) => {
+                    *waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+                Some(Connect::Done(_)) => match state.connects.remove(&handle) {
+                    Some(Connect::Done(result)) => {
+                        Poll::Ready(result.map_err(|e| ConnectError::Failed(parsed.to_string(), e)))
+                    }
+                    _ => Poll::Ready(Err(ConnectError::Closed)),
+                },
+                None => Poll::Ready(Err(ConnectError::Closed)),
+            }
+        })
+        .await?;
+        let (peer, version, remote) = result;
+        Ok(Session {
+            endpoint: self.clone(),
+            peer,
+            version,
+            remote,
+        })
+    }
+
+    fn resolve(&self, url: &MoqUrl) -> Result<SocketAddr, ConnectError> {
+        let authority = url.authority();
+        let addrs: Vec<SocketAddr> = authority
+            .to_socket_addrs()
+            .map_err(|e| ConnectError::Resolve(authority.clone(), e.to_string()))?
+            .collect();
+        let v6_socket = self.local_addr.is_ipv6();
+        let pick = addrs
+            .iter()
+            .find(|a| a.is_ipv6() == v6_socket)
+            .or_else(|| addrs.first())
+            .copied()
+            .ok_or_else(|| ConnectError::Resolve(authority.clone(), "no address".into()))?;
+        // A dual-stack IPv6 socket reaches IPv4 peers through mapped addresses.
+        Ok(match (v6_socket, pick) {
+            (true, SocketAddr::V4(v4)) => {
+                SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
+            }
+            _ => pick,
+        })
+    }
+
+    /// The next session a peer opened to us (`None` once the endpoint is closed).
+    pub async fn accept(&self) -> Option<Session> {
+        let (peer, version, remote) = poll_fn(|cx| {
+            let mut state = self.shared.lock();
+            if let Some(next) = state.accepts.pop_front() {
+                return Poll::Ready(Some(next));
+            }
+            if state.closed {
+                return Poll::Ready(None);
+            }
+            state.accept_waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await?;
+        Some(Session {
+            endpoint: self.clone(),
+            peer,
+            version,
+            remote,
+        })
+    }
+
+    /// Publish a broadcast at `path` (announced to every interested peer).
+    pub fn publish(&self, path: &str) -> Result<BroadcastPublisher, PublishError> {
+        let path = parse_path(path)?;
+        let id = self.with_state(|state, now| state.engine.node().publish(now, &path))?;
+        Ok(BroadcastPublisher {
+            endpoint: self.clone(),
+            id,
+        })
+    }
+
+    /// Subscribe to a track with default parameters (latest group on, 5 s max latency).
+    pub fn subscribe(&self, broadcast: &str, track: &str) -> Result<Subscription, PathError> {
+        self.subscribe_with(broadcast, track, SubscribeParams::default())
+    }
+
+    /// Subscribe to a track. It starts once the broadcast is announced.
+    pub fn subscribe_with(
+        &self,
+        broadcast: &str,
+        track: &str,
+        params: SubscribeParams,
+    ) -> Result<Subscription, PathError> {
+        let path = Path::new(broadcast)?;
+        let id = self.with_state(|state, now| {
+            let id = state.engine.node().subscribe(now, &path, track, params);
+            state.subs.entry(id).or_insert_with(SubSlot::default);
+            // Events may already be queued for it (a local track): route them now.
+            while let Some(event) = state.engine.poll_event() {
+                state.dispatch(event);
+            }
+            id
+        });
+        Ok(Subscription {
+            endpoint: self.clone(),
+            id,
+        })
+    }
+
+    /// Watch broadcasts under `prefix`: the active ones first, then changes.
+    pub fn announced(&self, prefix: &str) -> Result<Announcements, PathError> {
+        let prefix = Path::new(prefix)?;
+        let watch = self.with_state(|state, _| {
+            let watch = state.engine.node().announced(&prefix);
+            state.watches.insert(watch, WatchSlot::default());
+            while let Some(event) = state.engine.poll_event() {
+                state.dispatch(event);
+            }
+            watch
+        });
+        Ok(Announcements {
+            endpoint: self.clone(),
+            watch,
+        })
+    }
+
+    /// Send GOAWAY to every peer (lite-04+); sessions close after the drain period.
+    pub fn goaway(&self, uri: &str) {
+        self.with_state(|state, now| state.engine.goaway(now, uri));
+    }
+
+    /// Close every connection and stop the driver once they are gone.
+    pub fn close(&self, code: u64, reason: &str) {
+        self.with_state(|state, now| {
+            state.engine.close(now, code, reason);
+            state.closed = true;
+            state.wake_all();
+        });
+    }
+
+    /// Wait until the driver has stopped (after [`Endpoint::close`] and the connections drained).
+    pub async fn closed(&self) {
+        poll_fn(|cx| {
+            let mut state = self.shared.lock();
+            if state.closed && state.engine.connection_count() == 0 {
+                return Poll::Ready(());
+            }
+            state.writers.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Milliseconds since the endpoint started (the default frame timestamp).
+    fn millis(&self) -> u64 {
+        u64::try_from(
+            self.runtime
+                .now()
+                .saturating_duration_since(self.epoch)
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX)
+    }
+
+    /// Wait while too many bytes are waiting for the transport.
+    async fn backpressure(&self) {
+        poll_fn(|cx| {
+            let mut state = self.shared.lock();
+            if state.engine.buffered_bytes() <= state.cfg.max_buffered || state.closed {
+                return Poll::Ready(());
+            }
+            state.writers.push(cx.waker().clone());
+            state.wake_driver();
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+fn parse_path(path: &str) -> Result<Path, PublishError> {
+    Ok(Path::new(path)?)
+}
+
+/// A MOQ session over one connection. Dropping it closes the connection.
+pub struct Session {
+    endpoint: Endpoint,
+    peer: PeerId,
+    version: Version,
+    remote: SocketAddr,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("version", &self.version)
+            .field("remote", &self.remote)
+            .finish()
+    }
+}
+
+impl Session {
+    /// The agreed version.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The peer's address.
+    pub fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// The node's handle for this peer.
+    pub fn peer(&self) -> PeerId {
+        self.peer
+    }
+
+    /// The GOAWAY URI if the peer sent one.
+    pub fn goaway(&self) -> Option<String> {
+        self.endpoint
+            .shared
+            .lock()
+            .sessions
+            .get(&self.peer)
+            .and_then(|s| s.goaway.clone())
+    }
+
+    /// Close with a code and a reason.
+    pub fn close(&self, code: u64, reason: &str) {
+        let peer = self.peer;
+        self.endpoint
+            .with_engine(|engine, now| engine.node().close_session(now, peer, code, reason));
+    }
+
+    /// Wait until the session is closed; returns why.
+    pub async fn closed(&self) -> String {
+        poll_fn(|cx| {
+            let mut state = self.endpoint.shared.lock();
+            let closed_endpoint = state.closed;
+            let slot = state.sessions.entry(self.peer).or_default();
+            if let Some(reason) = &slot.closed {
+                return Poll::Ready(reason.clone());
+            }
+            if closed_endpoint {
+                return Poll::Ready("endpoint closed".into());
+            }
+            slot.wakers.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Wait for the peer's GOAWAY (or the close, whichever comes first); returns the URI.
+    pub async fn goaway_received(&self) -> Option<String> {
+        poll_fn(|cx| {
+            let mut state = self.endpoint.shared.lock();
+            let slot = state.sessions.entry(self.peer).or_default();
+            if let Some(uri) = &slot.goaway {
+                return Poll::Ready(Some(uri.clone()));
+            }
+            if slot.closed.is_some() {
+                return Poll::Ready(None);
+            }
+            slot.wakers.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let peer = self.peer;
+        self.endpoint.with_state(|state, now| {
+            let open = state.sessions.get(&peer).is_none_or(|s| s.closed.is_none());
+            if open {
+                state.engine.node().close_session(
+                    now,
+                    peer,
+                    codes::session::NO_ERROR,
+                    "session dropped",
+                );
+            }
+            state.sessions.remove(&peer);
+        });
+    }
+}
+
+/// A locally published broadcast. Dropping it unpublishes it.
+pub struct BroadcastPublisher {
+    endpoint: Endpoint,
+    id: BroadcastId,
+}
+
+impl BroadcastPublisher {
+    /// Add a track.
+    pub fn create_track(
+        &self,
+        name: &str,
+        info: TrackInfo,
+    ) -> Result<TrackPublisher, PublishError> {
+        let id = self.id;
+        let track = self
+            .endpoint
+            .with_engine(|engine, _| engine.node().create_track(id, name, info))?;
+        Ok(TrackPublisher {
+            endpoint: self.endpoint.clone(),
+            id: track,
+        })
+    }
+}
+
+impl Drop for BroadcastPublisher {
+    fn drop(&mut self) {
+        let id = self.id;
+        self.endpoint
+            .with_engine(|engine, now| engine.node().unpublish(now, id));
+    }
+}
+
+/// A track of a local broadcast. Dropping it ends the track.
+pub struct TrackPublisher {
+    endpoint: Endpoint,
+    id: TrackId,
+}
+
+impl TrackPublisher {
+    /// Begin the next group.
+    pub fn append_group(&self) -> Result<GroupPublisher, PublishError> {
+        let id = self.id;
+        let seq = self
+            .endpoint
+            .with_engine(|engine, now| engine.node().append_group(now, id))?;
+        Ok(GroupPublisher {
+            endpoint: self.endpoint.clone(),
+            track: id,
+            seq,
+            done: false,
+        })
+    }
+
+    /// Publish a whole single-frame group (as a datagram to lite-05 subscribers when it fits).
+    pub fn write_single(&self, payload: Bytes) -> Result<u64, PublishError> {
+        let id = self.id;
+        let ts = self.endpoint.millis();
+        self.endpoint.with_engine(|engine, now| {
+            let node = engine.node();
+            let seq = node
+                .origin()
+                .track(id)
+                .map(|t| t.next_seq())
+                .ok_or(PublishError::Origin(crate::origin::OriginError::NotFound))?;
+            node.write_datagram_group(now, id, seq, ts, payload)?;
+            Ok(seq)
+        })
+    }
+}
+
+impl Drop for TrackPublisher {
+    fn drop(&mut self) {
+        let id = self.id;
+        self.endpoint
+            .with_engine(|engine, now| engine.node().end_track(now, id));
+    }
+}
+
+/// A group being written. Dropping it finishes the group.
+pub struct GroupPublisher {
+    endpoint: Endpoint,
+    track: TrackId,
+    seq: u64,
+    done: bool,
+}
+
+impl GroupPublisher {
+    /// The group's sequence number.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Append a frame stamped with milliseconds since the endpoint started. Waits while the
+    /// transport has too much unsent data (backpressure).
+    pub async fn write_frame(&mut self, payload: Bytes) -> Result<(), PublishError> {
+        let ts = self.endpoint.millis();
+        self.write_frame_at(ts, payload).await
+    }
+
+    /// Append a frame with an explicit timestamp (track timescale units).
+    pub async fn write_frame_at(
+        &mut self,
+        timestamp: u64,
+        payload: Bytes,
+    ) -> Result<(), PublishError> {
+        self.endpoint.backpressure().await;
+        let (track, seq) = (self.track, self.seq);
+        self.endpoint.with_engine(|engine, now| {
+            engine
+                .node()
+                .write_frame(now, track, seq, timestamp, payload)
+        })
+    }
+
+    /// Finish the group.
+    pub fn finish(mut self) {
+        self.close(None);
+    }
+
+    /// Abort the group with a stream error code.
+    pub fn abort(mut self, code: u64) {
+        self.close(Some(code));
+    }
+
+    fn close(&mut self, code: Option<u64>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let (track, seq) = (self.track, self.seq);
+        self.endpoint.with_engine(|engine, now| match code {
+            None => engine.node().finish_group(now, track, seq),
+            Some(code) => engine.node().abort_group(now, track, seq, code),
+        });
+    }
+}
+
+impl Drop for GroupPublisher {
+    fn drop(&mut self) {
+        self.close(None);
+    }
+}
+
+/// A subscription: an async sequence of groups. Dropping it unsubscribes.
+pub struct Subscription {
+    endpoint: Endpoint,
+    id: LocalSubId,
+}
+
+impl Subscription {
+    /// The next group (`None` once the subscription is over; see [`Subscription::error`]).
+    pub async fn next_group(&mut self) -> Option<GroupReader> {
+        let seq = poll_fn(|cx| {
+            let mut state = self.endpoint.shared.lock();
+            let closed = state.closed;
+            let Some(sub) = state.subs.get_mut(&self.id) else {
+                return Poll::Ready(None);
+            };
+            if let Some(seq) = sub.new_groups.pop_front() {
+                return Poll::Ready(Some(seq));
+            }
+            if sub.closed.is_some() || closed {
+                return Poll::Ready(None);
+            }
+            sub.waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await?;
+        Some(GroupReader {
+            endpoint: self.endpoint.clone(),
+            sub: self.id,
+            seq,
+        })
+    }
+
+    /// Wait until the track resolved (publisher accepted); returns its properties if known.
+    pub async fn ready(&mut self) -> Result<Option<TrackInfo>, Option<u64>> {
+        poll_fn(|cx| {
+            let mut state = self.endpoint.shared.lock();
+            let Some(sub) = state.subs.get_mut(&self.id) else {
+                return Poll::Ready(Err(None));
+            };
+            if sub.ready {
+                return Poll::Ready(Ok(sub.info));
+            }
+            if let Some(error) = sub.closed {
+                return Poll::Ready(Err(error));
+            }
+            sub.waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Why the subscription ended: `Some(None)` cleanly, `Some(Some(code))` with an error,
+    /// `None` while it is live.
+    pub fn error(&self) -> Option<Option<u64>> {
+        self.endpoint
+            .shared
+            .lock()
+            .subs
+            .get(&self.id)
+            .and_then(|s| s.closed)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let id = self.id;
+        self.endpoint.with_state(|state, now| {
+            state.subs.remove(&id);
+            state.engine.node().unsubscribe(now, id);
+        });
+    }
+}
+
+/// One group of a subscription: an async sequence of frames. Dropping it discards the rest.
+pub struct GroupReader {
+    endpoint: Endpoint,
+    sub: LocalSubId,
+    seq: u64,
+}
+
+impl GroupReader {
+    /// The group's sequence number.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The next frame (`None` at the end of the group; see [`GroupReader::end`]).
+    pub async fn read_frame(&mut self) -> Option<Frame> {
+        poll_fn(|cx| {
+            let mut state = self.endpoint.shared.lock();
+            let closed = state.closed;
+            let Some(sub) = state.subs.get_mut(&self.sub) else {
+                return Poll::Ready(None);
+            };
+            let sub_closed = sub.closed.is_some();
+            let Some(group) = sub.groups.get_mut(&self.seq) else {
+                // Dropped for a slow reader, or the subscription is gone.
+                return Poll::Ready(None);
+            };
+            if let Some(frame) = group.frames.pop_front() {
+                sub.buffered -= frame.payload.len();
+                return Poll::Ready(Some(frame));
+            }
+            if group.end.is_some() || sub_closed || closed {
+                return Poll::Ready(None);
+            }
+            group.waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// How the group ended, once it has (`None` while open, or if it was dropped).
+    pub fn end(&self) -> Option<GroupState> {
+        let state = self.endpoint.shared.lock();
+        state.subs.get(&self.sub)?.groups.get(&self.seq)?.end
+    }
+}
+
+impl Drop for GroupReader {
+    fn drop(&mut self) {
+        let mut state = self.endpoint.shared.lock();
+        if let Some(sub) = state.subs.get_mut(&self.sub)
+            && let Some(group) = sub.groups.remove(&self.seq)
+        {
+            sub.buffered -= group.frames.iter().map(|f| f.payload.len()).sum::<usize>();
+        }
+    }
+}
+
+/// Announcements under a prefix. Dropping it stops watching.
+pub struct Announcements {
+    endpoint: Endpoint,
+    watch: WatchId,
+}
+
+impl Announcements {
+    /// The next change: a broadcast path and whether it is now active.
+    pub async fn next(&mut self) -> Option<(Path, bool)> {
+        poll_fn(|cx| {
+            let mut state = self.endpoint.shared.lock();
+            let closed = state.closed;
+            let Some(slot) = state.watches.get_mut(&self.watch) else {
+                return Poll::Ready(None);
+            };
+            if let Some(item) = slot.queue.pop_front() {
+                return Poll::Ready(Some(item));
+            }
+            if closed {
+                return Poll::Ready(None);
+            }
+            slot.waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+impl Drop for Announcements {
+    fn drop(&mut self) {
+        let watch = self.watch;
+        self.endpoint.with_state(|state, _| {
+            state.watches.remove(&watch);
+            state.engine.node().unwatch(watch);
+        });
+    }
+}

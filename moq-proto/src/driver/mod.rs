@@ -1,0 +1,89 @@
+//! Runtime-agnostic async handles over the engine (feature `driver`).
+//!
+//! One driver task per endpoint owns the UDP socket and the timer and runs the sans-IO
+//! [`crate::quic::Endpoint`]; every handle ([`Endpoint`], [`Session`], publishers,
+//! [`Subscription`], [`Announcements`]) shares the engine behind one mutex and is woken by the
+//! driver when something it waits for happens, as quinn does.
+//!
+//! A runtime supplies three things through the small [`Runtime`] trait: a UDP socket that can
+//! be polled (built on `quinn-udp`, for GSO, GRO and ECN), a timer, and `spawn`. `moq-tokio`
+//! and `moq-smol` implement it.
+//!
+//! Backpressure: publishers' `write_frame` waits while more than
+//! [`DriverConfig::max_buffered`] bytes are waiting for quinn-proto (flow control or send
+//! window); a subscription buffers at most [`DriverConfig::max_subscription_buffer`] bytes for
+//! a slow reader and then drops its oldest buffered group. Dropping any handle cleans up on the
+//! wire (unsubscribe, end of track, unpublish, session close).
+
+mod api;
+mod shared;
+mod task;
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+pub use api::{
+    Announcements, BroadcastPublisher, ConnectError, DriverConfig, Endpoint, Frame, GroupPublisher,
+    GroupReader, Session, Subscription, TrackPublisher,
+};
+pub use quinn_udp::{RecvMeta, Transmit as UdpTransmit};
+
+/// A UDP socket the driver can poll.
+pub trait AsyncUdpSocket: Send + Sync + Debug + 'static {
+    /// Send one transmit (possibly a GSO batch), registering for writability if it would block.
+    fn poll_send(&self, cx: &mut Context<'_>, transmit: &UdpTransmit<'_>) -> Poll<io::Result<()>>;
+
+    /// Receive datagrams (possibly GRO batches) into `bufs`, filling `meta`; returns how many
+    /// entries were filled.
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>>;
+
+    /// The bound address.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+
+    /// Most datagrams one GSO send may carry.
+    fn max_transmit_segments(&self) -> usize {
+        1
+    }
+
+    /// Most datagrams one GRO receive may carry.
+    fn max_receive_segments(&self) -> usize {
+        1
+    }
+}
+
+/// A timer the driver resets to the engine's next deadline.
+pub trait AsyncTimer: Send + Debug + 'static {
+    /// Fire at `deadline` instead.
+    fn reset(self: Pin<&mut Self>, deadline: Instant);
+
+    /// Ready once the deadline has passed.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+/// What a runtime provides.
+pub trait Runtime: Send + Sync + Debug + 'static {
+    /// A timer firing at `deadline`.
+    fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn AsyncTimer>>;
+
+    /// Run a task in the background.
+    fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>);
+
+    /// Make a bound standard socket pollable.
+    fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>>;
+
+    /// The current time.
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}

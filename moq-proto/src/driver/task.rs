@@ -1,0 +1,180 @@
+//! The driver task: socket I/O, timers and event dispatch for one endpoint.
+
+use std::future::Future;
+use std::io::IoSliceMut;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+
+use super::shared::Shared;
+use super::{AsyncTimer, AsyncUdpSocket, RecvMeta, Runtime, UdpTransmit};
+use crate::quic::{EcnCodepoint, Transmit};
+
+/// Largest UDP payload we read.
+const MAX_UDP: usize = 64 * 1024;
+/// Receive batches per poll before yielding to other work.
+const RECV_ROUNDS: usize = 32;
+/// Transmits per poll before yielding.
+const SEND_ROUNDS: usize = 64;
+
+pub(super) struct Driver {
+    shared: Arc<Shared>,
+    socket: Arc<dyn AsyncUdpSocket>,
+    timer: Pin<Box<dyn AsyncTimer>>,
+    runtime: Arc<dyn Runtime>,
+    recv: BytesMut,
+    send: Vec<u8>,
+    /// A transmit the socket would not take yet (its bytes are in `send`).
+    pending: Option<Transmit>,
+    gro: usize,
+}
+
+impl Driver {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        socket: Arc<dyn AsyncUdpSocket>,
+        runtime: Arc<dyn Runtime>,
+    ) -> Self {
+        let gro = socket.max_receive_segments().max(1);
+        let timer = runtime.new_timer(runtime.now());
+        Self {
+            shared,
+            socket,
+            timer,
+            runtime,
+            recv: BytesMut::new(),
+            send: Vec::with_capacity(MAX_UDP),
+            pending: None,
+            gro,
+        }
+    }
+
+    /// Receive what the socket has; true if anything arrived.
+    fn receive(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut got = false;
+        for _ in 0..RECV_ROUNDS {
+            let size = MAX_UDP * self.gro;
+            if self.recv.capacity() < size {
+                // Fresh memory: earlier payloads still reference the old buffer (zero-copy).
+                self.recv = BytesMut::with_capacity(size * 4);
+            }
+            // The socket needs initialised bytes; only the part not already zeroed is written.
+            self.recv.resize(size, 0);
+            let mut meta = [RecvMeta::default()];
+            let result = {
+                let mut bufs = [IoSliceMut::new(&mut self.recv[..size])];
+                self.socket.poll_recv(cx, &mut bufs, &mut meta)
+            };
+            match result {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    got = true;
+                    let now = self.runtime.now();
+                    let meta = meta[0];
+                    let mut data = self.recv.split_to(meta.len);
+                    let mut state = self.shared.lock();
+                    let stride = meta.stride.max(1);
+                    while !data.is_empty() {
+                        let datagram = data.split_to(stride.min(data.len()));
+                        let ecn = meta.ecn.and_then(|e| EcnCodepoint::from_bits(e as u8));
+                        state
+                            .engine
+                            .handle_datagram(now, meta.addr, meta.dst_ip, ecn, datagram);
+                    }
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(err)) => {
+                    // ICMP errors and the like surface here; they are per-packet, keep going.
+                    tracing::debug!(%err, "udp receive error");
+                }
+                Poll::Pending => break,
+            }
+        }
+        got
+    }
+
+    /// Send what the engine has; true if anything went out.
+    fn transmit(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut sent = false;
+        for _ in 0..SEND_ROUNDS {
+            if self.pending.is_none() {
+                let now = self.runtime.now();
+                let mut state = self.shared.lock();
+                state
+                    .engine
+                    .set_max_gso_segments(self.socket.max_transmit_segments());
+                match state.engine.poll_transmit(now, &mut self.send) {
+                    Some(t) => self.pending = Some(t),
+                    None => return sent,
+                }
+            }
+            let Some(t) = &self.pending else {
+                return sent;
+            };
+            let transmit = UdpTransmit {
+                destination: t.destination,
+                ecn: t.ecn.and_then(|e| quinn_udp::EcnCodepoint::from_bits(e as u8)),
+                contents: &self.send[..t.size],
+                segment_size: t.segment_size,
+                src_ip: t.src_ip,
+            };
+            match self.socket.poll_send(cx, &transmit) {
+                Poll::Ready(result) => {
+                    if let Err(err) = result {
+                        // A lost datagram is recovered by QUIC; log and move on.
+                        tracing::debug!(%err, "udp send error");
+                    }
+                    self.pending = None;
+                    sent = true;
+                }
+                Poll::Pending => return sent,
+            }
+        }
+        // More to send: come back soon without starving the runtime.
+        cx.waker().wake_by_ref();
+        sent
+    }
+}
+
+impl Future for Driver {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        loop {
+            let received = this.receive(cx);
+            let sent = this.transmit(cx);
+            let mut state = this.shared.lock();
+            state.driver = Some(cx.waker().clone());
+            while let Some(event) = state.engine.poll_event() {
+                state.dispatch(event);
+            }
+            state.wake_writers();
+            let now = this.runtime.now();
+            let mut fired = false;
+            match state.engine.poll_timeout() {
+                Some(deadline) if deadline <= now => {
+                    state.engine.handle_timeout(now);
+                    fired = true;
+                }
+                Some(deadline) => {
+                    this.timer.as_mut().reset(deadline);
+                    if this.timer.as_mut().poll(cx).is_ready() {
+                        state.engine.handle_timeout(this.runtime.now());
+                        fired = true;
+                    }
+                }
+                None => {}
+            }
+            if state.closed && state.engine.connection_count() == 0 {
+                state.wake_all();
+                return Poll::Ready(());
+            }
+            drop(state);
+            if !(received || sent || fired) {
+                return Poll::Pending;
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The smol implementation of `moq_proto::driver::Runtime`.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use async_io::{Async, Timer as IoTimer};
+use moq_proto::driver::{AsyncTimer, AsyncUdpSocket, RecvMeta, Runtime, UdpTransmit};
+
+/// Runs the driver on smol's global executor.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SmolRuntime;
+
+impl Runtime for SmolRuntime {
+    fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn AsyncTimer>> {
+        Box::pin(Timer(IoTimer::at(deadline)))
+    }
+
+    fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) {
+        smol::spawn(future).detach();
+    }
+
+    fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+        let state = quinn_udp::UdpSocketState::new((&socket).into())?;
+        Ok(Arc::new(Udp {
+            io: Async::new(socket)?,
+            state,
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct Timer(IoTimer);
+
+impl AsyncTimer for Timer {
+    fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
+        self.0.set_at(deadline);
+    }
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+#[derive(Debug)]
+struct Udp {
+    io: Async<std::net::UdpSocket>,
+    state: quinn_udp::UdpSocketState,
+}
+
+impl AsyncUdpSocket for Udp {
+    fn poll_send(&self, cx: &mut Context<'_>, transmit: &UdpTransmit<'_>) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.io.poll_writable(cx))?;
+            match self.state.try_send((&self.io).into(), transmit) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [io::IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.io.poll_readable(cx))?;
+            match self.state.recv((&self.io).into(), bufs, meta) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.get_ref().local_addr()
+    }
+
+    fn max_transmit_segments(&self) -> usize {
+        self.state.max_gso_segments()
+    }
+
+    fn max_receive_segments(&self) -> usize {
+        self.state.gro_segments()
+    }
+}
