@@ -341,6 +341,20 @@ impl Endpoint {
         .await
     }
 
+    /// Wait until everything published was delivered: no session still serves a
+    /// subscription or waits for a group's acknowledgement, and nothing is buffered.
+    pub async fn flushed(&self) {
+        poll_fn(|cx| {
+            let mut state = self.shared.lock();
+            if state.closed || (!state.engine.node().is_delivering() && state.engine.buffered_bytes() == 0) {
+                return Poll::Ready(());
+            }
+            state.idle_waiters.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
     /// Milliseconds since the endpoint started (the default frame timestamp).
     fn millis(&self) -> u64 {
         u64::try_from(
@@ -526,6 +540,26 @@ impl TrackPublisher {
             seq,
             done: false,
         })
+    }
+
+    /// How many subscribers the track has now (a relay counts once, however many it serves).
+    pub fn subscribers(&self) -> usize {
+        let id = self.id;
+        self.endpoint.with_engine(|engine, _| engine.node().subscriber_count(id))
+    }
+
+    /// Wait until the track has at least one subscriber.
+    pub async fn subscribed(&self) {
+        let id = self.id;
+        poll_fn(|cx| {
+            let mut state = self.endpoint.shared.lock();
+            if state.closed || state.engine.node().subscriber_count(id) > 0 {
+                return Poll::Ready(());
+            }
+            state.idle_waiters.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
     }
 
     /// Publish a whole single-frame group (as a datagram to lite-05 subscribers when it fits).

@@ -80,6 +80,8 @@ pub(super) struct State {
     pub(super) subs: HashMap<LocalSubId, SubSlot>,
     pub(super) watches: HashMap<WatchId, WatchSlot>,
     pub(super) writers: Vec<Waker>,
+    /// Tasks waiting for [`super::Endpoint::flushed`]; woken after every driver turn.
+    pub(super) idle_waiters: Vec<Waker>,
     pub(super) closed: bool,
 }
 
@@ -96,6 +98,7 @@ impl State {
             subs: HashMap::new(),
             watches: HashMap::new(),
             writers: Vec::new(),
+            idle_waiters: Vec::new(),
             closed: false,
         }
     }
@@ -142,6 +145,9 @@ impl State {
             }
         }
         for w in self.writers.drain(..) {
+            w.wake();
+        }
+        for w in self.idle_waiters.drain(..) {
             w.wake();
         }
     }

@@ -151,6 +151,9 @@ impl Future for Driver {
                 state.dispatch(event);
             }
             state.wake_writers();
+            for waker in state.idle_waiters.drain(..) {
+                waker.wake();
+            }
             let now = this.runtime.now();
             let mut fired = false;
             match state.engine.poll_timeout() {

@@ -362,6 +362,17 @@ impl Node {
             })
     }
 
+    /// How many subscribers (peers' subscriptions and local ones) a track has.
+    pub fn subscriber_count(&self, track: TrackId) -> usize {
+        self.links.get(track).map_or(0, |l| l.consumers.len())
+    }
+
+    /// True while any session still delivers something to its peer (see
+    /// [`Session::is_delivering`]); a publisher waits for this before exiting.
+    pub fn is_delivering(&self) -> bool {
+        self.peers.values().any(|p| !p.closed && p.session.is_delivering())
+    }
+
     /// A description of what is held, for debugging leaks.
     pub fn state_summary(&self) -> String {
         let (b, t) = self.origin.len();

@@ -211,6 +211,12 @@ impl Session {
             })
     }
 
+    /// True while we still serve something to the peer: a subscription, a group stream not
+    /// yet acknowledged, or a FETCH.
+    pub fn is_delivering(&self) -> bool {
+        !self.serves.is_empty() || !self.group_sends.is_empty() || !self.fetch_serves.is_empty()
+    }
+
     /// A short description of the state held, for debugging leaks.
     pub fn state_summary(&self) -> String {
         format!(
@@ -605,10 +611,13 @@ impl Session {
             | Role::ListenerRequest
             | Role::FetchRequest
             | Role::TrackRequest
-            | Role::ProbeResponder
-            | Role::ProbeRequester
             | Role::GoawayRecv => {
                 // Nothing was set up yet (or nothing depends on it): close our side too.
+                self.close_send_quietly(id, codes::stream::CANCEL);
+            }
+            Role::ProbeResponder | Role::ProbeRequester => {
+                // Forget the probe stream so no report is written to it and a new one may open.
+                self.probe_stream_closed(id);
                 self.close_send_quietly(id, codes::stream::CANCEL);
             }
             Role::IncomingUni
@@ -632,6 +641,10 @@ impl Session {
             Role::Fetch(fetch) => self.fetch_failed(fetch, code),
             Role::TrackServe(track) => self.track_serve_cancelled(track),
             Role::TrackQuery(query) => self.track_query_failed(query, code),
+            Role::ProbeResponder | Role::ProbeRequester => {
+                self.probe_stream_closed(id);
+                self.stop_stream(id, codes::stream::CANCEL);
+            }
             _ => {
                 if let Some(stream) = self.streams.get(&id)
                     && stream.recv_open
@@ -733,8 +746,12 @@ impl Session {
     pub(super) fn finish(&mut self, target: StreamRef) {
         match target {
             StreamRef::Open(stream) => {
-                self.commands.push_back(Command::Finish { stream });
-                self.send_done(stream);
+                // Never FIN a send side that was already finished or reset (e.g. reset in
+                // answer to STOP_SENDING just before the role's cleanup FINs it).
+                if self.streams.get(&stream).is_some_and(|s| s.send_open) {
+                    self.commands.push_back(Command::Finish { stream });
+                    self.send_done(stream);
+                }
             }
             StreamRef::Pending(token) => {
                 if let Some(open) = self.pending.get_mut(&token) {

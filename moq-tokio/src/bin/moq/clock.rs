@@ -1,0 +1,122 @@
+//! `moq clock`: the moq-clock format. Track `seconds`; one group per minute whose first frame
+//! is `YYYY-MM-DD HH:MM:` and then one frame `SS` per second. The subscriber prints one line
+//! per second, the base joined with the seconds, as moq-clock does.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use moq_tokio::{SubscribeParams, TrackInfo};
+use time::OffsetDateTime;
+
+use crate::common::{Common, Error, shutdown_signal};
+
+/// `moq clock` flags.
+#[derive(Args, Debug)]
+pub(crate) struct ClockArgs {
+    /// The relay URL (moqt://host:port/path).
+    #[arg(long)]
+    pub(crate) url: String,
+
+    /// The broadcast name.
+    #[arg(long)]
+    pub(crate) broadcast: String,
+
+    /// The track name.
+    #[arg(long, default_value = "seconds")]
+    pub(crate) track: String,
+
+    #[command(subcommand)]
+    pub(crate) role: Role,
+}
+
+/// Publish or subscribe.
+#[derive(Subcommand, Debug, Clone, Copy)]
+pub(crate) enum Role {
+    /// Publish the clock.
+    Publish,
+    /// Print the clock.
+    Subscribe,
+}
+
+pub(crate) async fn run(common: &Common, args: ClockArgs) -> Result<(), Error> {
+    let (endpoint, session) = common.connect(&args.url).await?;
+    let result = match args.role {
+        Role::Publish => {
+            let broadcast = endpoint.publish(&args.broadcast)?;
+            let track = broadcast.create_track(&args.track, TrackInfo::default())?;
+            tokio::select! {
+                result = publish(track) => result,
+                reason = session.closed() => Err(format!("session closed: {reason}").into()),
+                _ = shutdown_signal() => Ok(()),
+            }
+        }
+        Role::Subscribe => {
+            let subscription = endpoint.subscribe_with(
+                &args.broadcast,
+                &args.track,
+                SubscribeParams::default(),
+            )?;
+            tokio::select! {
+                result = subscribe(subscription) => result,
+                reason = session.closed() => Err(format!("session closed: {reason}").into()),
+                _ = shutdown_signal() => Ok(()),
+            }
+        }
+    };
+    endpoint.close(0, "done");
+    result
+}
+
+async fn publish(track: moq_tokio::TrackPublisher) -> Result<(), Error> {
+    loop {
+        let now = OffsetDateTime::now_utc();
+        let mut group = track.append_group()?;
+        let base = format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:",
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute()
+        );
+        group.write_frame(Bytes::from(base)).await?;
+        let minute = now.minute();
+        loop {
+            let now = OffsetDateTime::now_utc();
+            if now.minute() != minute {
+                break;
+            }
+            group
+                .write_frame(Bytes::from(format!("{:02}", now.second())))
+                .await?;
+            // Sleep to the next whole second.
+            let into_second =
+                Duration::from_nanos(u64::from(OffsetDateTime::now_utc().nanosecond()));
+            tokio::time::sleep(Duration::from_secs(1).saturating_sub(into_second)).await;
+        }
+        group.finish();
+    }
+}
+
+async fn subscribe(mut subscription: moq_tokio::Subscription) -> Result<(), Error> {
+    use tokio::io::AsyncWriteExt;
+    let mut out = tokio::io::stdout();
+    while let Some(mut group) = subscription.next_group().await {
+        let Some(base) = group.read_frame().await else {
+            continue;
+        };
+        let base = String::from_utf8_lossy(&base.payload).into_owned();
+        while let Some(frame) = group.read_frame().await {
+            let line = format!("{base}{}\n", String::from_utf8_lossy(&frame.payload));
+            if out.write_all(line.as_bytes()).await.is_err() || out.flush().await.is_err() {
+                // stdout closed (e.g. piped into `head`): stop quietly.
+                return Ok(());
+            }
+        }
+    }
+    match subscription.error() {
+        Some(Some(code)) => Err(format!("clock ended with error {code:#x}").into()),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,138 @@
+//! Flags every command shares, and building endpoints from them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use moq_proto::node::NodeConfig;
+use moq_proto::quic::tls;
+use moq_tokio::{Endpoint, EngineConfig, Session, TokioRuntime, Verification, Version};
+
+/// An error for the user: one line, no backtrace.
+pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Shared flags.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct Common {
+    /// Pin one wire version: moq-lite-03, moq-lite-04 or moq-lite-05 (default: offer/accept all).
+    #[arg(long = "version", global = true, value_name = "VERSION")]
+    pub(crate) version: Option<Version>,
+
+    /// Do not verify the server certificate (insecure; for local testing).
+    #[arg(long, global = true)]
+    pub(crate) tls_disable_verify: bool,
+
+    /// Accept only a server certificate with this SHA-256 (hex, colons allowed; repeatable).
+    #[arg(long, global = true, value_name = "HEX")]
+    pub(crate) tls_cert_hash: Vec<String>,
+
+    /// Verify the server against this CA certificate (PEM) instead of the system roots.
+    #[arg(long, global = true, value_name = "PEM")]
+    pub(crate) tls_root: Option<PathBuf>,
+
+    /// Log level or filter (error, warn, info, debug, trace); RUST_LOG takes precedence.
+    #[arg(long, global = true, default_value = "info")]
+    pub(crate) log: String,
+}
+
+/// Install the tracing subscriber (binaries only; the library never does).
+pub(crate) fn init_logging(level: &str) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .or_else(|| tracing_subscriber::EnvFilter::try_new(level).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// A random hop ID in `[1, 2^53)`, from the OS RNG.
+pub(crate) fn random_hop_id() -> u64 {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        // No OS randomness: fall back to the clock; hop IDs only need to differ.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        bytes = (nanos as u64 ^ u64::from(std::process::id())).to_le_bytes();
+    }
+    u64::from_le_bytes(bytes) % ((1 << 53) - 1) + 1
+}
+
+impl Common {
+    /// How clients verify servers, from the flags.
+    pub(crate) fn verification(&self) -> Result<Verification, Error> {
+        if self.tls_disable_verify {
+            return Ok(Verification::DangerousInsecure);
+        }
+        if !self.tls_cert_hash.is_empty() {
+            let hashes = self
+                .tls_cert_hash
+                .iter()
+                .map(|h| tls::parse_hash(h))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(Verification::PinnedSha256(hashes));
+        }
+        if let Some(root) = &self.tls_root {
+            return Ok(Verification::ca_file(root)?);
+        }
+        Ok(Verification::SystemRoots)
+    }
+
+    /// The versions to offer or accept.
+    pub(crate) fn versions(&self) -> Vec<Version> {
+        match self.version {
+            Some(v) => vec![v],
+            None => Version::ALL.to_vec(),
+        }
+    }
+
+    /// Engine configuration for a client.
+    pub(crate) fn client_config(&self) -> Result<EngineConfig, Error> {
+        let mut config = EngineConfig::new(NodeConfig {
+            hop_id: random_hop_id(),
+            ..NodeConfig::default()
+        });
+        config.verification = self.verification()?;
+        config.client_versions = self.versions();
+        Ok(config)
+    }
+
+    /// A client endpoint connected to `url`.
+    pub(crate) async fn connect(&self, url: &str) -> Result<(Endpoint, Session), Error> {
+        let endpoint = Endpoint::client(Arc::new(TokioRuntime), self.client_config()?)?;
+        let session = tokio::time::timeout(Duration::from_secs(15), endpoint.connect(url))
+            .await
+            .map_err(|_| format!("connection to {url} timed out"))??;
+        tracing::info!(%url, version = %session.version(), "connected");
+        Ok((endpoint, session))
+    }
+}
+
+/// Wait for Ctrl-C (or SIGTERM).
+pub(crate) async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,174 @@
+//! `moq pub`, `moq sub` and `moq announced`: lines over MOQ.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Args;
+use moq_tokio::{SubscribeParams, TrackInfo};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::common::{Common, Error, shutdown_signal};
+
+/// `moq pub` flags.
+#[derive(Args, Debug)]
+pub(crate) struct PubArgs {
+    /// The relay URL (moqt://host:port/path).
+    #[arg(long)]
+    pub(crate) url: String,
+    /// The broadcast to publish.
+    #[arg(long)]
+    pub(crate) broadcast: String,
+    /// The track name.
+    #[arg(long)]
+    pub(crate) track: String,
+    /// Start a new group every N lines.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) group_lines: u64,
+    /// Start reading stdin at once instead of waiting for the first subscriber.
+    #[arg(long)]
+    pub(crate) no_wait: bool,
+}
+
+/// `moq sub` flags.
+#[derive(Args, Debug)]
+pub(crate) struct SubArgs {
+    /// The relay URL (moqt://host:port/path).
+    #[arg(long)]
+    pub(crate) url: String,
+    /// The broadcast to subscribe to.
+    #[arg(long)]
+    pub(crate) broadcast: String,
+    /// The track name.
+    #[arg(long)]
+    pub(crate) track: String,
+    /// Groups older than this (milliseconds) behind the newest may be dropped.
+    #[arg(long, default_value_t = 30_000)]
+    pub(crate) max_latency: u64,
+    /// Subscriber priority (0-255, higher first).
+    #[arg(long, default_value_t = 128)]
+    pub(crate) priority: u8,
+}
+
+/// `moq announced` flags.
+#[derive(Args, Debug)]
+pub(crate) struct AnnouncedArgs {
+    /// The relay URL (moqt://host:port/path).
+    #[arg(long)]
+    pub(crate) url: String,
+    /// Only broadcasts under this prefix.
+    #[arg(long, default_value = "")]
+    pub(crate) prefix: String,
+}
+
+pub(crate) async fn publish(common: &Common, args: PubArgs) -> Result<(), Error> {
+    let (endpoint, session) = common.connect(&args.url).await?;
+    let broadcast = endpoint.publish(&args.broadcast)?;
+    let track = broadcast.create_track(&args.track, TrackInfo::default())?;
+    if !args.no_wait {
+        tokio::select! {
+            _ = track.subscribed() => {}
+            reason = session.closed() => return Err(format!("session closed: {reason}").into()),
+        }
+    }
+    let mut lines = BufReader::new(tokio::io::stdin());
+    let mut line = Vec::new();
+    let mut group = None;
+    let mut in_group = 0;
+    loop {
+        line.clear();
+        let read = tokio::select! {
+            read = lines.read_until(b'\n', &mut line) => read?,
+            reason = session.closed() => return Err(format!("session closed: {reason}").into()),
+        };
+        if read == 0 {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        if group.is_none() {
+            group = Some(track.append_group()?);
+        }
+        if let Some(g) = group.as_mut() {
+            g.write_frame(Bytes::copy_from_slice(&line)).await?;
+        }
+        in_group += 1;
+        if in_group == args.group_lines {
+            if let Some(g) = group.take() {
+                g.finish();
+            }
+            in_group = 0;
+        }
+    }
+    if let Some(g) = group.take() {
+        g.finish();
+    }
+    // End the track, then wait until every subscriber has received everything.
+    drop(track);
+    tokio::select! {
+        _ = endpoint.flushed() => {}
+        _ = tokio::time::sleep(Duration::from_secs(30)) => return Err("timed out delivering the last frames".into()),
+    }
+    drop(broadcast);
+    endpoint.close(0, "done");
+    Ok(())
+}
+
+pub(crate) async fn subscribe(common: &Common, args: SubArgs) -> Result<(), Error> {
+    let (endpoint, session) = common.connect(&args.url).await?;
+    let params = SubscribeParams {
+        priority: args.priority,
+        ordered: true,
+        max_latency: Duration::from_millis(args.max_latency),
+        ..SubscribeParams::default()
+    };
+    let mut subscription = endpoint.subscribe_with(&args.broadcast, &args.track, params)?;
+    let mut out = tokio::io::BufWriter::new(tokio::io::stdout());
+    let result: Result<(), Error> = async {
+        loop {
+            let group = tokio::select! {
+                group = subscription.next_group() => group,
+                reason = session.closed() => return Err(format!("session closed: {reason}").into()),
+                _ = shutdown_signal() => return Ok(()),
+            };
+            let Some(mut group) = group else {
+                break;
+            };
+            while let Some(frame) = group.read_frame().await {
+                out.write_all(&frame.payload).await?;
+                out.write_all(b"\n").await?;
+            }
+            out.flush().await?;
+        }
+        match subscription.error() {
+            Some(Some(code)) => Err(format!("subscription ended with error {code:#x}").into()),
+            _ => Ok(()),
+        }
+    }
+    .await;
+    out.flush().await?;
+    endpoint.close(0, "done");
+    result
+}
+
+pub(crate) async fn announced(common: &Common, args: AnnouncedArgs) -> Result<(), Error> {
+    let (endpoint, session) = common.connect(&args.url).await?;
+    let mut announcements = endpoint.announced(&args.prefix)?;
+    let mut out = tokio::io::stdout();
+    loop {
+        tokio::select! {
+            next = announcements.next() => match next {
+                Some((path, active)) => {
+                    let sign = if active { '+' } else { '-' };
+                    out.write_all(format!("{sign} {path}\n").as_bytes()).await?;
+                    out.flush().await?;
+                }
+                None => break,
+            },
+            reason = session.closed() => return Err(format!("session closed: {reason}").into()),
+            _ = shutdown_signal() => break,
+        }
+    }
+    endpoint.close(0, "done");
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! `moq relay`: accept publishers and subscribers, fan out through the origin, cluster.
+//!
+//! Everything relay-like is the node's generic behaviour: it asks every client for its
+//! announcements and re-announces them to the others, shares one upstream subscription per
+//! track, caches groups for late joiners, and links to other relays with hop-ID loop
+//! avoidance. This file only binds, accepts, dials the cluster and drains on Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use clap::Args;
+use moq_proto::node::NodeConfig;
+use moq_proto::quic::tls;
+use moq_tokio::{Certificate, DriverConfig, Endpoint, EngineConfig, TokioRuntime};
+
+use crate::common::{Common, Error, random_hop_id, shutdown_signal};
+
+/// `moq relay` flags.
+#[derive(Args, Debug)]
+pub(crate) struct RelayArgs {
+    /// UDP address to listen on.
+    #[arg(long, default_value = "[::]:4443")]
+    pub(crate) listen: SocketAddr,
+
+    /// Certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key", conflicts_with = "tls_generate")]
+    pub(crate) tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM); needs --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+
+    /// Generate a development certificate for these comma-separated hostnames.
+    #[arg(long, value_delimiter = ',', default_value = "localhost")]
+    pub(crate) tls_generate: Vec<String>,
+
+    /// Link to another relay (repeatable); hop IDs prevent announcement loops.
+    #[arg(long, value_name = "URL")]
+    pub(crate) cluster_connect: Vec<String>,
+
+    /// Seconds to drain after GOAWAY on Ctrl-C before closing.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) drain: u64,
+}
+
+pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
+    let certificate = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Certificate::load_pem(cert, key)?,
+        _ => Certificate::generate(&args.tls_generate, SystemTime::now())?,
+    };
+    let hash = tls::hex(&certificate.sha256());
+    let mut config = EngineConfig::new(NodeConfig {
+        hop_id: random_hop_id(),
+        goaway_drain: Duration::from_secs(args.drain),
+        ..NodeConfig::default()
+    });
+    config.certificate = Some(certificate);
+    config.server_versions = common.versions();
+    config.client_versions = common.versions();
+    config.verification = common.verification()?;
+    let endpoint = Endpoint::bind(
+        Arc::new(TokioRuntime),
+        args.listen,
+        config,
+        DriverConfig::default(),
+    )
+    .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let port = endpoint.local_addr().port();
+    let host = args
+        .tls_generate
+        .first()
+        .filter(|_| args.tls_cert.is_none())
+        .cloned()
+        .unwrap_or_else(|| "localhost".into());
+    println!("moq relay listening on {}", endpoint.local_addr());
+    println!("url: moqt://{host}:{port}/");
+    println!("certificate sha256: {hash}");
+
+    for url in args.cluster_connect.clone() {
+        tokio::spawn(cluster_link(endpoint.clone(), url));
+    }
+
+    let accept = {
+        let endpoint = endpoint.clone();
+        tokio::spawn(async move {
+            while let Some(session) = endpoint.accept().await {
+                tracing::info!(remote = %session.remote(), version = %session.version(), "session");
+                // The session lives until it closes; its task holds the handle.
+                tokio::spawn(async move {
+                    let reason = session.closed().await;
+                    tracing::info!(remote = %session.remote(), %reason, "session ended");
+                });
+            }
+        })
+    };
+
+    shutdown_signal().await;
+    eprintln!(
+        "moq relay: shutting down (GOAWAY, draining up to {} s; Ctrl-C again to stop now)",
+        args.drain
+    );
+    endpoint.goaway("");
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_secs(args.drain) + Duration::from_millis(500)) => {}
+        _ = shutdown_signal() => {}
+    }
+    endpoint.close(0, "relay shutting down");
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.closed()).await;
+    accept.abort();
+    Ok(())
+}
+
+/// Keep a link to another relay, reconnecting with backoff.
+async fn cluster_link(endpoint: Endpoint, url: String) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match endpoint.connect(&url).await {
+            Ok(session) => {
+                tracing::info!(%url, version = %session.version(), "cluster link up");
+                backoff = Duration::from_millis(500);
+                let reason = session.closed().await;
+                tracing::warn!(%url, %reason, "cluster link down");
+            }
+            Err(err) => tracing::warn!(%url, %err, "cluster link failed"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
