@@ -296,12 +296,9 @@ fn fetch_cached_in_progress_and_unknown_groups() {
     }
 }
 
-/// GAP: `Node::fetch` on the node that publishes the track, for a group still being written,
-/// fails at once with 0x33 instead of completing when the group finishes (a peer's FETCH of
-/// the same group is served as it is written). The local path only serves complete groups
-/// and otherwise asks the broadcast's route, which a local broadcast does not have.
+/// `Node::fetch` on the node that publishes the track, for a group still being written, is
+/// served from the origin as the group fills and ends with it.
 #[test]
-#[ignore = "gap: local FETCH of an open group on its publisher is refused"]
 fn local_fetch_of_a_group_in_progress() {
     for run in runs() {
         let mut sim = sim(run.seed, 1);

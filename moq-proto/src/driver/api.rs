@@ -346,7 +346,9 @@ impl Endpoint {
     pub async fn flushed(&self) {
         poll_fn(|cx| {
             let mut state = self.shared.lock();
-            if state.closed || (!state.engine.node().is_delivering() && state.engine.buffered_bytes() == 0) {
+            if state.closed
+                || (!state.engine.node().is_delivering() && state.engine.buffered_bytes() == 0)
+            {
                 return Poll::Ready(());
             }
             state.idle_waiters.push(cx.waker().clone());
@@ -545,7 +547,8 @@ impl TrackPublisher {
     /// How many subscribers the track has now (a relay counts once, however many it serves).
     pub fn subscribers(&self) -> usize {
         let id = self.id;
-        self.endpoint.with_engine(|engine, _| engine.node().subscriber_count(id))
+        self.endpoint
+            .with_engine(|engine, _| engine.node().subscriber_count(id))
     }
 
     /// Wait until the track has at least one subscriber.

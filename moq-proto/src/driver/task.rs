@@ -114,7 +114,9 @@ impl Driver {
             };
             let transmit = UdpTransmit {
                 destination: t.destination,
-                ecn: t.ecn.and_then(|e| quinn_udp::EcnCodepoint::from_bits(e as u8)),
+                ecn: t
+                    .ecn
+                    .and_then(|e| quinn_udp::EcnCodepoint::from_bits(e as u8)),
                 contents: &self.send[..t.size],
                 segment_size: t.segment_size,
                 src_ip: t.src_ip,

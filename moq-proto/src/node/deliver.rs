@@ -7,7 +7,23 @@ use bytes::Bytes;
 use super::events::SubscriptionEvent;
 use super::{ConsumerId, Links, Node, NodeEvent, Owner, Sink};
 use crate::origin::{GroupState, TrackEnd, TrackId};
-use crate::session::codes;
+use crate::session::{SubscribeParams, codes};
+
+/// Bounded ranges up to this many groups are accounted for group by group.
+const MAX_TRACKED_RANGE: u64 = 4096;
+
+/// The groups an explicit bounded range expects (`None` when the start is "latest").
+pub(super) fn tracked_range_for(
+    params: SubscribeParams,
+) -> Option<std::collections::BTreeSet<u64>> {
+    tracked_range(params.start?, params.end)
+}
+
+/// The set of groups a bounded range still expects, if it is small enough to track.
+fn tracked_range(start: u64, end: Option<u64>) -> Option<std::collections::BTreeSet<u64>> {
+    let end = end?;
+    (end >= start && end - start < MAX_TRACKED_RANGE).then(|| (start..=end).collect())
+}
 
 impl Node {
     /// Register a consumer on its track and replay the cache: the latest group unless it asked
@@ -36,8 +52,66 @@ impl Node {
             .map(|g| g.seq())
             .filter(|s| *s >= first)
             .collect();
+        let oldest = t.groups().next().map(|g| g.seq());
+        // Groups asked for that are older than anything still held will never come.
+        if let (Some(start), Some(oldest)) = (requested, oldest)
+            && start < oldest
+        {
+            let end = self
+                .consumers
+                .get(consumer)
+                .and_then(|c| c.params.end)
+                .map_or(oldest - 1, |e| e.min(oldest - 1));
+            if end >= start {
+                self.drop_for(consumer, start, end, codes::stream::EVICTED);
+            }
+        }
         for seq in seqs {
             self.replay_group(now, consumer, track, seq);
+        }
+        if let (Some(end), Some(oldest)) = (
+            self.consumers.get(consumer).and_then(|c| c.params.end),
+            oldest,
+        ) && end < oldest
+        {
+            // The whole bounded range is gone: nothing more will come.
+            self.end_consumer(consumer, end + 1, None);
+        }
+    }
+
+    /// Tell one consumer that groups `start..=end` will never come.
+    pub(super) fn drop_for(&mut self, consumer: ConsumerId, start: u64, end: u64, code: u64) {
+        self.report_drop(consumer, start, end, code);
+        // Dropped groups are accounted for: a bounded range may now be complete.
+        let first = self
+            .consumers
+            .get_mut(consumer)
+            .and_then(|c| c.outstanding.as_mut())
+            .and_then(|o| {
+                let gone: Vec<u64> = o.range(start..=end).copied().collect();
+                for seq in &gone {
+                    o.remove(seq);
+                }
+                gone.first().copied()
+            });
+        if let Some(seq) = first {
+            self.finish_if_bounded(consumer, seq);
+        }
+    }
+
+    fn report_drop(&mut self, consumer: ConsumerId, start: u64, end: u64, code: u64) {
+        match self.consumers.get(consumer).map(|c| (c.owner, c.accepted)) {
+            Some((Owner::Serve(peer, serve), true)) => {
+                if let Some(p) = self.peers.get_mut(peer) {
+                    p.session.drop_groups(serve, start, end, code);
+                    self.touch(peer);
+                }
+            }
+            Some((Owner::Local(id), _)) => self.events.push_back(NodeEvent::Subscription {
+                id,
+                event: SubscriptionEvent::Dropped { start, end, code },
+            }),
+            _ => {}
         }
     }
 
@@ -82,9 +156,26 @@ impl Node {
         };
         // Without an explicit start, the first group delivered is the start (a late joiner
         // begins at the latest group); with one, every group from it is wanted, in any order.
+        if c.params.end.is_some_and(|e| seq > e) {
+            // At the source groups are created in order, so one past the range means the
+            // missing ones will never exist. Through a relay streams interleave: wait for the
+            // source's SUBSCRIBE_DROP or the track's end instead.
+            let passed = c.passed_end;
+            let local = self
+                .origin
+                .track(track)
+                .and_then(|t| self.origin.broadcast(t.broadcast()))
+                .is_some_and(|b| b.is_local());
+            if local && !passed {
+                if let Some(c) = self.consumers.get_mut(consumer) {
+                    c.passed_end = true;
+                }
+                self.finish_if_bounded(consumer, seq);
+            }
+            return false;
+        }
         if c.params.start.is_some_and(|s| seq < s)
             || (c.params.start.is_none() && c.start.is_some_and(|s| seq < s))
-            || c.params.end.is_some_and(|e| seq > e)
             || c.groups.iter().any(|(s, _)| *s == seq)
         {
             return false;
@@ -125,6 +216,9 @@ impl Node {
         c.start.get_or_insert(seq);
         c.last = Some(c.last.map_or(seq, |l| l.max(seq)));
         c.groups.push((seq, sink));
+        if c.outstanding.is_none() {
+            c.outstanding = tracked_range(c.params.start.unwrap_or(seq), c.params.end);
+        }
         true
     }
 
@@ -251,18 +345,127 @@ impl Node {
         }
     }
 
-    /// A bounded subscription whose last group closed is complete: end it.
+    /// A consumer's parameters changed (SUBSCRIBE_UPDATE, or a local update): groups the new
+    /// range admits are served from the cache, and the upstream follows the most demanding
+    /// consumer's priority and latency.
+    pub(super) fn update_consumer(
+        &mut self,
+        now: Instant,
+        consumer: ConsumerId,
+        params: SubscribeParams,
+    ) {
+        let Some(c) = self.consumers.get_mut(consumer) else {
+            return;
+        };
+        let old = c.params;
+        c.params = params;
+        let track = c.track;
+        let first_new = match (old.end, params.end) {
+            // The end moved up: groups it used to exclude may be cached already.
+            (Some(old_end), Some(new_end)) if new_end > old_end => Some(old_end + 1),
+            (Some(old_end), None) => Some(old_end + 1),
+            _ => None,
+        };
+        let first_new = match (first_new, params.start, old.start) {
+            // The start moved down: older cached groups are now wanted too.
+            (f, Some(new_start), Some(old_start)) if new_start < old_start => {
+                Some(f.map_or(new_start, |f| f.min(new_start)))
+            }
+            (f, _, _) => f,
+        };
+        if params
+            .start
+            .is_some_and(|s| old.start.is_none_or(|o| s < o))
+            && let Some(c) = self.consumers.get_mut(consumer)
+        {
+            // An explicit earlier start lifts the "never older than the first delivered" rule.
+            c.start = None;
+        }
+        if let Some(first) = first_new {
+            let seqs: Vec<u64> = self
+                .origin
+                .track(track)
+                .map(|t| {
+                    t.groups()
+                        .map(|g| g.seq())
+                        .filter(|s| *s >= first)
+                        .collect()
+                })
+                .unwrap_or_default();
+            for seq in seqs {
+                self.replay_group(now, consumer, track, seq);
+            }
+        }
+        self.refresh_upstream(track);
+    }
+
+    /// Keep the upstream subscription as demanding as the most demanding consumer.
+    pub(super) fn refresh_upstream(&mut self, track: TrackId) {
+        let Some(links) = self.links.get(track) else {
+            return;
+        };
+        let Some((peer, sub)) = links.upstream else {
+            return;
+        };
+        let wanted = links
+            .consumers
+            .iter()
+            .filter_map(|c| self.consumers.get(*c))
+            .map(|c| (c.params.priority, c.params.max_latency))
+            .reduce(|a, b| (a.0.max(b.0), a.1.max(b.1)));
+        let Some(wanted) = wanted else {
+            return;
+        };
+        if links.upstream_params == Some(wanted) {
+            return;
+        }
+        if let Some(links) = self.links.get_mut(track) {
+            links.upstream_params = Some(wanted);
+        }
+        if let Some(p) = self.peers.get_mut(peer) {
+            let start = self.links.get(track).and_then(|l| l.upstream_start);
+            let params = SubscribeParams {
+                priority: wanted.0,
+                max_latency: wanted.1,
+                start,
+                ..SubscribeParams::default()
+            };
+            let _ = p.session.update_subscription(sub, params);
+            self.touch(peer);
+        }
+    }
+
+    /// A bounded subscription is complete once every group of its range is accounted for
+    /// (delivered, aborted or dropped), or once the source moved past its end with nothing left
+    /// in delivery (the missing groups are then reported dropped).
     fn finish_if_bounded(&mut self, consumer: ConsumerId, seq: u64) {
-        let Some(c) = self.consumers.get(consumer) else {
+        let Some(c) = self.consumers.get_mut(consumer) else {
             return;
         };
         let Some(end) = c.params.end else {
             return;
         };
-        // Done once the end group was opened (it may close before an earlier group still in
-        // delivery) and nothing is in delivery any more.
-        if seq.max(c.last.unwrap_or(seq)) < end || !c.groups.is_empty() {
+        if let Some(outstanding) = c.outstanding.as_mut() {
+            outstanding.remove(&seq);
+        }
+        if !c.groups.is_empty() {
             return;
+        }
+        let done = match &c.outstanding {
+            Some(outstanding) => outstanding.is_empty() || c.passed_end,
+            // Untracked (huge) range: done once its end group was opened.
+            None => c.last.is_some_and(|l| l >= end) || c.passed_end,
+        };
+        if !done {
+            return;
+        }
+        let missing: Vec<u64> = c
+            .outstanding
+            .take()
+            .map(|o| o.into_iter().collect())
+            .unwrap_or_default();
+        for seq in missing {
+            self.report_drop(consumer, seq, seq, 0);
         }
         self.end_consumer(consumer, end + 1, None);
     }
@@ -308,6 +511,7 @@ impl Node {
             links.consumers.retain(|k| *k != consumer);
         }
         self.release_if_unused(c.track);
+        self.refresh_upstream(c.track);
     }
 
     /// A remote track nobody uses any more: unsubscribe upstream and forget it.
@@ -322,7 +526,10 @@ impl Node {
             .broadcast(broadcast)
             .is_some_and(|b| b.is_local());
         let busy = self.links.get(track).is_some_and(|l| {
-            !l.consumers.is_empty() || !l.fetches.is_empty() || !l.info_waiters.is_empty()
+            !l.consumers.is_empty()
+                || !l.fetches.is_empty()
+                || !l.local_fetches.is_empty()
+                || !l.info_waiters.is_empty()
         });
         if busy || (local && t.ended().is_none()) {
             return;

@@ -214,6 +214,19 @@ impl Node {
         id
     }
 
+    /// Change a local subscription's priority, latency or range. Cached groups a widened
+    /// range admits are delivered; the upstream follows the most demanding subscriber.
+    pub fn update_subscription(&mut self, now: Instant, id: LocalSubId, params: SubscribeParams) {
+        let Some(local) = self.locals.get_mut(id) else {
+            return;
+        };
+        local.params = params;
+        if let Some(consumer) = local.consumer {
+            self.update_consumer(now, consumer, params);
+        }
+        self.pump(now);
+    }
+
     /// Cancel a local subscription (no further event for it).
     pub fn unsubscribe(&mut self, now: Instant, id: LocalSubId) {
         if let Some(local) = self.locals.remove(id)
@@ -238,6 +251,8 @@ impl Node {
                     accepted: false,
                     start: None,
                     last: None,
+                    outstanding: super::deliver::tracked_range_for(params),
+                    passed_end: false,
                     groups: Vec::new(),
                 });
                 if let Some(local) = self.locals.get_mut(id) {
@@ -315,31 +330,19 @@ impl Node {
             pieces: Vec::new(),
         });
         let broadcast = self.origin.find(path);
-        let cached = broadcast
+        let track_id = broadcast
             .and_then(|b| self.origin.broadcast(b))
-            .and_then(|b| b.track(track))
+            .and_then(|b| b.track(track));
+        let cached = track_id
             .and_then(|t| self.origin.track(t))
             .and_then(|t| t.group(seq))
-            .filter(|g| g.state() != GroupState::Open);
-        if let Some(group) = cached {
-            for index in 0..group.frames().len() {
-                self.events.push_back(NodeEvent::Fetch {
-                    id,
-                    event: FetchEvent::Frame {
-                        timestamp: group.frames()[index].timestamp,
-                        payload: group.frame_payload(index),
-                    },
-                });
+            .map(|g| g.state());
+        if let (Some(track_id), Some(_)) = (track_id, cached) {
+            // Cached (complete or still arriving): served from the origin as it fills.
+            if let Some(links) = self.links.entry(track_id).map(|e| e.or_default()) {
+                links.local_fetches.push((id, seq, 0));
             }
-            let error = match group.state() {
-                GroupState::Aborted(code) => Some(code),
-                _ => None,
-            };
-            self.local_fetches.remove(id);
-            self.events.push_back(NodeEvent::Fetch {
-                id,
-                event: FetchEvent::Closed { error },
-            });
+            self.local_fetch_progress(track_id, seq);
             return id;
         }
         let route = broadcast

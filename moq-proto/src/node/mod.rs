@@ -94,6 +94,11 @@ struct Consumer {
     start: Option<u64>,
     /// Highest group opened so far (a bounded consumer is done once it reached its end).
     last: Option<u64>,
+    /// A bounded range's groups not yet accounted for (delivered, aborted or dropped); `None`
+    /// until the start is known, or for ranges too long to track one by one.
+    outstanding: Option<std::collections::BTreeSet<u64>>,
+    /// A group past the range's end appeared: the source has moved on.
+    passed_end: bool,
     /// Groups in delivery.
     groups: Vec<(u64, Sink)>,
 }
@@ -110,6 +115,13 @@ struct Links {
     /// Peers' FETCHes being served from a group still arriving: (peer, fetch, seq, next frame,
     /// chunks of that frame already sent).
     fetches: Vec<FetchProgress>,
+    /// Local FETCHes of a group still arriving: (fetch, seq, next frame to hand out).
+    local_fetches: Vec<(LocalFetchId, u64, usize)>,
+    /// Priority and max latency last sent upstream (the most demanding consumer's).
+    upstream_params: Option<(u8, Duration)>,
+    /// The start group the upstream subscription asked for (kept on updates: a start of
+    /// "latest" in SUBSCRIBE_UPDATE would re-pin it).
+    upstream_start: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -370,7 +382,9 @@ impl Node {
     /// True while any session still delivers something to its peer (see
     /// [`Session::is_delivering`]); a publisher waits for this before exiting.
     pub fn is_delivering(&self) -> bool {
-        self.peers.values().any(|p| !p.closed && p.session.is_delivering())
+        self.peers
+            .values()
+            .any(|p| !p.closed && p.session.is_delivering())
     }
 
     /// A description of what is held, for debugging leaks.

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::events::{FetchEvent, SubscriptionEvent};
+use super::events::FetchEvent;
 use super::{
     Consumer, ConsumerId, FetchProgress, FetchSink, Node, NodeEvent, Owner, WatchOwner, Watcher,
 };
@@ -210,10 +210,8 @@ impl Node {
                 params,
             } => self.on_subscribe(now, peer, id, &broadcast, &track, params),
             Event::SubscribeUpdate { id, params } => {
-                if let Some(&consumer) = self.peers.get(peer).and_then(|p| p.serves.get(&id))
-                    && let Some(c) = self.consumers.get_mut(consumer)
-                {
-                    c.params = params;
+                if let Some(&consumer) = self.peers.get(peer).and_then(|p| p.serves.get(&id)) {
+                    self.update_consumer(now, consumer, params);
                 }
             }
             Event::ServeClosed { id } => {
@@ -397,19 +395,7 @@ impl Node {
             .map(|l| l.consumers.clone())
             .unwrap_or_default();
         for consumer in consumers {
-            match self.consumers.get(consumer).map(|c| c.owner) {
-                Some(Owner::Serve(peer, serve)) => {
-                    if let Some(p) = self.peers.get_mut(peer) {
-                        p.session.drop_groups(serve, start, end, code);
-                        self.touch(peer);
-                    }
-                }
-                Some(Owner::Local(id)) => self.events.push_back(NodeEvent::Subscription {
-                    id,
-                    event: SubscriptionEvent::Dropped { start, end, code },
-                }),
-                None => {}
-            }
+            self.drop_for(consumer, start, end, code);
         }
     }
 
@@ -539,6 +525,8 @@ impl Node {
             accepted: false,
             start: None,
             last: None,
+            outstanding: super::deliver::tracked_range_for(params),
+            passed_end: false,
             groups: Vec::new(),
         });
         if let Some(p) = self.peers.get_mut(peer) {
@@ -563,6 +551,7 @@ impl Node {
             self.accept_consumer(consumer);
         }
         self.attach(now, consumer);
+        self.refresh_upstream(track);
     }
 
     /// Find (or create, for a remote broadcast) a track, opening the shared upstream
@@ -636,8 +625,9 @@ impl Node {
         // starts at the latest group: a first consumer's explicit start (possibly in the
         // future) must not hide the latest group from consumers that join after it. Each
         // consumer's own start and end are applied at this node, when groups fan out.
+        // The first subscriber's start goes upstream (a past start is then served by the
+        // source's cache); the range end is each consumer's own business.
         let upstream = SubscribeParams {
-            start: None,
             end: None,
             ..params
         };
@@ -658,6 +648,8 @@ impl Node {
         let links = self.links.entry(track).map(|e| e.or_default());
         if let Some(links) = links {
             links.upstream = Some((route.peer, sub));
+            links.upstream_params = Some((params.priority, params.max_latency));
+            links.upstream_start = params.start;
             if let Some(query) = query {
                 links.info_query = Some((route.peer, query));
             }
@@ -839,6 +831,7 @@ impl Node {
 
     /// Push what is cached of fetched groups to the peers fetching them.
     pub(super) fn serve_fetch_progress(&mut self, _now: Instant, track: TrackId, seq: u64) {
+        self.local_fetch_progress(track, seq);
         let Some(links) = self.links.get_mut(track) else {
             return;
         };
@@ -916,6 +909,59 @@ impl Node {
             self.touch(peer);
         }
         self.release_if_unused(track);
+    }
+
+    /// Hand local FETCHes of group `seq` the frames now complete, and end them with the group.
+    pub(super) fn local_fetch_progress(&mut self, track: TrackId, seq: u64) {
+        let Some(links) = self.links.get_mut(track) else {
+            return;
+        };
+        if !links.local_fetches.iter().any(|(_, s, _)| *s == seq) {
+            return;
+        }
+        let mut fetches = std::mem::take(&mut links.local_fetches);
+        let group = self.origin.track(track).and_then(|t| t.group(seq));
+        let events = &mut self.events;
+        let slots = &mut self.local_fetches;
+        fetches.retain_mut(|(id, s, next)| {
+            if *s != seq {
+                return true;
+            }
+            let Some(group) = group else {
+                slots.remove(*id);
+                events.push_back(NodeEvent::Fetch {
+                    id: *id,
+                    event: FetchEvent::Closed {
+                        error: Some(codes::stream::EVICTED),
+                    },
+                });
+                return false;
+            };
+            while *next < group.frames().len() && group.frame_complete(*next) {
+                events.push_back(NodeEvent::Fetch {
+                    id: *id,
+                    event: FetchEvent::Frame {
+                        timestamp: group.frames()[*next].timestamp,
+                        payload: group.frame_payload(*next),
+                    },
+                });
+                *next += 1;
+            }
+            let error = match group.state() {
+                GroupState::Open => return true,
+                GroupState::Finished => None,
+                GroupState::Aborted(code) => Some(code),
+            };
+            slots.remove(*id);
+            events.push_back(NodeEvent::Fetch {
+                id: *id,
+                event: FetchEvent::Closed { error },
+            });
+            false
+        });
+        if let Some(links) = self.links.get_mut(track) {
+            links.local_fetches.extend(fetches);
+        }
     }
 
     fn pipe_fetch(

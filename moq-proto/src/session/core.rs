@@ -732,7 +732,14 @@ impl Session {
         match target {
             StreamRef::Open(stream) => self.commands.push_back(Command::Write { stream, data }),
             StreamRef::Pending(token) => {
-                if let Some(open) = self.pending.get_mut(&token) {
+                let over = self.pending_bytes + data.len() > self.cfg.max_pending_bytes;
+                if let Some(Role::GroupSend(group)) = self.pending.get(&token).map(|o| o.role)
+                    && over
+                {
+                    // `max_pending_bytes` is reached: give this group up as if it had expired
+                    // (SUBSCRIBE_DROP, the open cancelled) rather than buffer without bound.
+                    self.abort_group(group, codes::stream::TOO_FAR_BEHIND);
+                } else if let Some(open) = self.pending.get_mut(&token) {
                     open.bytes += data.len();
                     self.pending_bytes += data.len();
                     open.buffer.push(data);

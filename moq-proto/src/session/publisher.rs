@@ -76,6 +76,12 @@ impl GroupSend {
     pub(super) fn awaiting_ack(&self) -> bool {
         self.state == SendState::Finished
     }
+
+    /// Still abortable: being written, or (even if fully written) still waiting for stream
+    /// credit, in which case it can be dropped without touching the network.
+    fn abortable(&self) -> bool {
+        self.state == SendState::Sending || matches!(self.stream, StreamRef::Pending(_))
+    }
 }
 
 /// The group stream type byte.
@@ -203,15 +209,12 @@ impl Session {
         self.serve_by_wire.remove(&s.wire_id);
         for group in s.groups {
             if let Some(g) = self.group_sends.remove(group) {
-                match g.state {
-                    SendState::Sending => self.reset(g.stream, code),
-                    SendState::Finished => {
-                        // Already fully written; just stop tracking its acknowledgement.
-                        if let StreamRef::Open(id) = g.stream {
-                            self.set_role(id, Role::Ignore);
-                            self.send_done(id);
-                        }
-                    }
+                if g.abortable() {
+                    self.reset(g.stream, code);
+                } else if let StreamRef::Open(id) = g.stream {
+                    // Already fully written; just stop tracking its acknowledgement.
+                    self.set_role(id, Role::Ignore);
+                    self.send_done(id);
                 }
             }
         }
@@ -499,7 +502,12 @@ impl Session {
         let Some(g) = self.group_sends.remove(group) else {
             return;
         };
-        if g.state == SendState::Sending {
+        if g.abortable() {
+            if matches!(g.stream, StreamRef::Pending(_)) {
+                // It never reached the network: tell the subscriber it will not come, as an
+                // expired group waiting for credit is reported.
+                self.drop_groups(g.serve, g.seq, g.seq, code);
+            }
             self.reset(g.stream, code);
         }
         self.forget_group(g.serve, group);
@@ -672,7 +680,7 @@ impl Session {
             .filter(|k| {
                 self.group_sends.get(*k).is_some_and(|g| {
                     g.seq < newest.0
-                        && g.state == SendState::Sending
+                        && g.abortable()
                         && group_age(g, newest.1, now, lite05, timescale) >= max_latency
                 })
             })
@@ -718,7 +726,7 @@ impl Session {
                 s.groups
                     .iter()
                     .filter_map(|k| self.group_sends.get(*k))
-                    .filter(|g| g.seq < newest && g.state == SendState::Sending)
+                    .filter(|g| g.seq < newest && g.abortable())
                     .map(|g| g.arrival + s.params.max_latency)
                     .min()
             })

@@ -79,8 +79,15 @@ impl ProbeState {
             return false;
         }
         let age = now.saturating_duration_since(at);
-        let rtt_change = relative_change(last.rtt.as_secs_f64(), self.stats.rtt.as_secs_f64());
-        if rtt_change >= PROBE_MAX_DELTA {
+        // RTT moved by 25% or more, in exact integer arithmetic (in f64 seconds an exact 25%
+        // move such as 100 ms -> 125 ms rounds to just below 0.25 and would be missed).
+        let (old_rtt, new_rtt) = (last.rtt.as_nanos(), self.stats.rtt.as_nanos());
+        let rtt_moved = if old_rtt == 0 {
+            new_rtt != 0
+        } else {
+            old_rtt.abs_diff(new_rtt) * 4 >= old_rtt
+        };
+        if rtt_moved {
             return true;
         }
         if age < PROBE_MIN_AGE {
@@ -422,6 +429,12 @@ impl Session {
                         result: Ok(info),
                     });
                 }
+                Ok(None) if reader.is_finished() => {
+                    // FIN with no TRACK_INFO: the query failed; report it, never leave it.
+                    self.recv_done(id);
+                    self.track_query_failed(key, codes::stream::CANCEL);
+                    return Flow::Wait;
+                }
                 Ok(None) => return self.wait_or_truncated(id, reader, true),
                 Err(err) => {
                     self.violation(format!("TRACK_INFO: {err}"));
@@ -636,6 +649,17 @@ impl Session {
         }
     }
 
+    /// The peer reset or stopped a probe stream: forget it (no more reports are written to
+    /// it, and a new probe stream may be opened or accepted).
+    pub(super) fn probe_stream_closed(&mut self, id: crate::session::StreamId) {
+        if self.probe.responder == Some(id) {
+            self.probe.responder = None;
+        }
+        if self.probe.requester == StreamRef::Open(id) {
+            self.probe.requester = StreamRef::Closed;
+        }
+    }
+
     pub(super) fn probe_timeout(&mut self, now: Instant) {
         if self.probe.deadline().is_some_and(|d| d <= now) {
             self.send_probe_report(now);
@@ -728,6 +752,11 @@ impl Session {
         if !self.setup.received {
             let setup = match reader.read_message::<Setup>(self.version, &self.cfg.limits) {
                 Ok(Some(setup)) => setup,
+                Ok(None) if reader.is_finished() => {
+                    // SETUP is mandatory, even with no parameters.
+                    self.violation("Setup stream ended without SETUP");
+                    return Flow::Wait;
+                }
                 Ok(None) => return self.wait_or_truncated(id, reader, true),
                 Err(err) => {
                     self.violation(format!("SETUP: {err}"));

@@ -374,7 +374,7 @@ impl Session {
                             }
                             _ => (Bytes::new(), size),
                         };
-                    self.events.push_back(Event::FrameStart {
+                    self.emit(Event::FrameStart {
                         id: sub,
                         seq,
                         timestamp: lite05.then_some(timestamp),
@@ -384,7 +384,7 @@ impl Session {
                     });
                 }
                 Ok(Some(FrameItem::Payload { chunk, remaining })) => {
-                    self.events.push_back(Event::FramePayload {
+                    self.emit(Event::FramePayload {
                         id: sub,
                         seq,
                         chunk,
