@@ -514,3 +514,257 @@ pub fn node_config(seed: u64) -> NodeConfig {
         ..NodeConfig::default()
     }
 }
+
+/// One subscriber of a [`FanOut`].
+struct FanSub {
+    peer: PeerId,
+    session: crate::session::Session,
+    dirty: bool,
+}
+
+/// A publisher node wired straight to N subscriber sessions, with no queues and no
+/// randomness: the in-memory fan-out that the zero-allocation test and the fan-out benchmark
+/// measure. Every write is handed to the subscriber at once and every event drained.
+pub struct FanOut {
+    /// The publishing node.
+    pub node: Node,
+    /// The published track.
+    pub track: crate::origin::TrackId,
+    subs: Vec<FanSub>,
+    index: slotmap::SecondaryMap<PeerId, usize>,
+    /// Subscribers handed something since they were last drained.
+    dirty: Vec<usize>,
+    batch: Vec<Bytes>,
+    batch_stream: Option<StreamId>,
+    next_stream: u64,
+    now: Instant,
+    /// Frames that reached a subscriber (counted once per subscriber).
+    pub delivered_frames: u64,
+    /// Payload bytes that reached subscribers.
+    pub delivered_bytes: u64,
+}
+
+impl FanOut {
+    /// A publisher of `bench/data` with `subscribers` sessions of `version` subscribed to it.
+    pub fn new(version: Version, subscribers: usize, now: Instant) -> Self {
+        let mut node = Node::new(NodeConfig {
+            hop_id: 1,
+            announce_on_connect: false,
+            ..NodeConfig::default()
+        });
+        let path = Path::new("bench").unwrap_or_else(|_| Path::root());
+        let track = node
+            .publish(now, &path)
+            .and_then(|b| node.create_track(b, "data", crate::wire::TrackInfo::default()))
+            .unwrap_or_default();
+        let mut fan = Self {
+            node,
+            track,
+            subs: Vec::with_capacity(subscribers),
+            index: slotmap::SecondaryMap::new(),
+            dirty: Vec::with_capacity(subscribers),
+            batch: Vec::with_capacity(8),
+            batch_stream: None,
+            next_stream: 0,
+            now,
+            delivered_frames: 0,
+            delivered_bytes: 0,
+        };
+        for _ in 0..subscribers {
+            let peer =
+                fan.node
+                    .add_session(now, Config::new(version, Side::Server), Some(Path::root()));
+            let mut config = Config::new(version, Side::Client);
+            config.setup_path = Some("/".into());
+            let mut session = crate::session::Session::new(config, now);
+            let _ = session.subscribe(
+                path.clone(),
+                "data",
+                crate::session::SubscribeParams::default(),
+            );
+            fan.index.insert(peer, fan.subs.len());
+            fan.dirty.push(fan.subs.len());
+            fan.subs.push(FanSub {
+                peer,
+                session,
+                dirty: true,
+            });
+        }
+        fan.pump();
+        fan
+    }
+
+    /// Begin the next group; returns its sequence.
+    pub fn group(&mut self) -> u64 {
+        let seq = self
+            .node
+            .append_group(self.now, self.track)
+            .unwrap_or_default();
+        self.pump();
+        seq
+    }
+
+    /// Publish one frame in group `seq` and deliver it to every subscriber.
+    pub fn frame(&mut self, seq: u64, timestamp: u64, payload: &Bytes) {
+        let _ = self
+            .node
+            .write_frame(self.now, self.track, seq, timestamp, payload.clone());
+        self.pump();
+    }
+
+    /// Finish group `seq`.
+    pub fn finish(&mut self, seq: u64) {
+        self.node.finish_group(self.now, self.track, seq);
+        self.pump();
+    }
+
+    fn stream(&mut self) -> StreamId {
+        self.next_stream += 1;
+        StreamId(self.next_stream)
+    }
+
+    /// Hand a subscriber the writes batched for one of its streams.
+    fn flush_writes(&mut self, now: Instant, i: usize) {
+        if let Some(stream) = self.batch_stream.take() {
+            let mut chunks = std::mem::take(&mut self.batch);
+            self.subs[i]
+                .session
+                .handle_stream_chunks(now, stream, chunks.drain(..), false);
+            self.batch = chunks;
+        }
+    }
+
+    /// Move commands both ways and drain events until nothing moves.
+    fn pump(&mut self) {
+        let now = self.now;
+        loop {
+            let mut moved = false;
+            while let Some(peer) = self.node.next_ready_peer() {
+                let Some(&i) = self.index.get(peer) else {
+                    continue;
+                };
+                while let Some(command) = self.node.poll_command(peer) {
+                    moved = true;
+                    // Consecutive writes to one stream arrive together, as one transport
+                    // read would return them.
+                    match command {
+                        Command::Write { stream, data }
+                            if self.batch_stream.is_none_or(|s| s == stream) =>
+                        {
+                            self.batch_stream = Some(stream);
+                            self.batch.push(data);
+                        }
+                        other => {
+                            self.flush_writes(now, i);
+                            if let Command::Write { stream, data } = other {
+                                self.batch_stream = Some(stream);
+                                self.batch.push(data);
+                            } else {
+                                self.to_subscriber(now, i, other);
+                            }
+                        }
+                    }
+                }
+                self.flush_writes(now, i);
+                if !self.subs[i].dirty {
+                    self.subs[i].dirty = true;
+                    self.dirty.push(i);
+                }
+            }
+            let mut k = 0;
+            while k < self.dirty.len() {
+                let i = self.dirty[k];
+                k += 1;
+                self.subs[i].dirty = false;
+                while let Some(command) = self.subs[i].session.poll_command() {
+                    moved = true;
+                    self.to_publisher(now, i, command);
+                }
+                while let Some(event) = self.subs[i].session.poll_event() {
+                    match event {
+                        crate::session::Event::FrameStart { chunk, .. } => {
+                            self.delivered_frames += 1;
+                            self.delivered_bytes += chunk.len() as u64;
+                        }
+                        crate::session::Event::FramePayload { chunk, .. } => {
+                            self.delivered_bytes += chunk.len() as u64;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            self.dirty.clear();
+            while self.node.poll_event().is_some() {}
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn to_subscriber(&mut self, now: Instant, i: usize, command: Command) {
+        let peer = self.subs[i].peer;
+        match command {
+            Command::Open { token, dir, .. } => {
+                let id = self.stream();
+                self.node
+                    .input(now, peer, |s, now| s.handle_open_granted(now, token, id));
+                self.subs[i].session.handle_stream_opened(now, id, dir);
+            }
+            Command::Write { stream, data } => self.subs[i]
+                .session
+                .handle_stream_data(now, stream, data, false),
+            Command::Finish { stream } => {
+                self.subs[i]
+                    .session
+                    .handle_stream_data(now, stream, Bytes::new(), true);
+                self.node
+                    .input(now, peer, |s, now| s.handle_stream_finished(now, stream));
+            }
+            Command::Reset { stream, code } => {
+                self.subs[i].session.handle_stream_reset(now, stream, code)
+            }
+            Command::Stop { stream, code } => {
+                self.subs[i].session.handle_stop_sending(now, stream, code)
+            }
+            Command::SendDatagram { data } => self.subs[i].session.handle_datagram(now, data),
+            Command::Close { code, reason } => self.subs[i]
+                .session
+                .handle_connection_lost(now, code, &reason),
+            Command::CancelOpen { .. } | Command::SetPriority { .. } => {}
+        }
+    }
+
+    fn to_publisher(&mut self, now: Instant, i: usize, command: Command) {
+        let peer = self.subs[i].peer;
+        match command {
+            Command::Open { token, dir, .. } => {
+                let id = self.stream();
+                self.subs[i].session.handle_open_granted(now, token, id);
+                self.node
+                    .input(now, peer, |s, now| s.handle_stream_opened(now, id, dir));
+            }
+            Command::Write { stream, data } => self.node.input(now, peer, |s, now| {
+                s.handle_stream_data(now, stream, data, false)
+            }),
+            Command::Finish { stream } => {
+                self.node.input(now, peer, |s, now| {
+                    s.handle_stream_data(now, stream, Bytes::new(), true)
+                });
+                self.subs[i].session.handle_stream_finished(now, stream);
+            }
+            Command::Reset { stream, code } => self
+                .node
+                .input(now, peer, |s, now| s.handle_stream_reset(now, stream, code)),
+            Command::Stop { stream, code } => self
+                .node
+                .input(now, peer, |s, now| s.handle_stop_sending(now, stream, code)),
+            Command::SendDatagram { data } => self
+                .node
+                .input(now, peer, |s, now| s.handle_datagram(now, data)),
+            Command::Close { code, reason } => self.node.input(now, peer, |s, now| {
+                s.handle_connection_lost(now, code, &reason)
+            }),
+            Command::CancelOpen { .. } | Command::SetPriority { .. } => {}
+        }
+    }
+}

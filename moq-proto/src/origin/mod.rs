@@ -391,10 +391,22 @@ impl Origin {
     ) -> Result<(), OriginError> {
         let t = self.tracks.get_mut(track).ok_or(OriginError::NotFound)?;
         t.start_group(now, seq)?;
-        if let Some(at) = t.next_eviction() {
-            self.evictions.push(Reverse((at, track)));
-        }
+        self.schedule(track);
         Ok(())
+    }
+
+    /// Make sure the track's next eviction is in the timer heap (once per deadline).
+    fn schedule(&mut self, track: TrackId) {
+        let Some(t) = self.tracks.get_mut(track) else {
+            return;
+        };
+        let next = t.next_eviction();
+        if next.is_some() && next != t.scheduled {
+            t.scheduled = next;
+            if let Some(at) = next {
+                self.evictions.push(Reverse((at, track)));
+            }
+        }
     }
 
     /// Apply `track`'s retention and byte budget now; returns evicted groups that were still
@@ -404,10 +416,12 @@ impl Origin {
         let Some(t) = self.tracks.get_mut(track) else {
             return Vec::new();
         };
-        let open = t.evict(now, max_bytes);
-        if let Some(at) = t.next_eviction() {
-            self.evictions.push(Reverse((at, track)));
+        // Nothing to do until the oldest group ages out or the budget is exceeded.
+        if t.cached_bytes() <= max_bytes && t.next_eviction().is_none_or(|at| at > now) {
+            return Vec::new();
         }
+        let open = t.evict(now, max_bytes);
+        self.schedule(track);
         open
     }
 
@@ -420,17 +434,15 @@ impl Origin {
                 break;
             }
             self.evictions.pop();
+            if let Some(t) = self.tracks.get_mut(track)
+                && t.scheduled == Some(at)
+            {
+                t.scheduled = None;
+            }
             for seq in self.enforce(now, track) {
                 open.push((track, seq));
             }
-            // `enforce` re-scheduled the track's next deadline; drop duplicates of it.
-            while self
-                .evictions
-                .peek()
-                .is_some_and(|Reverse((a, t))| *t == track && *a <= now)
-            {
-                self.evictions.pop();
-            }
+            self.schedule(track);
         }
         open
     }

@@ -160,6 +160,8 @@ pub struct Track {
     ended: Option<TrackEnd>,
     /// An evicted group kept to reuse its vectors, so steady-state groups do not allocate.
     spare: Option<Group>,
+    /// The eviction deadline already in the origin's timer heap.
+    pub(super) scheduled: Option<Instant>,
 }
 
 impl Track {
@@ -173,6 +175,7 @@ impl Track {
             latest: None,
             ended: None,
             spare: None,
+            scheduled: None,
         }
     }
 
@@ -254,12 +257,14 @@ impl Track {
                 spare.reset(seq, now);
                 spare
             }
+            // Size the new group like the previous one, so appending frames does not grow
+            // (and reallocate) the vectors while the group is live.
             None => Group {
                 seq,
                 arrival: now,
                 first_ts: None,
-                chunks: Vec::new(),
-                frames: Vec::new(),
+                chunks: Vec::with_capacity(self.groups.back().map_or(0, |g| g.chunks.len())),
+                frames: Vec::with_capacity(self.groups.back().map_or(0, |g| g.frames.len())),
                 bytes: 0,
                 frame_remaining: 0,
                 state: GroupState::Open,
