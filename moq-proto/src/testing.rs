@@ -660,7 +660,7 @@ impl FanOut {
                                 self.batch_stream = Some(stream);
                                 self.batch.push(data);
                             } else {
-                                self.to_subscriber(now, i, other);
+                                self.deliver_to_subscriber(now, i, other);
                             }
                         }
                     }
@@ -678,7 +678,7 @@ impl FanOut {
                 self.subs[i].dirty = false;
                 while let Some(command) = self.subs[i].session.poll_command() {
                     moved = true;
-                    self.to_publisher(now, i, command);
+                    self.deliver_to_publisher(now, i, command);
                 }
                 while let Some(event) = self.subs[i].session.poll_event() {
                     match event {
@@ -701,7 +701,7 @@ impl FanOut {
         }
     }
 
-    fn to_subscriber(&mut self, now: Instant, i: usize, command: Command) {
+    fn deliver_to_subscriber(&mut self, now: Instant, i: usize, command: Command) {
         let peer = self.subs[i].peer;
         match command {
             Command::Open { token, dir, .. } => {
@@ -734,7 +734,7 @@ impl FanOut {
         }
     }
 
-    fn to_publisher(&mut self, now: Instant, i: usize, command: Command) {
+    fn deliver_to_publisher(&mut self, now: Instant, i: usize, command: Command) {
         let peer = self.subs[i].peer;
         match command {
             Command::Open { token, dir, .. } => {
