@@ -87,6 +87,22 @@ fn varint(code: u64) -> VarInt {
     VarInt::from_u64(code).unwrap_or(VarInt::MAX)
 }
 
+/// A stream error code from the peer. moq-relay 0.17.10 sends RESET_STREAM codes in the
+/// WebTransport mapping (`0x52e4a40fa8db + n + n / 0x1e`, WIRE.md §6) even on raw QUIC, so a
+/// code in that range is mapped back to `n`; any other code is taken as is.
+fn peer_stream_code(code: VarInt) -> u64 {
+    const FIRST: u64 = 0x52e4_a40f_a8db;
+    const LAST: u64 = 0x52e5_ac98_3162;
+    let code = code.into_inner();
+    if (FIRST..=LAST).contains(&code) {
+        let h = code - FIRST;
+        if h % 0x1f != 0x1e {
+            return h - h / 0x1f;
+        }
+    }
+    code
+}
+
 impl Endpoint {
     /// Route a connection's endpoint events and application events until both are empty.
     pub(super) fn drive(&mut self, now: Instant, handle: ConnectionHandle) {
@@ -149,7 +165,7 @@ impl Endpoint {
                     self.blocked_bytes -= blocked.bytes();
                 }
                 self.session_input(now, handle, |s, now| {
-                    s.handle_stop_sending(now, session_id(id), error_code.into_inner())
+                    s.handle_stop_sending(now, session_id(id), peer_stream_code(error_code))
                 });
             }
             Event::Stream(StreamEvent::Available { dir }) => self.grant_waiting(now, handle, dir),
@@ -252,28 +268,38 @@ impl Endpoint {
             return;
         };
         let sid = session_id(id);
+        // Collect what one read returns and hand it over in one call: one stream lookup and
+        // one decoding pass for all of it. The scratch vector is reused (no allocation).
+        let mut batch = std::mem::take(&mut self.read_batch);
+        let mut fin = false;
+        let mut reset = None;
         loop {
             match chunks.next(usize::MAX) {
-                Ok(Some(chunk)) => self.node.input(now, peer, |s, now| {
-                    s.handle_stream_data(now, sid, chunk.bytes, false)
-                }),
+                Ok(Some(chunk)) => batch.push(chunk.bytes),
                 Ok(None) => {
-                    self.node.input(now, peer, |s, now| {
-                        s.handle_stream_data(now, sid, Bytes::new(), true)
-                    });
+                    fin = true;
                     break;
                 }
                 Err(ReadError::Blocked) => break,
                 Err(ReadError::Reset(code)) => {
-                    self.node.input(now, peer, |s, now| {
-                        s.handle_stream_reset(now, sid, code.into_inner())
-                    });
+                    reset = Some(peer_stream_code(code));
                     break;
                 }
             }
         }
         // Always finalize: it releases flow-control credit to the peer.
         let _ = chunks.finalize();
+        if !batch.is_empty() || fin {
+            self.node.input(now, peer, |s, now| {
+                s.handle_stream_chunks(now, sid, batch.drain(..), fin)
+            });
+        }
+        if let Some(code) = reset {
+            self.node
+                .input(now, peer, |s, now| s.handle_stream_reset(now, sid, code));
+        }
+        batch.clear();
+        self.read_batch = batch;
     }
 
     /// Retry writes quinn-proto refused earlier.

@@ -167,6 +167,8 @@ pub struct Endpoint {
     cert_hash: Option<[u8; 32]>,
     /// Bytes written by sessions that quinn-proto has not accepted yet.
     blocked_bytes: usize,
+    /// Reused buffer for the chunks of one stream read.
+    read_batch: Vec<bytes::Bytes>,
 }
 
 impl Endpoint {
@@ -216,6 +218,7 @@ impl Endpoint {
             scratch: Vec::new(),
             cert_hash,
             blocked_bytes: 0,
+            read_batch: Vec::new(),
         })
     }
 
