@@ -1227,3 +1227,1350 @@ pub fn control_reader(data: &[u8]) {
         "re-encoded control stream decodes differently"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The session state machine
+// ---------------------------------------------------------------------------------------------
+
+/// The whole [`Session`](crate::session::Session) state machine, driven by a scripted peer,
+/// transport and application.
+///
+/// Input: byte 0 picks the version (`% 3`) and, in `byte / 3`, flags: bit 0 the side (set:
+/// server), bit 1 chaotic transport, bit 2 tight caps (a handful of streams and requests, small
+/// [`Limits`]). The rest is a script of steps, each an opcode byte and its operands (bytes read
+/// past the end are zero):
+/// - peer input: open a stream (bidi or uni); open one carrying a valid encoded request (every
+///   request type, GROUP and SETUP); raw bytes on a stream, with or without FIN; a valid
+///   encoded message fitting what the stream carries (SUBSCRIBE_UPDATE, subscribe responses,
+///   ANNOUNCE_OK / ANNOUNCE, FRAMEs, TRACK_INFO, PROBE); RESET_STREAM; STOP_SENDING; a raw or
+///   valid datagram;
+/// - transport: open grants for pending [`Command::Open`](crate::session::Command::Open)
+///   tokens, acknowledgements of finished streams, statistics, time passing (timeouts fire
+///   when due);
+/// - application: subscribe / update / unsubscribe / stop a group, request and cancel
+///   announcements, FETCH, TRACK, PROBE, GOAWAY, close; answers to the peer's requests
+///   (accept / reject / end / abort serves, drop groups, open groups and write frames,
+///   datagrams, announce, FETCH replies, TRACK_INFO).
+///
+/// A strict transport delivers only what a QUIC transport could (no data after the peer's FIN
+/// or reset, grants only for pending tokens, acknowledgements only after our FIN); a chaotic one
+/// delivers anything, to stale and unknown streams and tokens too.
+///
+/// Checked: nothing panics; after every step the commands and events are drained, and nothing
+/// follows `Event::Closed` (no event, no command but `CancelOpen`); every table stays within its
+/// cap in [`Config`](crate::session::Config); with a strict transport the commands obey the
+/// transport's rules (streams written, finished, reset, stopped or re-prioritised exist and go
+/// the right way; no write or FIN after our FIN or reset; no second FIN or reset; grants and
+/// cancels name pending tokens), and once the application has cancelled everything and the
+/// peer has closed every stream the session is idle; finally, after `handle_connection_lost`,
+/// the session is idle with no timer.
+pub fn session(data: &[u8]) {
+    session_fuzz::run(data);
+}
+
+mod session_fuzz {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+
+    use crate::coding::Limits;
+    use crate::session::{
+        Command, Config, Dir, Event, FetchId, FetchServeId, GroupSendId, InterestId, ListenerId,
+        OpenToken, ServeId, Session, Side, StreamId, SubscribeParams, SubscriptionId, TrackQueryId,
+        TrackServeId, TransportStats,
+    };
+    use crate::wire::{
+        Announce, AnnounceOk, AnnounceRequest, AnnounceStatus, BiStreamType, Datagram, Fetch,
+        FrameHeader, Goaway, GroupHeader, Message, Path, Probe, ProbeLevel, Setup, Subscribe,
+        SubscribeDrop, SubscribeEnd, SubscribeOk, SubscribeResponse, SubscribeStart,
+        SubscribeUpdate, TrackInfo, TrackRequest, UniStreamType, Version,
+    };
+
+    /// Most handles of each kind the harness remembers (older ones are forgotten).
+    const MAX_HANDLES: usize = 32;
+
+    const PATHS: [&str; 5] = ["", "a", "a/b", "live", "live/x"];
+    const TRACKS: [&str; 3] = ["", "t", "video"];
+
+    /// The script, read a byte at a time; zeros past the end.
+    struct Input<'a> {
+        data: &'a [u8],
+        pos: usize,
+    }
+
+    impl<'a> Input<'a> {
+        fn done(&self) -> bool {
+            self.pos >= self.data.len()
+        }
+
+        fn u8(&mut self) -> u8 {
+            let b = self.data.get(self.pos).copied().unwrap_or(0);
+            self.pos += 1;
+            b
+        }
+
+        fn bool(&mut self) -> bool {
+            self.u8() & 1 == 1
+        }
+
+        /// Mostly small, sometimes at the edges of the varint range.
+        fn value(&mut self) -> u64 {
+            match self.u8() {
+                250 => 1 << 30,
+                251 => (1 << 53) - 1,
+                252 => (1 << 62) - 1,
+                253 => 1 << 62,
+                254 => u64::MAX,
+                255 => u64::from(self.u8()) << 8 | u64::from(self.u8()),
+                b => u64::from(b),
+            }
+        }
+
+        fn bytes(&mut self, n: usize) -> &'a [u8] {
+            let start = self.pos.min(self.data.len());
+            let end = (start + n).min(self.data.len());
+            self.pos += n;
+            &self.data[start..end]
+        }
+
+        fn path(&mut self) -> Path {
+            Path::new(PATHS[self.u8() as usize % PATHS.len()]).unwrap()
+        }
+
+        fn track(&mut self) -> &'static str {
+            TRACKS[self.u8() as usize % TRACKS.len()]
+        }
+
+        fn pick<T: Copy>(&mut self, items: &[T]) -> Option<T> {
+            let b = self.u8() as usize;
+            (!items.is_empty()).then(|| items[b % items.len()])
+        }
+
+        fn params(&mut self) -> SubscribeParams {
+            let flags = self.u8();
+            SubscribeParams {
+                priority: self.u8(),
+                ordered: flags & 1 == 1,
+                max_latency: Duration::from_millis(u64::from(self.u8()) * 20),
+                start: (flags & 2 == 2).then(|| self.value()),
+                end: (flags & 4 == 4).then(|| self.value()),
+            }
+        }
+    }
+
+    /// One direction of a stream, as the transport sees it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Half {
+        /// This direction does not exist (the other half of a uni stream).
+        Absent,
+        Open,
+        Finished,
+        Reset,
+    }
+
+    #[derive(Debug)]
+    struct StreamModel {
+        dir: Dir,
+        /// We opened it (granted), rather than the peer.
+        ours: bool,
+        /// The peer's send side (what we receive).
+        peer: Half,
+        /// Our send side.
+        local: Half,
+        /// Our FIN was acknowledged.
+        acked: bool,
+        /// The stream type: the first byte written on it (by us or by the peer).
+        kind: Option<u8>,
+    }
+
+    struct Harness {
+        s: Session,
+        cfg: Config,
+        version: Version,
+        strict: bool,
+        now: Instant,
+        next_stream: u64,
+        streams: BTreeMap<u64, StreamModel>,
+        pending: BTreeMap<u64, Dir>,
+        tokens_seen: BTreeSet<u64>,
+        grants: usize,
+        close_sent: bool,
+        closed_event: bool,
+        subs: Vec<SubscriptionId>,
+        group_seqs: Vec<(SubscriptionId, u64)>,
+        interests: Vec<InterestId>,
+        fetches: Vec<FetchId>,
+        queries: Vec<TrackQueryId>,
+        serves: Vec<ServeId>,
+        listeners: Vec<ListenerId>,
+        fetch_serves: Vec<FetchServeId>,
+        track_serves: Vec<TrackServeId>,
+        /// Groups we send: id, payload still owed for the frame in progress, last timestamp.
+        groups: Vec<(GroupSendId, u64, u64)>,
+    }
+
+    fn remember<T: PartialEq>(list: &mut Vec<T>, item: T) {
+        if list.len() >= MAX_HANDLES {
+            list.remove(0);
+        }
+        if !list.contains(&item) {
+            list.push(item);
+        }
+    }
+
+    fn encoded(f: impl FnOnce(&mut Vec<u8>) -> Result<(), crate::coding::EncodeError>) -> Vec<u8> {
+        let mut out = Vec::new();
+        // A value this version cannot carry is simply not sent.
+        if f(&mut out).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// Counts parsed from [`Session::state_summary`].
+    #[derive(Debug, Default)]
+    struct Counts {
+        streams: usize,
+        pending: usize,
+        subs: usize,
+        group_recvs: usize,
+        serves: usize,
+        group_sends: usize,
+        interests: usize,
+        listeners: usize,
+        fetches: usize,
+        fetch_serves: usize,
+        queries: usize,
+        track_serves: usize,
+    }
+
+    fn counts(summary: &str) -> Counts {
+        let mut c = Counts::default();
+        for field in summary.split_whitespace() {
+            let (name, value) = field
+                .split_once('=')
+                .unwrap_or_else(|| panic!("unexpected state summary {summary:?}"));
+            let mut parts = value.split('/').map(|v| {
+                v.parse::<usize>()
+                    .unwrap_or_else(|_| panic!("unexpected state summary {summary:?}"))
+            });
+            let first = parts.next().unwrap_or(0);
+            let second = parts.next().unwrap_or(0);
+            match name {
+                "streams" => c.streams = first,
+                "pending" => c.pending = first,
+                "subs" => c.subs = first,
+                "group_recvs" => c.group_recvs = first,
+                "serves" => c.serves = first,
+                "group_sends" => c.group_sends = first,
+                "interests" => c.interests = first,
+                "listeners" => c.listeners = first,
+                "fetches" => (c.fetches, c.fetch_serves) = (first, second),
+                "tracks" => (c.queries, c.track_serves) = (first, second),
+                _ => {}
+            }
+        }
+        c
+    }
+
+    pub(super) fn run(data: &[u8]) {
+        let Some((&selector, script)) = data.split_first() else {
+            return;
+        };
+        let version = super::version(selector);
+        let flags = selector / 3;
+        let side = if flags & 1 == 1 {
+            Side::Server
+        } else {
+            Side::Client
+        };
+        let strict = flags & 2 == 0;
+        let mut cfg = Config::new(version, side);
+        cfg.hop_id = 7;
+        if side == Side::Client && version.is_lite05() {
+            cfg.setup_path = Some("/fuzz".into());
+        }
+        if flags & 4 == 4 {
+            cfg.limits = Limits {
+                max_message_size: 48,
+                max_frame_size: 256,
+                max_group_size: 1024,
+                max_group_frames: 8,
+                max_datagram_size: 64,
+            };
+            cfg.max_subscriptions = 3;
+            cfg.max_announce_requests = 2;
+            cfg.max_requests = 2;
+            cfg.max_streams = 8;
+            cfg.max_stream_buffer = cfg.limits.message_size() + 64;
+            cfg.max_pending_bytes = 4096;
+        }
+        let now = Instant::now();
+        let mut h = Harness {
+            s: Session::new(cfg.clone(), now),
+            cfg,
+            version,
+            strict,
+            now,
+            next_stream: 0,
+            streams: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            tokens_seen: BTreeSet::new(),
+            grants: 0,
+            close_sent: false,
+            closed_event: false,
+            subs: Vec::new(),
+            group_seqs: Vec::new(),
+            interests: Vec::new(),
+            fetches: Vec::new(),
+            queries: Vec::new(),
+            serves: Vec::new(),
+            listeners: Vec::new(),
+            fetch_serves: Vec::new(),
+            track_serves: Vec::new(),
+            groups: Vec::new(),
+        };
+        h.drain();
+        let mut input = Input {
+            data: script,
+            pos: 0,
+        };
+        while !input.done() {
+            h.step(&mut input);
+            h.drain();
+        }
+        if strict {
+            h.wind_down();
+        }
+        let now = h.now;
+        h.s.handle_connection_lost(now, crate::session::codes::session::INTERNAL, "lost");
+        h.drain();
+        assert!(
+            h.closed_event,
+            "no Closed event after the connection was lost"
+        );
+        assert!(
+            h.s.is_idle(),
+            "not idle after the connection was lost: {}",
+            h.s.state_summary()
+        );
+        assert!(h.s.poll_timeout().is_none(), "a timer after close");
+    }
+
+    impl Harness {
+        // -------------------------------------------------------------------------------------
+        // Outputs
+
+        fn drain(&mut self) {
+            loop {
+                let mut progress = false;
+                while let Some(command) = self.s.poll_command() {
+                    self.on_command(command);
+                    progress = true;
+                }
+                while let Some(event) = self.s.poll_event() {
+                    self.on_event(event);
+                    progress = true;
+                }
+                if !progress {
+                    break;
+                }
+            }
+            self.check_caps();
+            if self.s.is_closed() {
+                assert!(self.s.poll_timeout().is_none(), "a timer after close");
+            }
+        }
+
+        fn check_caps(&self) {
+            let c = counts(&self.s.state_summary());
+            let cfg = &self.cfg;
+            let summary = || self.s.state_summary();
+            assert!(c.subs <= cfg.max_subscriptions, "subs: {}", summary());
+            assert!(c.serves <= cfg.max_subscriptions, "serves: {}", summary());
+            assert!(
+                c.interests <= cfg.max_announce_requests,
+                "interests: {}",
+                summary()
+            );
+            assert!(
+                c.listeners <= cfg.max_announce_requests,
+                "listeners: {}",
+                summary()
+            );
+            assert!(c.fetches <= cfg.max_requests, "fetches: {}", summary());
+            assert!(
+                c.fetch_serves <= cfg.max_requests,
+                "fetch serves: {}",
+                summary()
+            );
+            assert!(
+                c.queries <= cfg.max_requests,
+                "track queries: {}",
+                summary()
+            );
+            assert!(
+                c.track_serves <= cfg.max_requests,
+                "track serves: {}",
+                summary()
+            );
+            // Incoming streams are refused at the cap; only our own opens go beyond it.
+            assert!(
+                c.streams <= cfg.max_streams + self.grants,
+                "streams: {}",
+                summary()
+            );
+            assert!(
+                c.group_recvs <= c.streams,
+                "group receivers without streams: {}",
+                summary()
+            );
+            assert!(
+                c.group_sends <= c.streams + c.pending,
+                "group senders without streams: {}",
+                summary()
+            );
+            if self.strict {
+                assert_eq!(
+                    c.pending,
+                    self.pending.len(),
+                    "pending opens disagree with the commands: {}",
+                    summary()
+                );
+            }
+        }
+
+        fn on_command(&mut self, command: Command) {
+            if self.close_sent || self.closed_event {
+                assert!(
+                    matches!(command, Command::CancelOpen { .. }),
+                    "{command:?} after the session closed"
+                );
+            }
+            let strict = self.strict;
+            match command {
+                Command::Open { token, dir, .. } => {
+                    assert!(
+                        self.tokens_seen.insert(token.0),
+                        "open token {token:?} reused"
+                    );
+                    self.pending.insert(token.0, dir);
+                }
+                Command::CancelOpen { token } => {
+                    let known = self.pending.remove(&token.0).is_some();
+                    assert!(!strict || known, "CancelOpen for {token:?}, not pending");
+                }
+                Command::Write { stream, data } => {
+                    let Some(st) = self.send_half(stream, "Write") else {
+                        return;
+                    };
+                    if st.kind.is_none() && st.ours {
+                        st.kind = data.first().copied();
+                    }
+                    let state = st.local;
+                    assert!(
+                        !strict || state == Half::Open,
+                        "Write on {stream:?} whose send side is {state:?}"
+                    );
+                }
+                Command::Finish { stream } => {
+                    let Some(st) = self.send_half(stream, "Finish") else {
+                        return;
+                    };
+                    let state = st.local;
+                    assert!(
+                        !strict || state == Half::Open,
+                        "Finish on {stream:?} whose send side is {state:?}"
+                    );
+                    st.local = Half::Finished;
+                }
+                Command::Reset { stream, .. } => {
+                    let Some(st) = self.send_half(stream, "Reset") else {
+                        return;
+                    };
+                    let state = st.local;
+                    assert!(
+                        !strict || state != Half::Reset,
+                        "Reset on {stream:?} whose send side is already reset"
+                    );
+                    st.local = Half::Reset;
+                }
+                Command::Stop { stream, .. } => {
+                    let st = self.streams.get(&stream.0);
+                    assert!(
+                        !strict || st.is_some_and(|s| s.peer != Half::Absent),
+                        "Stop on {stream:?}, which we do not receive on: {st:?}"
+                    );
+                }
+                Command::SetPriority { stream, .. } => {
+                    self.send_half(stream, "SetPriority");
+                }
+                Command::SendDatagram { .. } => {}
+                Command::Close { .. } => {
+                    assert!(!self.close_sent, "second Close");
+                    self.close_sent = true;
+                }
+            }
+        }
+
+        /// The stream a send-side command names, checked (strict) to exist and to be ours to
+        /// send on.
+        fn send_half(&mut self, stream: StreamId, what: &str) -> Option<&mut StreamModel> {
+            let strict = self.strict;
+            let st = self.streams.get_mut(&stream.0);
+            match st {
+                Some(st) if st.local != Half::Absent => Some(st),
+                other => {
+                    assert!(
+                        !strict,
+                        "{what} on {stream:?}, which we cannot send on: {other:?}"
+                    );
+                    None
+                }
+            }
+        }
+
+        fn on_event(&mut self, event: Event) {
+            assert!(!self.closed_event, "{event:?} after Closed");
+            match event {
+                Event::Subscribe { id, .. } => remember(&mut self.serves, id),
+                Event::ServeClosed { id } => self.serves.retain(|s| *s != id),
+                Event::AnnounceRequest { id, .. } => remember(&mut self.listeners, id),
+                Event::ListenerClosed { id } => self.listeners.retain(|l| *l != id),
+                Event::Fetch { id, .. } => remember(&mut self.fetch_serves, id),
+                Event::FetchServeClosed { id } => self.fetch_serves.retain(|f| *f != id),
+                Event::TrackRequest { id, .. } => remember(&mut self.track_serves, id),
+                Event::SubscriptionClosed { id, .. } => {
+                    self.subs.retain(|s| *s != id);
+                    self.group_seqs.retain(|(s, _)| *s != id);
+                }
+                Event::GroupStart { id, seq } => remember(&mut self.group_seqs, (id, seq)),
+                Event::InterestClosed { id, .. } => self.interests.retain(|i| *i != id),
+                Event::FetchClosed { id, .. } => self.fetches.retain(|f| *f != id),
+                Event::Closed { .. } => self.closed_event = true,
+                _ => {}
+            }
+        }
+
+        // -------------------------------------------------------------------------------------
+        // Inputs
+
+        fn new_stream(&mut self, dir: Dir, ours: bool) -> StreamId {
+            let id = self.next_stream;
+            self.next_stream += 1;
+            let both = dir == Dir::Bi;
+            self.streams.insert(
+                id,
+                StreamModel {
+                    dir,
+                    ours,
+                    peer: if ours && !both {
+                        Half::Absent
+                    } else {
+                        Half::Open
+                    },
+                    local: if !ours && !both {
+                        Half::Absent
+                    } else {
+                        Half::Open
+                    },
+                    acked: false,
+                    kind: None,
+                },
+            );
+            StreamId(id)
+        }
+
+        /// A stream to deliver peer data on: one whose peer side is open (strict), or any.
+        fn pick_recv(&self, input: &mut Input<'_>) -> Option<StreamId> {
+            let ids: Vec<u64> = self
+                .streams
+                .iter()
+                .filter(|(_, s)| !self.strict || s.peer == Half::Open)
+                .map(|(id, _)| *id)
+                .collect();
+            input.pick(&ids).map(StreamId)
+        }
+
+        fn peer_data(&mut self, id: StreamId, data: Vec<u8>, fin: bool, split: u8) {
+            let now = self.now;
+            if let Some(st) = self.streams.get_mut(&id.0) {
+                if !st.ours && st.kind.is_none() {
+                    st.kind = data.first().copied();
+                }
+                if fin && st.peer == Half::Open {
+                    st.peer = Half::Finished;
+                }
+            }
+            let data = Bytes::from(data);
+            let at = if data.is_empty() {
+                0
+            } else {
+                split as usize % (data.len() + 1)
+            };
+            if at > 0 && at < data.len() {
+                self.s.handle_stream_data(now, id, data.slice(..at), false);
+                self.drain();
+                self.s.handle_stream_data(now, id, data.slice(at..), fin);
+            } else {
+                self.s.handle_stream_data(now, id, data, fin);
+            }
+        }
+
+        fn step(&mut self, input: &mut Input<'_>) {
+            let now = self.now;
+            match input.u8() % 20 {
+                0 => {
+                    let dir = if input.bool() { Dir::Uni } else { Dir::Bi };
+                    let id = self.new_stream(dir, false);
+                    self.s.handle_stream_opened(now, id, dir);
+                }
+                1 => self.peer_request(input),
+                2 => {
+                    let Some(id) = self.pick_recv(input) else {
+                        return;
+                    };
+                    let flags = input.u8();
+                    let n = input.u8() as usize % 48;
+                    let bytes = input.bytes(n).to_vec();
+                    self.peer_data(id, bytes, flags & 1 == 1, flags >> 1);
+                }
+                3 => {
+                    let Some(id) = self.pick_recv(input) else {
+                        return;
+                    };
+                    let flags = input.u8();
+                    let bytes = self.valid_followup(id, input);
+                    self.peer_data(id, bytes, flags & 1 == 1, flags >> 1);
+                }
+                4 => {
+                    let Some(id) = self.pick_recv(input) else {
+                        return;
+                    };
+                    let code = input.value();
+                    if let Some(st) = self.streams.get_mut(&id.0) {
+                        st.peer = Half::Reset;
+                    }
+                    self.s.handle_stream_reset(now, id, code);
+                }
+                5 => {
+                    let ids: Vec<u64> = self
+                        .streams
+                        .iter()
+                        .filter(|(_, s)| {
+                            !self.strict
+                                || s.local == Half::Open
+                                || (s.local == Half::Finished && !s.acked)
+                        })
+                        .map(|(id, _)| *id)
+                        .collect();
+                    let Some(id) = input.pick(&ids) else {
+                        return;
+                    };
+                    let code = input.value();
+                    self.s.handle_stop_sending(now, StreamId(id), code);
+                }
+                6 => {
+                    let ids: Vec<u64> = self
+                        .streams
+                        .iter()
+                        .filter(|(_, s)| !self.strict || (s.local == Half::Finished && !s.acked))
+                        .map(|(id, _)| *id)
+                        .collect();
+                    let Some(id) = input.pick(&ids) else {
+                        return;
+                    };
+                    if let Some(st) = self.streams.get_mut(&id) {
+                        st.acked = true;
+                    }
+                    self.s.handle_stream_finished(now, StreamId(id));
+                }
+                7 => self.grant(input),
+                8 => self.datagram(input),
+                9 => {
+                    let b = input.u8();
+                    let ms = if b & 0x80 == 0x80 {
+                        u64::from(b & 0x7f) * 500
+                    } else {
+                        u64::from(b)
+                    };
+                    self.now += Duration::from_millis(ms);
+                    let now = self.now;
+                    let due = self.s.poll_timeout().is_some_and(|t| t <= now);
+                    if due || !self.strict {
+                        self.s.handle_timeout(now);
+                    }
+                }
+                10 => {
+                    let stats = TransportStats {
+                        bitrate: input.value().saturating_mul(1000),
+                        rtt: Duration::from_millis(input.value()),
+                    };
+                    self.s.handle_stats(now, stats);
+                }
+                11 => self.app_subscriber(input),
+                12 => self.app_requests(input),
+                13 => self.app_serve(input),
+                14 => self.app_groups(input),
+                15 => self.app_groups(input),
+                16 => self.app_listener(input),
+                17 => self.app_fetch_serve(input),
+                18 => {
+                    let Some(id) = input.pick(&self.track_serves) else {
+                        return;
+                    };
+                    let result = if input.bool() {
+                        Err(input.value())
+                    } else {
+                        Ok(TrackInfo {
+                            priority: input.u8(),
+                            ordered: input.bool(),
+                            max_latency: Duration::from_millis(input.value()),
+                            timescale: input.value(),
+                        })
+                    };
+                    self.track_serves.retain(|t| *t != id);
+                    self.s.track_info_reply(id, result);
+                }
+                _ => {
+                    // Rarely: close the session (the rest of the script tests the aftermath).
+                    let b = input.u8();
+                    if b == 0xc1 {
+                        self.s.close(input.value(), "fuzz");
+                    } else if b & 1 == 1 {
+                        // A duplicate open of a known stream is ignored.
+                        if let Some(id) = self.pick_recv(input) {
+                            let dir = self.streams[&id.0].dir;
+                            if !self.strict {
+                                self.s.handle_stream_opened(now, id, dir);
+                            }
+                        }
+                    } else if !self.strict {
+                        // Data for a stream nobody opened.
+                        let id = StreamId(self.next_stream + u64::from(input.u8()));
+                        let bytes = input.bytes(8).to_vec();
+                        self.s
+                            .handle_stream_data(now, id, Bytes::from(bytes), input.bool());
+                    }
+                }
+            }
+        }
+
+        fn grant(&mut self, input: &mut Input<'_>) {
+            let now = self.now;
+            let token = if self.strict {
+                let tokens: Vec<u64> = self.pending.keys().copied().collect();
+                match input.pick(&tokens) {
+                    Some(t) => t,
+                    None => return,
+                }
+            } else {
+                u64::from(input.u8() % 16)
+            };
+            let dir = self.pending.remove(&token).unwrap_or(Dir::Bi);
+            let id = self.new_stream(dir, true);
+            self.grants += 1;
+            self.s.handle_open_granted(now, OpenToken(token), id);
+        }
+
+        /// Open a stream from the peer and send a valid request on it.
+        fn peer_request(&mut self, input: &mut Input<'_>) {
+            let version = self.version;
+            let kind = input.u8();
+            let (dir, bytes) = match kind % 8 {
+                0 => (
+                    Dir::Bi,
+                    encoded(|out| {
+                        BiStreamType::Subscribe.encode(out);
+                        Subscribe {
+                            id: input.value(),
+                            broadcast: input.path(),
+                            track: input.track().into(),
+                            priority: input.u8(),
+                            ordered: input.bool(),
+                            max_latency: Duration::from_millis(u64::from(input.u8()) * 20),
+                            start: input.bool().then(|| input.value()),
+                            end: input.bool().then(|| input.value()),
+                        }
+                        .encode(out, version)
+                    }),
+                ),
+                1 => (
+                    Dir::Bi,
+                    encoded(|out| {
+                        BiStreamType::Announce.encode(out);
+                        AnnounceRequest {
+                            prefix: input.path(),
+                            exclude_hop: input.value(),
+                        }
+                        .encode(out, version)
+                    }),
+                ),
+                2 => (
+                    Dir::Bi,
+                    encoded(|out| {
+                        BiStreamType::Fetch.encode(out);
+                        Fetch {
+                            broadcast: input.path(),
+                            track: input.track().into(),
+                            priority: input.u8(),
+                            group: input.value(),
+                        }
+                        .encode(out, version)
+                    }),
+                ),
+                3 => (
+                    Dir::Bi,
+                    encoded(|out| {
+                        BiStreamType::Probe.encode(out);
+                        if input.bool() {
+                            Probe {
+                                bitrate: input.value(),
+                                rtt_ms: input.value(),
+                            }
+                            .encode(out, version)?;
+                        }
+                        Ok(())
+                    }),
+                ),
+                4 => (
+                    Dir::Bi,
+                    encoded(|out| {
+                        if !version.has_goaway() {
+                            return Err(crate::coding::EncodeError::UnsupportedVersion {
+                                what: "GOAWAY",
+                                version,
+                            });
+                        }
+                        BiStreamType::Goaway.encode(out);
+                        Goaway {
+                            uri: if input.bool() {
+                                "moqt://x/y".into()
+                            } else {
+                                String::new()
+                            },
+                        }
+                        .encode(out, version)
+                    }),
+                ),
+                5 => (
+                    Dir::Bi,
+                    encoded(|out| {
+                        BiStreamType::Track.encode(out);
+                        if !version.is_lite05() {
+                            // An unknown stream type before lite-05: refused alone.
+                            return Ok(());
+                        }
+                        TrackRequest {
+                            broadcast: input.path(),
+                            track: input.track().into(),
+                        }
+                        .encode(out, version)
+                    }),
+                ),
+                6 => (
+                    Dir::Uni,
+                    encoded(|out| {
+                        UniStreamType::Group.encode(out);
+                        GroupHeader {
+                            subscribe_id: u64::from(input.u8() % 4),
+                            sequence: input.value(),
+                        }
+                        .encode(out, version)
+                    }),
+                ),
+                _ => (
+                    Dir::Uni,
+                    encoded(|out| {
+                        out.push(UniStreamType::Setup.code() as u8);
+                        Setup {
+                            probe: match input.u8() % 3 {
+                                0 => ProbeLevel::None,
+                                1 => ProbeLevel::Report,
+                                _ => ProbeLevel::Increase,
+                            },
+                            path: input.bool().then(|| "/fuzz?x=1".to_string()),
+                            role: None,
+                        }
+                        .encode(out, version)
+                    }),
+                ),
+            };
+            let fin = kind & 0x80 == 0x80;
+            let split = input.u8();
+            let id = self.new_stream(dir, false);
+            self.s.handle_stream_opened(self.now, id, dir);
+            self.drain();
+            self.peer_data(id, bytes, fin, split);
+        }
+
+        /// A valid message for what the stream carries (by its type byte), else any.
+        fn valid_followup(&mut self, id: StreamId, input: &mut Input<'_>) -> Vec<u8> {
+            let version = self.version;
+            let (ours, kind, dir) = match self.streams.get(&id.0) {
+                Some(s) => (s.ours, s.kind, s.dir),
+                None => (false, None, Dir::Bi),
+            };
+            let choice = input.u8();
+            let frame = |input: &mut Input<'_>| {
+                encoded(|out| {
+                    let size = u64::from(input.u8() % 64);
+                    FrameHeader {
+                        timestamp_delta: if version.is_lite05() {
+                            i64::from(input.u8() as i8)
+                        } else {
+                            0
+                        },
+                        size,
+                    }
+                    .encode(out, version)?;
+                    let n =
+                        (size as usize).saturating_sub(usize::from(input.u8().is_multiple_of(4)));
+                    out.extend(std::iter::repeat_n(0xab, n));
+                    Ok(())
+                })
+            };
+            let bi = |ty: BiStreamType| Some(ty.code() as u8);
+            match (ours, dir, kind) {
+                // Our SUBSCRIBE: the publisher's responses.
+                (true, Dir::Bi, k) if k == bi(BiStreamType::Subscribe) => encoded(|out| {
+                    let response = match (choice % 3, version.is_lite05()) {
+                        (0, false) => SubscribeResponse::Ok(SubscribeOk {
+                            priority: input.u8(),
+                            ordered: input.bool(),
+                            max_latency: Duration::from_millis(input.value()),
+                            start: input.bool().then(|| input.value()),
+                            end: input.bool().then(|| input.value()),
+                        }),
+                        (0, true) => SubscribeResponse::Start(SubscribeStart {
+                            group: input.value(),
+                        }),
+                        (1, true) => SubscribeResponse::End(SubscribeEnd {
+                            group: input.value(),
+                        }),
+                        _ => SubscribeResponse::Drop(SubscribeDrop {
+                            start: input.value(),
+                            end: input.value(),
+                            error: input.value(),
+                        }),
+                    };
+                    response.encode(out, version)
+                }),
+                // Our announce request: ANNOUNCE_OK (lite-05) and announcements.
+                (true, Dir::Bi, k) if k == bi(BiStreamType::Announce) => encoded(|out| {
+                    if choice.is_multiple_of(4) && version.is_lite05() {
+                        AnnounceOk {
+                            hop_id: input.value(),
+                            active_count: input.value(),
+                        }
+                        .encode(out, version)
+                    } else {
+                        let status = match input.u8() % 3 {
+                            0 => AnnounceStatus::Ended,
+                            1 => AnnounceStatus::Active,
+                            _ if version.is_lite05() => AnnounceStatus::Restart,
+                            _ => AnnounceStatus::Active,
+                        };
+                        let hops = (0..input.u8() % 4)
+                            .map(|i| {
+                                if version.has_hops() {
+                                    u64::from(i) + 100
+                                } else {
+                                    0
+                                }
+                            })
+                            .collect();
+                        Announce {
+                            status,
+                            suffix: input.path(),
+                            hops,
+                        }
+                        .encode(out, version)
+                    }
+                }),
+                (true, Dir::Bi, k) if k == bi(BiStreamType::Fetch) => frame(input),
+                (true, Dir::Bi, k) if k == bi(BiStreamType::Track) => encoded(|out| {
+                    TrackInfo {
+                        priority: input.u8(),
+                        ordered: input.bool(),
+                        max_latency: Duration::from_millis(input.value()),
+                        timescale: input.value().max(1),
+                    }
+                    .encode(out, version)
+                }),
+                (_, Dir::Bi, k) if k == bi(BiStreamType::Probe) => encoded(|out| {
+                    Probe {
+                        bitrate: input.value(),
+                        rtt_ms: input.value(),
+                    }
+                    .encode(out, version)
+                }),
+                // The peer's SUBSCRIBE: updates.
+                (false, Dir::Bi, k) if k == bi(BiStreamType::Subscribe) => encoded(|out| {
+                    let p = input.params();
+                    SubscribeUpdate {
+                        priority: p.priority,
+                        ordered: p.ordered,
+                        max_latency: p.max_latency,
+                        start: p.start,
+                        end: p.end,
+                    }
+                    .encode(out, version)
+                }),
+                // The peer's group stream: frames.
+                (false, Dir::Uni, Some(0)) => frame(input),
+                _ => frame(input),
+            }
+        }
+
+        fn datagram(&mut self, input: &mut Input<'_>) {
+            let now = self.now;
+            let bytes = if input.bool() {
+                let n = input.u8() as usize % 32;
+                let datagram = Datagram {
+                    subscribe_id: u64::from(input.u8() % 4),
+                    sequence: input.value(),
+                    timestamp: input.value(),
+                    payload: Bytes::from(input.bytes(n).to_vec()),
+                };
+                let mut out = Vec::new();
+                if datagram.encode_header(&mut out, self.version).is_err() {
+                    // Not on this version: send it anyway, the session must ignore it.
+                    out.clear();
+                    for v in [datagram.subscribe_id, datagram.sequence, datagram.timestamp] {
+                        out.push((v & 0x3f) as u8);
+                    }
+                }
+                out.extend_from_slice(&datagram.payload);
+                out
+            } else {
+                let n = input.u8() as usize % 48;
+                input.bytes(n).to_vec()
+            };
+            self.s.handle_datagram(now, Bytes::from(bytes));
+        }
+
+        // -------------------------------------------------------------------------------------
+        // Application calls
+
+        fn app_subscriber(&mut self, input: &mut Input<'_>) {
+            match input.u8() % 5 {
+                0 | 1 => {
+                    let (path, track, params) = (input.path(), input.track(), input.params());
+                    if let Ok(id) = self.s.subscribe(path, track, params) {
+                        remember(&mut self.subs, id);
+                    }
+                }
+                2 => {
+                    if let Some(id) = input.pick(&self.subs) {
+                        let params = input.params();
+                        let _ = self.s.update_subscription(id, params);
+                    }
+                }
+                3 => {
+                    if let Some(id) = input.pick(&self.subs) {
+                        self.s.unsubscribe(id);
+                    }
+                }
+                _ => {
+                    if let Some((id, seq)) = input.pick(&self.group_seqs) {
+                        self.s.stop_group(id, seq);
+                    }
+                }
+            }
+        }
+
+        fn app_requests(&mut self, input: &mut Input<'_>) {
+            let now = self.now;
+            match input.u8() % 8 {
+                0 | 1 => {
+                    let (prefix, hop) = (input.path(), input.value());
+                    if let Ok(id) = self.s.request_announcements(prefix, hop) {
+                        remember(&mut self.interests, id);
+                    }
+                }
+                2 => {
+                    if let Some(id) = input.pick(&self.interests) {
+                        self.s.cancel_announcements(id);
+                    }
+                }
+                3 => {
+                    let (path, track, priority, group) =
+                        (input.path(), input.track(), input.u8(), input.value());
+                    if let Ok(id) = self.s.fetch(path, track, priority, group) {
+                        remember(&mut self.fetches, id);
+                    }
+                }
+                4 => {
+                    if let Some(id) = input.pick(&self.fetches) {
+                        self.s.cancel_fetch(id);
+                    }
+                }
+                5 => {
+                    let (path, track) = (input.path(), input.track());
+                    if let Ok(id) = self.s.track_info(path, track) {
+                        remember(&mut self.queries, id);
+                    }
+                }
+                6 => {
+                    let target = input.bool().then(|| input.value());
+                    let _ = self.s.probe(target);
+                }
+                _ => {
+                    let drain = Duration::from_millis(u64::from(input.u8()) * 100);
+                    let _ = self.s.goaway(now, "moqt://elsewhere/", drain);
+                }
+            }
+        }
+
+        fn app_serve(&mut self, input: &mut Input<'_>) {
+            let Some(id) = input.pick(&self.serves) else {
+                return;
+            };
+            match input.u8() % 6 {
+                0 | 1 => {
+                    let info = TrackInfo {
+                        priority: input.u8(),
+                        ordered: input.bool(),
+                        max_latency: Duration::from_millis(u64::from(input.u8()) * 20),
+                        timescale: 1000,
+                    };
+                    let latest = input.bool().then(|| input.value());
+                    let _ = self.s.accept_serve(id, info, latest);
+                }
+                2 => {
+                    self.s.reject_serve(id, input.value());
+                    self.serves.retain(|s| *s != id);
+                }
+                3 => self.s.end_serve(id, input.value()),
+                4 => self.s.abort_serve(id, input.value()),
+                _ => {
+                    let (start, end, code) = (input.value(), input.value(), input.value());
+                    self.s.drop_groups(id, start, end, code);
+                }
+            }
+        }
+
+        fn app_groups(&mut self, input: &mut Input<'_>) {
+            let now = self.now;
+            match input.u8() % 6 {
+                0 => {
+                    let Some(serve) = input.pick(&self.serves) else {
+                        return;
+                    };
+                    let seq = input.value();
+                    let age = Duration::from_millis(u64::from(input.u8()) * 20);
+                    let arrival = now.checked_sub(age).unwrap_or(now);
+                    let first_ts = input.bool().then(|| input.value());
+                    if let Some(group) = self.s.open_group(now, serve, seq, arrival, first_ts) {
+                        remember(&mut self.groups, (group, 0, 0));
+                    }
+                }
+                1 | 2 => {
+                    let Some(ix) = input.pick(&(0..self.groups.len()).collect::<Vec<_>>()) else {
+                        return;
+                    };
+                    let (group, remaining, last_ts) = self.groups[ix];
+                    let ok = if remaining == 0 {
+                        let size = u64::from(input.u8()) * 4;
+                        let take = (input.u8() as usize * 4).min(size as usize);
+                        let ts = match input.u8() {
+                            255 => input.value(),
+                            b => last_ts.saturating_add(u64::from(b)),
+                        };
+                        let chunk = Bytes::from(vec![0x5a; take]);
+                        let ok = self.s.write_frame(now, group, ts, size, chunk);
+                        self.groups[ix] = (group, size - take as u64, ts);
+                        ok
+                    } else {
+                        let take = (input.u8() as u64 * 4).min(remaining);
+                        let chunk = Bytes::from(vec![0xa5; take as usize]);
+                        let ok = self.s.write_payload(group, chunk);
+                        self.groups[ix].1 = remaining - take;
+                        ok
+                    };
+                    if !ok {
+                        self.groups.remove(ix);
+                    }
+                }
+                3 => {
+                    if let Some(ix) = input.pick(&(0..self.groups.len()).collect::<Vec<_>>()) {
+                        let (group, _, _) = self.groups.remove(ix);
+                        self.s.finish_group(group);
+                    }
+                }
+                4 => {
+                    if let Some(ix) = input.pick(&(0..self.groups.len()).collect::<Vec<_>>()) {
+                        let (group, _, _) = self.groups.remove(ix);
+                        self.s.abort_group(group, input.value());
+                    }
+                }
+                _ => {
+                    let Some(serve) = input.pick(&self.serves) else {
+                        return;
+                    };
+                    let (seq, ts) = (input.value(), input.value());
+                    let n = input.u8() as usize * 6;
+                    let payload = Bytes::from(vec![0x77; n]);
+                    self.s.send_datagram(serve, seq, ts, &payload);
+                }
+            }
+        }
+
+        fn app_listener(&mut self, input: &mut Input<'_>) {
+            let Some(id) = input.pick(&self.listeners) else {
+                return;
+            };
+            match input.u8() % 4 {
+                0 | 1 => {
+                    let n = input.u8() % 4;
+                    let entries: Vec<(Path, Vec<u64>)> = (0..n)
+                        .map(|_| {
+                            let hops = (0..input.u8() % 3).map(|_| input.value()).collect();
+                            (input.path(), hops)
+                        })
+                        .collect();
+                    let _ = self
+                        .s
+                        .announce_initial(id, entries.iter().map(|(p, h)| (p, h.as_slice())));
+                }
+                2 => {
+                    let (path, active) = (input.path(), input.bool());
+                    let hops: Vec<u64> = (0..input.u8() % 3).map(|_| input.value()).collect();
+                    let _ = self.s.announce(id, &path, active, &hops);
+                }
+                _ => {
+                    self.s.close_listener(id);
+                    self.listeners.retain(|l| *l != id);
+                }
+            }
+        }
+
+        fn app_fetch_serve(&mut self, input: &mut Input<'_>) {
+            let Some(id) = input.pick(&self.fetch_serves) else {
+                return;
+            };
+            match input.u8() % 4 {
+                0 => {
+                    let (ts, size) = (input.value(), u64::from(input.u8()));
+                    let take = (input.u8() as u64).min(size) as usize;
+                    self.s.fetch_frame(id, ts, size, Bytes::from(vec![1; take]));
+                }
+                1 => {
+                    let n = input.u8() as usize;
+                    self.s.fetch_payload(id, Bytes::from(vec![2; n]));
+                }
+                2 => {
+                    self.s.fetch_finish(id);
+                    self.fetch_serves.retain(|f| *f != id);
+                }
+                _ => {
+                    self.s.fetch_reject(id, input.value());
+                    self.fetch_serves.retain(|f| *f != id);
+                }
+            }
+        }
+
+        // -------------------------------------------------------------------------------------
+        // Orderly end
+
+        /// The application cancels everything it holds, the transport grants every pending
+        /// open, the peer FINs (then resets) every stream it sends on and stops ours, and every
+        /// FIN is acknowledged: the session must then hold nothing.
+        fn wind_down(&mut self) {
+            for round in 0..4 {
+                if self.s.is_closed() {
+                    return;
+                }
+                for id in std::mem::take(&mut self.subs) {
+                    self.s.unsubscribe(id);
+                }
+                for id in std::mem::take(&mut self.interests) {
+                    self.s.cancel_announcements(id);
+                }
+                for id in std::mem::take(&mut self.fetches) {
+                    self.s.cancel_fetch(id);
+                }
+                for (group, _, _) in std::mem::take(&mut self.groups) {
+                    self.s.abort_group(group, 0x1);
+                }
+                for id in std::mem::take(&mut self.serves) {
+                    self.s.abort_serve(id, 0x1);
+                }
+                for id in std::mem::take(&mut self.listeners) {
+                    self.s.close_listener(id);
+                }
+                for id in std::mem::take(&mut self.fetch_serves) {
+                    self.s.fetch_reject(id, 0x1);
+                }
+                for id in std::mem::take(&mut self.track_serves) {
+                    self.s.track_info_reply(id, Err(0x1));
+                }
+                self.drain();
+                let now = self.now;
+                for token in self.pending.keys().copied().collect::<Vec<_>>() {
+                    let dir = self.pending.remove(&token).unwrap_or(Dir::Bi);
+                    let id = self.new_stream(dir, true);
+                    self.grants += 1;
+                    self.s.handle_open_granted(now, OpenToken(token), id);
+                    self.drain();
+                }
+                let open: Vec<u64> = self
+                    .streams
+                    .iter()
+                    .filter(|(_, s)| s.peer == Half::Open)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in open {
+                    if let Some(st) = self.streams.get_mut(&id) {
+                        if round == 0 {
+                            st.peer = Half::Finished;
+                        } else {
+                            st.peer = Half::Reset;
+                        }
+                    }
+                    if round == 0 {
+                        self.s
+                            .handle_stream_data(now, StreamId(id), Bytes::new(), true);
+                    } else {
+                        self.s.handle_stream_reset(now, StreamId(id), 0x1);
+                    }
+                    self.drain();
+                }
+                if round > 0 {
+                    let sending: Vec<u64> = self
+                        .streams
+                        .iter()
+                        .filter(|(_, s)| s.local == Half::Open)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for id in sending {
+                        self.s.handle_stop_sending(now, StreamId(id), 0x1);
+                        self.drain();
+                    }
+                }
+                let finished: Vec<u64> = self
+                    .streams
+                    .iter()
+                    .filter(|(_, s)| s.local == Half::Finished && !s.acked)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in finished {
+                    if let Some(st) = self.streams.get_mut(&id) {
+                        st.acked = true;
+                    }
+                    self.s.handle_stream_finished(now, StreamId(id));
+                    self.drain();
+                }
+            }
+            if !self.s.is_closed() {
+                assert!(
+                    self.s.is_idle(),
+                    "not idle once everything was cancelled and closed: {}",
+                    self.s.state_summary()
+                );
+            }
+        }
+    }
+}

@@ -330,16 +330,28 @@ fn zero_latency_keeps_only_the_latest_group() {
 }
 
 #[test]
-fn finished_groups_are_not_expired() {
+fn acknowledged_groups_are_not_expired_but_unacknowledged_ones_are() {
     for v in VERSIONS {
         let mut raw = Raw::ready(v, Side::Server);
         let a = serve(&mut raw, 0, 1, false, 100, 127);
+        // Group 0: finished and acknowledged, so delivered; nothing left to expire.
         let (g0, s0) = group(&mut raw, &a, 0);
         raw.s.finish_group(g0);
         raw.pump();
-        group(&mut raw, &a, 1);
+        raw.ack(s0.unwrap());
+        // Group 1: finished but not acknowledged; its bytes may still sit in the
+        // transport's send buffer, so once stale it is reset like an open group.
+        let (g1, s1) = group(&mut raw, &a, 1);
+        raw.s.finish_group(g1);
+        raw.pump();
+        group(&mut raw, &a, 2);
         raw.advance(ms(1000));
         assert!(!raw.resets.contains_key(&s0.unwrap()), "{v}");
+        assert_eq!(
+            raw.resets.get(&s1.unwrap()),
+            Some(&codes::stream::OLD),
+            "{v}"
+        );
     }
 }
 

@@ -11,6 +11,9 @@ use std::time::Instant;
 use async_io::{Async, Timer as IoTimer};
 use moq_proto::driver::{AsyncTimer, AsyncUdpSocket, RecvMeta, Runtime, UdpTransmit};
 
+/// Requested UDP send and receive buffer size.
+const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
+
 /// Runs the driver on smol's global executor.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SmolRuntime;
@@ -26,6 +29,16 @@ impl Runtime for SmolRuntime {
 
     fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
         let state = quinn_udp::UdpSocketState::new((&socket).into())?;
+        // Bursts (GSO batches) overflow the kernel's default ~200 KB buffers and turn into
+        // loss; ask for 8 MiB like the reference relay (the kernel may grant less).
+        for result in [
+            state.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER),
+            state.set_send_buffer_size((&socket).into(), SOCKET_BUFFER),
+        ] {
+            if let Err(err) = result {
+                tracing::debug!(%err, "could not enlarge the UDP socket buffer");
+            }
+        }
         Ok(Arc::new(Udp {
             io: Async::new(socket)?,
             state,

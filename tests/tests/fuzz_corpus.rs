@@ -31,6 +31,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("path", fuzzing::path),
     ("stream_reader", fuzzing::stream_reader),
     ("control_reader", fuzzing::control_reader),
+    ("session", fuzzing::session),
 ];
 
 fn corpus_dir() -> PathBuf {

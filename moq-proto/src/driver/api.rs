@@ -144,6 +144,7 @@ impl Endpoint {
         let now = self.runtime.now();
         let mut state = self.shared.lock();
         let result = f(&mut state.engine, now);
+        state.engine.apply_commands(now);
         state.wake_driver();
         result
     }
@@ -152,6 +153,7 @@ impl Endpoint {
         let now = self.runtime.now();
         let mut state = self.shared.lock();
         let result = f(&mut state, now);
+        state.engine.apply_commands(now);
         state.wake_driver();
         result
     }

@@ -18,6 +18,8 @@ const MAX_UDP: usize = 64 * 1024;
 const RECV_ROUNDS: usize = 32;
 /// Transmits per poll before yielding.
 const SEND_ROUNDS: usize = 64;
+/// Most datagrams in one GSO send.
+const MAX_GSO_SEGMENTS: usize = 10;
 
 pub(super) struct Driver {
     shared: Arc<Shared>,
@@ -101,9 +103,14 @@ impl Driver {
             if self.pending.is_none() {
                 let now = self.runtime.now();
                 let mut state = self.shared.lock();
-                state
-                    .engine
-                    .set_max_gso_segments(self.socket.max_transmit_segments());
+                // A GSO batch must fit one 64 KiB UDP send: the kernel allows up to 64 segments
+                // but 64 full-size packets are too big and the whole batch would be lost
+                // (EMSGSIZE). 10 is what quinn uses.
+                let segments = self
+                    .socket
+                    .max_transmit_segments()
+                    .clamp(1, MAX_GSO_SEGMENTS);
+                state.engine.set_max_gso_segments(segments);
                 match state.engine.poll_transmit(now, &mut self.send) {
                     Some(t) => self.pending = Some(t),
                     None => return sent,

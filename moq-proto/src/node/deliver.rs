@@ -45,6 +45,12 @@ impl Node {
             None => t.latest(),
         };
         let Some(first) = first else {
+            // Nothing cached yet: every group from now on is new to this consumer, in whatever
+            // order the network delivers them (a group whose first packet was lost can arrive
+            // after a newer one), so do not let the first arrival pin the start.
+            if let Some(c) = self.consumers.get_mut(consumer) {
+                c.start.get_or_insert(0);
+            }
             return;
         };
         let seqs: Vec<u64> = t

@@ -38,6 +38,14 @@ impl Node {
                     && let Some(t) = self.origin.track_mut(track)
                     && t.info().is_none()
                 {
+                    // The reference's lite-03/04 SUBSCRIBE_OK carries max latency 0 ("unknown",
+                    // WIRE.md §3.2): retention 0 would evict every open non-latest group at
+                    // once, so keep the default retention then (WIRE.md §5.13).
+                    let max_latency = if max_latency.is_zero() {
+                        crate::origin::track::DEFAULT_RETENTION
+                    } else {
+                        max_latency
+                    };
                     t.set_info(TrackInfo {
                         priority,
                         ordered,
@@ -621,10 +629,6 @@ impl Node {
             .peers
             .get_mut(route.peer)
             .ok_or(codes::stream::UNROUTABLE)?;
-        // The upstream subscription is shared by every later consumer of the track, so it
-        // starts at the latest group: a first consumer's explicit start (possibly in the
-        // future) must not hide the latest group from consumers that join after it. Each
-        // consumer's own start and end are applied at this node, when groups fan out.
         // The first subscriber's start goes upstream (a past start is then served by the
         // source's cache); the range end is each consumer's own business.
         let upstream = SubscribeParams {

@@ -87,20 +87,34 @@ fn varint(code: u64) -> VarInt {
     VarInt::from_u64(code).unwrap_or(VarInt::MAX)
 }
 
-/// A stream error code from the peer. moq-relay 0.17.10 sends RESET_STREAM codes in the
-/// WebTransport mapping (`0x52e4a40fa8db + n + n / 0x1e`, WIRE.md §6) even on raw QUIC, so a
-/// code in that range is mapped back to `n`; any other code is taken as is.
+/// First and last HTTP/3 codes of the WebTransport stream-error mapping (WIRE.md §6).
+const WT_FIRST: u64 = 0x52e4_a40f_a8db;
+const WT_LAST: u64 = 0x52e5_ac98_3162;
+
+/// A stream error code from the peer. moq-relay 0.17.10 and moq-clock 0.10.21 (their
+/// web-transport-moq layer) send RESET_STREAM and STOP_SENDING codes in the WebTransport
+/// mapping (`0x52e4a40fa8db + n + n / 0x1e`, WIRE.md §6) even on raw QUIC, so a code in that
+/// range is mapped back to `n`; any other code is taken as is.
 fn peer_stream_code(code: VarInt) -> u64 {
-    const FIRST: u64 = 0x52e4_a40f_a8db;
-    const LAST: u64 = 0x52e5_ac98_3162;
     let code = code.into_inner();
-    if (FIRST..=LAST).contains(&code) {
-        let h = code - FIRST;
+    if (WT_FIRST..=WT_LAST).contains(&code) {
+        let h = code - WT_FIRST;
         if h % 0x1f != 0x1e {
             return h - h / 0x1f;
         }
     }
     code
+}
+
+/// A stream error code for RESET_STREAM or STOP_SENDING, in the WebTransport mapping even on
+/// raw QUIC: the reference stack decodes every stream code that way, and treats an unmapped
+/// one (e.g. a raw 0x34) as a fatal "invalid RESET_STREAM" error. Codes beyond 32 bits, which
+/// the mapping cannot carry, go as they are.
+fn wire_stream_code(code: u64) -> VarInt {
+    match u32::try_from(code) {
+        Ok(n) => varint(WT_FIRST + u64::from(n) + u64::from(n / 0x1e)),
+        Err(_) => varint(code),
+    }
 }
 
 impl Endpoint {
@@ -146,7 +160,21 @@ impl Endpoint {
                     }
                     _ => crate::session::codes::session::INTERNAL,
                 };
-                self.connection_lost(now, handle, code, reason.to_string())
+                // TLS alert 120 (no_application_protocol): the ALPN lists, that is the MOQ
+                // versions, have nothing in common. Say so in words.
+                let no_alpn = quinn_proto::TransportErrorCode::crypto(120);
+                let text = match &reason {
+                    quinn_proto::ConnectionError::ConnectionClosed(close)
+                        if close.error_code == no_alpn =>
+                    {
+                        format!("no common MOQ version (ALPN): {reason}")
+                    }
+                    quinn_proto::ConnectionError::TransportError(err) if err.code == no_alpn => {
+                        format!("no common MOQ version (ALPN): {reason}")
+                    }
+                    _ => reason.to_string(),
+                };
+                self.connection_lost(now, handle, code, text)
             }
             Event::Stream(StreamEvent::Opened { dir }) => self.accept_streams(now, handle, dir),
             Event::Stream(StreamEvent::Readable { id }) => self.read_stream(now, handle, id),
@@ -480,11 +508,11 @@ impl Endpoint {
                 if let Some(blocked) = conn.blocked.remove(&id) {
                     self.blocked_bytes -= blocked.bytes();
                 }
-                let _ = conn.quic.send_stream(id).reset(varint(code));
+                let _ = conn.quic.send_stream(id).reset(wire_stream_code(code));
             }
             Command::Stop { stream, code } => {
                 if let Some(id) = quic_id(stream) {
-                    let _ = conn.quic.recv_stream(id).stop(varint(code));
+                    let _ = conn.quic.recv_stream(id).stop(wire_stream_code(code));
                 }
             }
             Command::SetPriority { stream, priority } => {
@@ -502,5 +530,35 @@ impl Endpoint {
                     .close(now, varint(code), Bytes::from(reason.into_bytes()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod stream_code_tests {
+    use super::*;
+
+    #[test]
+    fn webtransport_mapping_round_trips() {
+        for n in [
+            0u64,
+            1,
+            0x1d,
+            0x1e,
+            0x1f,
+            0x34,
+            64,
+            1000,
+            u64::from(u32::MAX),
+        ] {
+            assert_eq!(peer_stream_code(wire_stream_code(n)), n);
+        }
+        // WIRE.md §6 examples.
+        assert_eq!(wire_stream_code(0).into_inner(), 0x52e4_a40f_a8db);
+        assert_eq!(wire_stream_code(1).into_inner(), 0x52e4_a40f_a8dc);
+        assert_eq!(wire_stream_code(0x34).into_inner(), 0x52e4_a40f_a910);
+        assert_eq!(wire_stream_code(64).into_inner(), 0x52e4_a40f_a91d);
+        assert_eq!(wire_stream_code(u64::from(u32::MAX)).into_inner(), WT_LAST);
+        // Raw codes (gomoqt) are taken as they are.
+        assert_eq!(peer_stream_code(VarInt::from_u32(0x34)), 0x34);
     }
 }

@@ -254,6 +254,16 @@ impl Endpoint {
         self.by_peer.get(&peer).copied()
     }
 
+    /// quinn-proto's statistics for a connection (RTT, congestion window, losses, ...).
+    pub fn connection_stats(&self, conn: ConnectionHandle) -> Option<quinn_proto::ConnectionStats> {
+        self.conns.get(&conn).map(|c| c.quic.stats())
+    }
+
+    /// Every connection handle.
+    pub fn connections(&self) -> Vec<ConnectionHandle> {
+        self.conns.keys().copied().collect()
+    }
+
     /// The version agreed on a connection.
     pub fn version_of(&self, conn: ConnectionHandle) -> Option<Version> {
         self.conns.get(&conn).and_then(|c| c.version)
@@ -306,6 +316,13 @@ impl Endpoint {
             .insert(handle, Conn::new(connection, Side::Client, Some(path)));
         self.order.push(handle);
         Ok(handle)
+    }
+
+    /// Hand everything the sessions queued to quinn-proto now (no I/O: it fills quinn's send
+    /// buffers, so [`Endpoint::buffered_bytes`] reflects real backpressure). `poll_transmit`
+    /// does this too; async handles call it after each application call.
+    pub fn apply_commands(&mut self, now: Instant) {
+        self.flush(now);
     }
 
     /// Close every connection with `code` and `reason`.

@@ -1,0 +1,152 @@
+//! Publisher → relay → several subscribers, three engines deep, across versions.
+//!
+//! The relay is a plain [`moq_proto::quic::Endpoint`] with a certificate that accepts both the
+//! publisher and the subscribers: no relay-specific code. Its origin learns the publisher's
+//! broadcast from the announcement, serves it to every subscriber, and holds exactly ONE
+//! upstream subscription however many subscribers there are (checked on the publisher's
+//! session state). Subscribers may speak a different version from the publisher.
+
+mod sim_support;
+
+use std::time::Duration;
+
+use moq_proto::node::SubscriptionEvent;
+use moq_proto::origin::GroupState;
+use moq_proto::session::SubscribeParams;
+use moq_proto::wire::{Path, TrackInfo, Version};
+use moq_tests::netsim::LinkConfig;
+use sim_support::{Stamp, World, client_config, ms, quantile, server_config};
+
+const SUBSCRIBERS: usize = 3;
+const GROUPS: u64 = 5;
+const FRAMES: u64 = 4;
+
+/// `serves=N` of the publisher's session toward the relay.
+fn serves(w: &mut World, host: usize, peer: moq_proto::origin::PeerId) -> String {
+    let summary = w.engine(host).node().session(peer).unwrap().state_summary();
+    summary
+        .split_whitespace()
+        .find(|s| s.starts_with("serves="))
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn relay_fans_out_one_upstream_subscription() {
+    let versions = Version::ALL;
+    for (i, version) in versions.into_iter().enumerate() {
+        let seed = 400 + i as u64;
+        let mut w = World::new(
+            seed,
+            LinkConfig {
+                jitter: ms(2),
+                ..LinkConfig::latency(ms(10))
+            },
+        );
+        let relay = w.add(server_config(seed, &Version::ALL));
+        let publisher = w.add(client_config(seed * 10, &[version]));
+        // Subscribers use every version in turn, so a relay bridges versions.
+        let subscribers: Vec<usize> = (0..SUBSCRIBERS)
+            .map(|k| {
+                let v = versions[(i + k) % versions.len()];
+                w.add(client_config(seed * 10 + 1 + k as u64, &[v]))
+            })
+            .collect();
+        let track = w.publish(publisher, "room/cam", "video", TrackInfo::default());
+        let up = w.connect(publisher, relay);
+        assert_eq!(up.version, version);
+        let subs: Vec<_> = subscribers
+            .iter()
+            .map(|&s| {
+                w.connect(s, relay);
+                w.subscribe(s, "room/cam", "video", SubscribeParams::default())
+            })
+            .collect();
+        let path = Path::new("room/cam").unwrap();
+        let deadline = w.elapsed() + Duration::from_secs(5);
+        let ready = w.run_until_sim(deadline, |sim| {
+            let node = sim.hosts[relay].engine.node();
+            let track = node
+                .origin()
+                .find(&path)
+                .and_then(|b| node.origin().broadcast(b))
+                .and_then(|b| b.track("video"));
+            track.is_some_and(|t| node.subscriber_count(t) == SUBSCRIBERS)
+        });
+        assert!(ready, "{version}: the relay never had every subscriber");
+        w.run_for(ms(200));
+        // One upstream subscription for all of them.
+        assert_eq!(w.engine(publisher).node().subscriber_count(track), 1);
+        assert_eq!(serves(&mut w, publisher, up.client_peer), "serves=1");
+
+        for _ in 0..GROUPS {
+            w.publish_group(publisher, track, FRAMES, 500);
+            w.run_for(ms(100));
+        }
+        w.run_for(ms(500));
+
+        for (k, (&s, &sub)) in subscribers.iter().zip(&subs).enumerate() {
+            let frames = w.frames(s, sub);
+            let got: Vec<(u64, u64)> = frames
+                .iter()
+                .map(|d| {
+                    let stamp = Stamp::read(&d.payload);
+                    assert_eq!(d.payload, stamp.payload(500), "{version}: subscriber {k}");
+                    assert_eq!(stamp.group, d.seq);
+                    (d.seq, stamp.frame)
+                })
+                .collect();
+            let want: Vec<(u64, u64)> = (0..GROUPS)
+                .flat_map(|g| (0..FRAMES).map(move |f| (g, f)))
+                .collect();
+            assert_eq!(got, want, "{version}: subscriber {k}");
+            let ends = w
+                .sub_events(s, sub)
+                .into_iter()
+                .filter(|(_, e)| {
+                    matches!(
+                        e,
+                        SubscriptionEvent::GroupEnd {
+                            state: GroupState::Finished,
+                            ..
+                        }
+                    )
+                })
+                .count();
+            assert_eq!(ends as u64, GROUPS, "{version}: subscriber {k}");
+            let latency: Vec<Duration> = frames
+                .iter()
+                .map(|d| d.at - Stamp::read(&d.payload).at)
+                .collect();
+            // Two hops of 10-12 ms one way.
+            assert!(quantile(&latency, 1.0) < ms(60), "{version}: {latency:?}");
+            println!(
+                "{version}: subscriber {k} got {} frames, two-hop latency p50 {:?} max {:?}",
+                frames.len(),
+                quantile(&latency, 0.5),
+                quantile(&latency, 1.0)
+            );
+        }
+
+        // Subscribers leave one by one; the upstream subscription stays until the last goes.
+        for (k, (&s, &sub)) in subscribers.iter().zip(&subs).enumerate() {
+            w.with(s, |e, now| e.node().unsubscribe(now, sub));
+            w.run_for(ms(200));
+            let want = if k + 1 < SUBSCRIBERS {
+                "serves=1"
+            } else {
+                "serves=0"
+            };
+            assert_eq!(serves(&mut w, publisher, up.client_peer), want, "{version}");
+        }
+        assert_eq!(w.engine(publisher).node().subscriber_count(track), 0);
+        // The relay forgot the remote track once nobody used it.
+        let node = w.engine(relay).node();
+        let held = node
+            .origin()
+            .find(&path)
+            .and_then(|b| node.origin().broadcast(b))
+            .map_or(0, |b| b.track_count());
+        assert_eq!(held, 0, "{version}: {}", node.state_summary());
+    }
+}
