@@ -38,6 +38,10 @@ pub(super) struct Conn {
     blocked: HashMap<quinn_proto::StreamId, Blocked>,
     last_stats: Option<Instant>,
     lost: bool,
+    /// Listed in the endpoint's active queue.
+    pub(super) active: bool,
+    /// The deadline last recorded in the endpoint's timer heap.
+    pub(super) timer: Option<Instant>,
 }
 
 impl Conn {
@@ -57,6 +61,8 @@ impl Conn {
             blocked: HashMap::new(),
             last_stats: None,
             lost: false,
+            active: false,
+            timer: None,
         }
     }
 }
@@ -140,6 +146,8 @@ impl Endpoint {
             self.connection_event(now, handle, event);
         }
         self.feed_stats(now, handle);
+        self.wake(handle);
+        self.refresh_timer(handle);
     }
 
     fn connection_event(
@@ -427,6 +435,7 @@ impl Endpoint {
     }
 
     fn apply(&mut self, now: Instant, handle: ConnectionHandle, command: Command) {
+        self.wake(handle);
         let Some(conn) = self.conns.get_mut(&handle) else {
             return;
         };

@@ -25,7 +25,8 @@ mod conn;
 pub mod tls;
 mod url;
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +39,7 @@ pub use self::url::{MoqUrl, UrlError};
 use conn::Conn;
 pub use tls::{Certificate, TlsError, Verification};
 
+use crate::fxhash::FxHashMap;
 use crate::node::{Node, NodeConfig, NodeEvent};
 use crate::origin::PeerId;
 use crate::session::{self, Side};
@@ -156,10 +158,13 @@ pub struct Endpoint {
     server: Option<Arc<quinn_proto::ServerConfig>>,
     client: Option<quinn_proto::ClientConfig>,
     cfg: EngineConfig,
-    conns: HashMap<ConnectionHandle, Conn>,
-    order: Vec<ConnectionHandle>,
-    next_transmit: usize,
-    by_peer: HashMap<PeerId, ConnectionHandle>,
+    conns: FxHashMap<ConnectionHandle, Conn>,
+    /// Connections that may have something to send, each listed once (round-robin).
+    active: VecDeque<ConnectionHandle>,
+    /// Connection timers, earliest first; an entry is stale unless it equals the
+    /// connection's current deadline.
+    timers: BinaryHeap<Reverse<(Instant, ConnectionHandle)>>,
+    by_peer: FxHashMap<PeerId, ConnectionHandle>,
     node: Node,
     responses: VecDeque<(Transmit, Vec<u8>)>,
     events: VecDeque<EngineEvent>,
@@ -209,10 +214,10 @@ impl Endpoint {
             server,
             client,
             cfg,
-            conns: HashMap::new(),
-            order: Vec::new(),
-            next_transmit: 0,
-            by_peer: HashMap::new(),
+            conns: FxHashMap::default(),
+            active: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            by_peer: FxHashMap::default(),
             responses: VecDeque::new(),
             events: VecDeque::new(),
             scratch: Vec::new(),
@@ -314,7 +319,7 @@ impl Endpoint {
         };
         self.conns
             .insert(handle, Conn::new(connection, Side::Client, Some(path)));
-        self.order.push(handle);
+        self.wake(handle);
         Ok(handle)
     }
 
@@ -339,6 +344,10 @@ impl Endpoint {
                     reason.as_bytes().to_vec().into(),
                 );
             }
+        }
+        let handles: Vec<ConnectionHandle> = self.conns.keys().copied().collect();
+        for handle in handles {
+            self.wake(handle);
         }
         self.flush(now);
     }
@@ -396,7 +405,6 @@ impl Endpoint {
             Ok((handle, connection)) => {
                 self.conns
                     .insert(handle, Conn::new(connection, Side::Server, None));
-                self.order.push(handle);
                 self.drive(now, handle);
             }
             Err(err) => {
@@ -415,27 +423,25 @@ impl Endpoint {
 
     /// Time passed.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<ConnectionHandle> = self
-            .conns
-            .iter_mut()
-            .filter_map(|(h, c)| {
-                c.quic
-                    .poll_timeout()
-                    .is_some_and(|t| t <= now)
-                    .then_some(*h)
-            })
-            .collect();
-        for handle in due {
-            if let Some(conn) = self.conns.get_mut(&handle) {
-                conn.quic.handle_timeout(now);
-                self.drive(now, handle);
+        while let Some(Reverse((at, handle))) = self.timers.peek().copied() {
+            if at > now {
+                break;
             }
+            self.timers.pop();
+            let Some(conn) = self.conns.get_mut(&handle) else {
+                continue;
+            };
+            if conn.timer != Some(at) {
+                continue;
+            }
+            conn.timer = None;
+            conn.quic.handle_timeout(now);
+            self.drive(now, handle);
         }
         if self.node.poll_timeout().is_some_and(|t| t <= now) {
             self.node.handle_timeout(now);
         }
         self.flush(now);
-        self.reap(now);
     }
 
     /// The next datagram(s) to send, written into `buf`. GSO batches carry `segment_size`.
@@ -446,34 +452,44 @@ impl Endpoint {
             buf.extend_from_slice(&data);
             return Some(transmit);
         }
-        let count = self.order.len();
-        for i in 0..count {
-            let index = (self.next_transmit + i) % count;
-            let handle = self.order[index];
+        // Only connections something happened to are asked; each one that sent goes to the
+        // back of the line, so connections take turns.
+        while let Some(handle) = self.active.pop_front() {
             let Some(conn) = self.conns.get_mut(&handle) else {
                 continue;
             };
             buf.clear();
             // Ask for the GSO batch size every time: the socket may have changed it.
-            if let Some(transmit) =
-                conn.quic
-                    .poll_transmit(now, self.cfg.max_gso_segments.max(1), buf)
-            {
-                self.next_transmit = (index + 1) % count;
-                return Some(transmit);
+            let transmit = conn
+                .quic
+                .poll_transmit(now, self.cfg.max_gso_segments.max(1), buf);
+            self.refresh_timer(handle);
+            match transmit {
+                Some(transmit) => {
+                    self.active.push_back(handle);
+                    return Some(transmit);
+                }
+                None => {
+                    if let Some(conn) = self.conns.get_mut(&handle) {
+                        conn.active = false;
+                    }
+                    self.reap(now, handle);
+                }
             }
         }
-        self.reap(now);
         None
     }
 
     /// When [`Endpoint::handle_timeout`] must be called next.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        let conns = self
-            .conns
-            .values_mut()
-            .filter_map(|c| c.quic.poll_timeout())
-            .min();
+        // Drop stale entries so the top is a real deadline.
+        while let Some(Reverse((at, handle))) = self.timers.peek().copied() {
+            if self.conns.get(&handle).is_some_and(|c| c.timer == Some(at)) {
+                break;
+            }
+            self.timers.pop();
+        }
+        let conns = self.timers.peek().map(|Reverse((at, _))| *at);
         [conns, self.node.poll_timeout()]
             .into_iter()
             .flatten()
@@ -493,27 +509,42 @@ impl Endpoint {
         self.cfg.max_gso_segments = segments.max(1);
     }
 
-    /// Forget connections quinn-proto has drained.
-    fn reap(&mut self, now: Instant) {
-        let drained: Vec<ConnectionHandle> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.quic.is_drained())
-            .map(|(h, _)| *h)
-            .collect();
-        for handle in drained {
-            let removed = self.conns.remove(&handle);
-            if let Some(conn) = &removed {
-                self.blocked_bytes -= conn.blocked_total();
-            }
-            if let Some(peer) = removed.and_then(|conn| conn.peer) {
-                self.by_peer.remove(&peer);
-                self.node.remove_peer(now, peer);
-            }
-            self.order.retain(|h| *h != handle);
+    /// Mark a connection as possibly having something to send.
+    pub(super) fn wake(&mut self, handle: ConnectionHandle) {
+        if let Some(conn) = self.conns.get_mut(&handle)
+            && !conn.active
+        {
+            conn.active = true;
+            self.active.push_back(handle);
         }
-        if self.next_transmit >= self.order.len() {
-            self.next_transmit = 0;
+    }
+
+    /// Record a connection's current deadline in the timer heap if it changed.
+    pub(super) fn refresh_timer(&mut self, handle: ConnectionHandle) {
+        let Some(conn) = self.conns.get_mut(&handle) else {
+            return;
+        };
+        let deadline = conn.quic.poll_timeout();
+        if deadline != conn.timer {
+            conn.timer = deadline;
+            if let Some(at) = deadline {
+                self.timers.push(Reverse((at, handle)));
+            }
+        }
+    }
+
+    /// Forget a connection once quinn-proto has drained it.
+    fn reap(&mut self, now: Instant, handle: ConnectionHandle) {
+        if !self.conns.get(&handle).is_some_and(|c| c.quic.is_drained()) {
+            return;
+        }
+        let removed = self.conns.remove(&handle);
+        if let Some(conn) = &removed {
+            self.blocked_bytes -= conn.blocked_total();
+        }
+        if let Some(peer) = removed.and_then(|conn| conn.peer) {
+            self.by_peer.remove(&peer);
+            self.node.remove_peer(now, peer);
         }
     }
 
