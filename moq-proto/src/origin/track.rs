@@ -243,10 +243,15 @@ impl Track {
     }
 
     /// Begin group `seq`. Groups may arrive out of order, but never twice, and never after
-    /// the track ended.
+    /// the track ended, except up to a clean end's group (it may arrive before them).
     pub fn start_group(&mut self, now: Instant, seq: u64) -> Result<(), OriginError> {
-        if self.ended.is_some() {
-            return Err(OriginError::Ended);
+        match self.ended {
+            // A lite-05 SUBSCRIBE_END can overtake the group streams below it (the reference
+            // sends it as soon as the track ends), so those are still accepted, and a group
+            // equal to the end too: gomoqt's END is inclusive (WIRE.md §5.7).
+            Some(TrackEnd::Finished { end }) if seq <= end => {}
+            Some(_) => return Err(OriginError::Ended),
+            None => {}
         }
         let index = match self.index_of(seq) {
             Ok(_) => return Err(OriginError::Stale(seq)),
@@ -409,4 +414,30 @@ pub enum GroupError {
     /// The group is closed or the previous frame is incomplete.
     #[error("group closed or frame incomplete")]
     Misuse,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_up_to_a_clean_end_are_accepted_after_it() {
+        let now = Instant::now();
+        let mut track = Track::new(BroadcastId::default(), "t".into(), None);
+        track.start_group(now, 0).expect("group 0");
+        // A lite-05 SUBSCRIBE_END (exclusive 3) overtook groups 1 and 2.
+        track.end(TrackEnd::Finished { end: 3 });
+        assert!(track.start_group(now, 2).is_ok());
+        assert!(track.start_group(now, 1).is_ok());
+        // gomoqt's END is inclusive: its last group equals the end.
+        assert!(track.start_group(now, 3).is_ok());
+        assert!(matches!(track.start_group(now, 4), Err(OriginError::Ended)));
+
+        let mut aborted = Track::new(BroadcastId::default(), "t".into(), None);
+        aborted.end(TrackEnd::Aborted(1));
+        assert!(matches!(
+            aborted.start_group(now, 0),
+            Err(OriginError::Ended)
+        ));
+    }
 }

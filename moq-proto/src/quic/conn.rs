@@ -67,6 +67,31 @@ impl Conn {
     }
 }
 
+/// Write queued chunks until they are all taken or quinn-proto reports `Blocked`.
+///
+/// A write that only partly fits returns `Ok` without registering the stream for a
+/// `Writable` event; only a write refused outright does. So a partial write is retried at
+/// once, which either takes more or is refused (and registered).
+fn write_until_blocked(
+    send: &mut quinn_proto::SendStream<'_>,
+    chunks: &mut VecDeque<Bytes>,
+) -> Result<(), WriteError> {
+    while !chunks.is_empty() {
+        match send.write_chunks(chunks.make_contiguous()) {
+            Ok(written) => {
+                chunks.drain(..written.chunks);
+                // A partly written chunk was advanced in place; drop it once empty.
+                while chunks.front().is_some_and(Bytes::is_empty) {
+                    chunks.pop_front();
+                }
+            }
+            Err(WriteError::Blocked) => return Ok(()),
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
 fn dir_index(dir: Dir) -> usize {
     match dir {
         Dir::Bi => 0,
@@ -348,22 +373,11 @@ impl Endpoint {
         };
         let before = blocked.bytes();
         let mut send = conn.quic.send_stream(id);
-        let chunks = blocked.chunks.make_contiguous();
-        match send.write_chunks(chunks) {
-            Ok(written) => {
-                blocked.chunks.drain(..written.chunks);
-            }
-            Err(WriteError::Blocked) => {}
-            Err(_) => {
-                self.blocked_bytes -= before;
-                return;
-            }
+        if write_until_blocked(&mut send, &mut blocked.chunks).is_err() {
+            self.blocked_bytes -= before;
+            return;
         }
         self.blocked_bytes -= before - blocked.bytes();
-        // A partially written chunk was advanced in place; drop any now-empty one.
-        while blocked.chunks.front().is_some_and(Bytes::is_empty) {
-            blocked.chunks.pop_front();
-        }
         if blocked.chunks.is_empty() {
             if blocked.finish {
                 let _ = send.finish();
@@ -486,14 +500,12 @@ impl Endpoint {
                     blocked.chunks.push_back(data);
                     return;
                 }
-                let mut chunks = [data];
-                match conn.quic.send_stream(id).write_chunks(&mut chunks) {
-                    Ok(written) if written.chunks == 1 => {}
-                    Ok(_) | Err(WriteError::Blocked) => {
-                        let [rest] = chunks;
-                        self.blocked_bytes += rest.len();
-                        let mut blocked = Blocked::default();
-                        blocked.chunks.push_back(rest);
+                let mut blocked = Blocked::default();
+                blocked.chunks.push_back(data);
+                match write_until_blocked(&mut conn.quic.send_stream(id), &mut blocked.chunks) {
+                    Ok(()) if blocked.chunks.is_empty() => {}
+                    Ok(()) => {
+                        self.blocked_bytes += blocked.bytes();
                         conn.blocked.insert(id, blocked);
                     }
                     Err(err) => tracing::trace!(%err, "write on a closed stream"),

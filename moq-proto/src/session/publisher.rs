@@ -704,6 +704,7 @@ impl Session {
                 // acknowledged: the transport may still hold (and retransmit) its bytes.
                 self.group_sends.get(*k).is_some_and(|g| {
                     g.seq < newest.0
+                        && expirable(g, max_latency)
                         && group_age(g, newest.1, now, lite05, timescale) >= max_latency
                 })
             })
@@ -759,12 +760,20 @@ impl Session {
                 s.groups
                     .iter()
                     .filter_map(|k| self.group_sends.get(*k))
-                    .filter(|g| g.seq < newest)
+                    .filter(|g| g.seq < newest && expirable(g, s.params.max_latency))
                     .map(|g| g.arrival + s.params.max_latency)
                     .min()
             })
             .min()
     }
+}
+
+/// Whether expiry may reset `g`. With max latency 0, a group already completely written (FIN
+/// sent, acknowledgement pending) is left to finish: the reference never resets a group after
+/// its FIN, and moq-net 0.1 peers (moq-clock 0.10.21) always subscribe with max latency 0 and
+/// fail the whole subscription on any group reset, e.g. of the previous minute's clock group.
+fn expirable(g: &GroupSend, max_latency: Duration) -> bool {
+    !(max_latency.is_zero() && g.awaiting_ack())
 }
 
 /// A group's age for expiry: the larger of its arrival age and (lite-05) its timestamp age

@@ -231,40 +231,58 @@ async fn consume(
     frames_per_group: u64,
 ) {
     let mut newest: Option<u64> = None;
-    while let Some(mut group) = subscription.next_group().await {
-        let mut count = 0u64;
-        let mut local = Tally::default();
+    while let Some(group) = subscription.next_group().await {
         let seq = group.seq();
         // Groups skipped over (never started) are lost too.
         if let Some(prev) = newest
             && seq > prev + 1
             && measuring.load(Ordering::Relaxed)
         {
-            local.groups_lost += seq - prev - 1;
+            tally.lock().await.groups_lost += seq - prev - 1;
         }
         newest = Some(newest.map_or(seq, |n| n.max(seq)));
-        while let Some(frame) = group.read_frame().await {
-            count += 1;
-            if frame.payload.len() >= 24 && measuring.load(Ordering::Relaxed) {
-                let sent_us = u64::from_be_bytes(frame.payload[..8].try_into().unwrap_or_default());
-                let now_us = epoch.elapsed().as_micros() as u64;
-                local.frames += 1;
-                local.bytes += frame.payload.len() as u64;
-                local.latencies_us.push(now_us.saturating_sub(sent_us));
-            }
-        }
-        if measuring.load(Ordering::Relaxed) {
-            if count == frames_per_group {
-                local.groups_complete += 1;
-            } else {
-                local.groups_lost += 1;
-            }
-        }
-        let mut tally = tally.lock().await;
-        tally.frames += local.frames;
-        tally.bytes += local.bytes;
-        tally.latencies_us.extend(local.latencies_us);
-        tally.groups_complete += local.groups_complete;
-        tally.groups_lost += local.groups_lost;
+        // Groups are delivered concurrently (newest first under congestion); a reader that
+        // waited for each in turn would stall behind an old one.
+        tokio::spawn(read_group(
+            group,
+            epoch,
+            measuring.clone(),
+            tally.clone(),
+            frames_per_group,
+        ));
     }
+}
+
+async fn read_group(
+    mut group: moq_tokio::GroupReader,
+    epoch: Instant,
+    measuring: Arc<AtomicBool>,
+    tally: Arc<Mutex<Tally>>,
+    frames_per_group: u64,
+) {
+    let mut count = 0u64;
+    let mut local = Tally::default();
+    while let Some(frame) = group.read_frame().await {
+        count += 1;
+        if frame.payload.len() >= 24 && measuring.load(Ordering::Relaxed) {
+            let sent_us = u64::from_be_bytes(frame.payload[..8].try_into().unwrap_or_default());
+            let now_us = epoch.elapsed().as_micros() as u64;
+            local.frames += 1;
+            local.bytes += frame.payload.len() as u64;
+            local.latencies_us.push(now_us.saturating_sub(sent_us));
+        }
+    }
+    if measuring.load(Ordering::Relaxed) {
+        if count == frames_per_group {
+            local.groups_complete += 1;
+        } else {
+            local.groups_lost += 1;
+        }
+    }
+    let mut tally = tally.lock().await;
+    tally.frames += local.frames;
+    tally.bytes += local.bytes;
+    tally.latencies_us.extend(local.latencies_us);
+    tally.groups_complete += local.groups_complete;
+    tally.groups_lost += local.groups_lost;
 }
