@@ -267,14 +267,17 @@ pub fn client_config(
         }
         Verification::PinnedSha256(hashes) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
-                hashes: hashes.clone(),
+            .with_custom_certificate_verifier(Arc::new(CustomVerifier {
+                pinned: Some(hashes.clone()),
                 provider,
             }))
             .with_no_client_auth(),
         Verification::DangerousInsecure => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(InsecureVerifier { provider }))
+            .with_custom_certificate_verifier(Arc::new(CustomVerifier {
+                pinned: None,
+                provider,
+            }))
             .with_no_client_auth(),
     };
     config.alpn_protocols = alpns;
@@ -295,14 +298,16 @@ pub fn server_config(
     Ok(config)
 }
 
-/// Accepts exactly the certificates whose SHA-256 is pinned, checking handshake signatures.
+/// A verifier that replaces the web PKI: accepts certificates by pinned SHA-256, or any
+/// certificate (insecure). Handshake signatures are always checked with the certificate's key.
 #[derive(Debug)]
-struct PinnedVerifier {
-    hashes: Vec<[u8; 32]>,
+struct CustomVerifier {
+    /// `None`: accept any certificate.
+    pinned: Option<Vec<[u8; 32]>>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for PinnedVerifier {
+impl ServerCertVerifier for CustomVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -311,67 +316,14 @@ impl ServerCertVerifier for PinnedVerifier {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let hash = sha256(end_entity.as_ref());
-        if self.hashes.contains(&hash) {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
+        match &self.pinned {
+            Some(hashes) if !hashes.contains(&sha256(end_entity.as_ref())) => {
+                Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::ApplicationVerificationFailure,
+                ))
+            }
+            _ => Ok(ServerCertVerified::assertion()),
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// Accepts any certificate (signatures are still checked so the handshake is well-formed).
-#[derive(Debug)]
-struct InsecureVerifier {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for InsecureVerifier {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
