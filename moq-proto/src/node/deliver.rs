@@ -638,6 +638,8 @@ impl Node {
         if let Some(t) = self.origin.track_mut(track) {
             t.close_group(seq, state);
         }
+        // A closed group may now be evicted for its age.
+        self.origin.schedule(track);
         let mut i = 0;
         while let Some(consumer) = self.consumer_at(track, i) {
             let before = self.links.get(track).map_or(0, |l| l.consumers.len());

@@ -395,8 +395,9 @@ impl Origin {
         Ok(())
     }
 
-    /// Make sure the track's next eviction is in the timer heap (once per deadline).
-    fn schedule(&mut self, track: TrackId) {
+    /// Make sure the track's next eviction is in the timer heap (once per deadline). Call it
+    /// when a track's groups change (a group starts or closes).
+    pub fn schedule(&mut self, track: TrackId) {
         let Some(t) = self.tracks.get_mut(track) else {
             return;
         };
@@ -442,7 +443,16 @@ impl Origin {
             for seq in self.enforce(now, track) {
                 open.push((track, seq));
             }
-            self.schedule(track);
+            // A deadline already past that could not be met is not re-armed here (that would
+            // spin); the track re-arms when its groups change.
+            if self
+                .tracks
+                .get(track)
+                .and_then(|t| t.next_eviction())
+                .is_some_and(|at| at > now)
+            {
+                self.schedule(track);
+            }
         }
         open
     }

@@ -360,7 +360,10 @@ impl Track {
     }
 
     /// Drop non-latest groups past retention, then the oldest non-latest ones while over
-    /// `max_bytes`. Returns the sequences of evicted groups that were still open.
+    /// `max_bytes`. A group still open is not dropped for its age, only for the byte budget:
+    /// it is still being delivered, and retention bounds caching, not delivery (as in the
+    /// reference, WIRE.md §5.13); under load a burst of small groups can stay open at a relay
+    /// for longer than the retention. Returns the sequences of evicted groups still open.
     pub fn evict(&mut self, now: Instant, max_bytes: u64) -> Vec<u64> {
         let retention = self.retention();
         let mut open = Vec::new();
@@ -368,7 +371,8 @@ impl Track {
             let Some(oldest) = self.groups.front() else {
                 break;
             };
-            let aged = now.saturating_duration_since(oldest.arrival) >= retention;
+            let aged = now.saturating_duration_since(oldest.arrival) >= retention
+                && oldest.state != GroupState::Open;
             if !aged && self.cached_bytes <= max_bytes {
                 break;
             }
@@ -387,12 +391,16 @@ impl Track {
         open
     }
 
-    /// When the oldest non-latest group reaches its retention.
+    /// When the oldest non-latest group reaches its retention (`None` while it is still open:
+    /// age alone does not evict it, and the next group or frame re-checks once it closed).
     pub fn next_eviction(&self) -> Option<Instant> {
         if self.groups.len() < 2 {
             return None;
         }
-        self.groups.front().map(|g| g.arrival + self.retention())
+        self.groups
+            .front()
+            .filter(|g| g.state != GroupState::Open)
+            .map(|g| g.arrival + self.retention())
     }
 
     /// Drop every cached group (the track is going away or restarting).
@@ -439,5 +447,32 @@ mod tests {
             aborted.start_group(now, 0),
             Err(OriginError::Ended)
         ));
+    }
+
+    #[test]
+    fn open_groups_are_evicted_for_bytes_but_not_for_age() {
+        let start = Instant::now();
+        let mut track = Track::new(BroadcastId::default(), "t".into(), None);
+        track.start_group(start, 0).expect("group 0");
+        track
+            .append_frame(0, 0, 4, Bytes::from_static(b"abcd"))
+            .expect("frame");
+        track.start_group(start, 1).expect("group 1");
+        // Group 0 is still being received, long past retention: kept, and no timer.
+        let late = start + DEFAULT_RETENTION * 3;
+        assert!(track.evict(late, u64::MAX).is_empty());
+        assert_eq!(track.next_eviction(), None);
+        assert!(track.group(0).is_some());
+        // Once it closes, age applies again.
+        assert!(track.close_group(0, GroupState::Finished));
+        assert_eq!(track.next_eviction(), Some(start + DEFAULT_RETENTION));
+        assert!(track.evict(late, u64::MAX).is_empty());
+        assert!(track.group(0).is_none());
+        // The byte budget still evicts an open group.
+        track
+            .append_frame(1, 0, 4, Bytes::from_static(b"abcd"))
+            .expect("frame");
+        track.start_group(start, 2).expect("group 2");
+        assert_eq!(track.evict(start, 0), vec![1]);
     }
 }
