@@ -330,6 +330,26 @@ fn zero_latency_keeps_only_the_latest_group() {
 }
 
 #[test]
+fn zero_latency_leaves_a_finished_group_to_complete() {
+    // moq-clock 0.10.21 subscribes with max latency 0 and fails on any group reset; the
+    // reference never resets a group after its FIN. So the previous (finished, unacknowledged)
+    // group survives the next one's start, without a busy timer.
+    for v in VERSIONS {
+        let mut raw = Raw::ready(v, Side::Server);
+        let a = serve(&mut raw, 0, 1, false, 0, 127);
+        let (g0, s0) = group(&mut raw, &a, 0);
+        raw.s.finish_group(g0);
+        raw.pump();
+        let (_, s1) = group(&mut raw, &a, 1);
+        raw.advance(ms(1000));
+        assert!(!raw.resets.contains_key(&s0.unwrap()), "{v}");
+        assert!(!raw.resets.contains_key(&s1.unwrap()), "{v}");
+        assert_eq!(raw.s.poll_timeout(), None, "{v}");
+        raw.assert_open();
+    }
+}
+
+#[test]
 fn acknowledged_groups_are_not_expired_but_unacknowledged_ones_are() {
     for v in VERSIONS {
         let mut raw = Raw::ready(v, Side::Server);

@@ -2,27 +2,57 @@
 //!
 //! Expected bytes are written by hand from WIRE.md, never produced by our encoder.
 //!
-//! Gotchas with no codec part, which later layers must test:
-//! - **11** (never reset an Announce stream the reference opened; FIN it; a lite-03/04 duplicate
-//!   *active* kills the reference session): session layer (Announce stream handling).
-//! - **15** (the reference does not FIN at End Group; a bounded subscriber FINs itself):
-//!   session layer (Subscribe stream lifecycle).
-//! - **20** (register the Subscribe ID before sending SUBSCRIBE; GROUP streams can beat the
-//!   reply): session layer.
-//! - **22** (never FIN a FETCH or TRACK request early): session layer (request stream
-//!   lifecycle).
-//! - **24** (error codes differ between the reference and gomoqt, per stream kind): session
-//!   layer (reset / close code mapping) and WebTransport (HTTP/3 code mapping, WIRE.md §6).
-//! - **27** (gomoqt v0.17 quirks: duplicate Subscribe IDs, first DROP only, no FIN
-//!   propagation, no priority): session layer and interop tests against gomoqt.
+//! The session, node and QUIC halves are tested elsewhere, one test named after each gotcha
+//! (`S` = `moq-proto/tests/session_gotchas.rs`, `Q` = `tests/tests/sim_gotchas.rs`):
+//! - **2** (raw QUIC root `/` before lite-05, SETUP Path on lite-05, `?query` ignored for
+//!   routing): `S::gotcha_02_lite05_path_travels_in_setup_and_roots_the_server_session` (the
+//!   client's SETUP carries the path, the server session reports it, a lite-05 node roots the
+//!   session there) and
+//!   `Q::gotcha_02_raw_quic_server_roots_at_slash_before_lite05_and_at_the_setup_path_on_05`
+//!   (the engine ignores the URL path on 03/04).
+//! - **3** (a lite-05 client sends SETUP first, the server waits for it):
+//!   `S::gotcha_03_lite05_client_sends_setup_first_and_server_holds_back_until_it_arrives`.
+//! - **10** (gomoqt resets an Announce stream we opened; accept any prefix form):
+//!   `S::gotcha_10_peer_reset_of_our_announce_request_closes_only_that_interest`.
+//! - **11** (never reset an Announce stream the peer opened, FIN it; a received 03/04 duplicate
+//!   *active* closes with 0x3, and we never send one):
+//!   `S::gotcha_11_announce_streams_the_peer_opened_are_finished_never_reset`.
+//! - **12** (the reference resets FETCH on 03/04):
+//!   `S::gotcha_12_fetch_reset_by_the_peer_is_a_failed_fetch_only`.
+//! - **13** (PROBE: the requester sends only the stream type, the responder reports without a
+//!   target and tolerates one):
+//!   `S::gotcha_13_probe_requester_sends_no_probe_and_responder_reports_without_a_target`.
+//! - **15** (the reference does not FIN at End Group; a bounded subscriber finishes itself):
+//!   `S::gotcha_15_bounded_local_subscription_finishes_without_the_publishers_fin` (through a
+//!   node, against a publisher that never FINs and never sends SUBSCRIBE_DROP, which also
+//!   covers the node half of 14).
+//! - **20** (register the Subscribe ID before sending SUBSCRIBE):
+//!   `S::gotcha_20_group_before_the_subscribe_is_granted_or_answered_is_delivered`.
+//! - **22** (never FIN a FETCH or TRACK request early):
+//!   `S::gotcha_22_fetch_and_track_requests_are_finished_only_after_the_reply_fin`.
+//! - **23** (empty GOAWAY URI, 0x10 after the drain):
+//!   `S::gotcha_23_empty_goaway_uri_is_reported_and_new_requests_are_refused`.
+//! - **24** (error codes): `S::gotcha_24_codes_we_send_follow_the_reference_tables` (our
+//!   session and stream constants against WIRE.md §6, the codes we send for expiry, unknown
+//!   Subscribe IDs, unknown stream types, a 03/04 SETUP stream, decode errors and unroutable
+//!   broadcasts, and a peer's stream 0x3 passed on raw without closing the session).
+//! - **26** (datagrams above 1200 bytes are dropped on receive unless `Limits` raise it):
+//!   `S::gotcha_26_datagrams_above_1200_bytes_dropped_unless_limits_raise_it`.
+//! - **27** (gomoqt v0.17 inputs: groups from 1, start "group 0" in +1 encoding, a lone
+//!   SUBSCRIBE_DROP, peers that never FIN, duplicate Subscribe IDs):
+//!   `S::gotcha_27_gomoqt_style_inputs_are_tolerated`.
 //!
-//! Gotchas whose transport/session half also remains for later layers, with the codec half
-//! tested here: 1 (WebTransport must send `wt-available-protocols`; WebTransport layer),
-//! 2 and 3 (raw QUIC root `/` and the SETUP-before-streams rule; session and quic layers),
-//! 10 (a gomoqt reset of the relay's Announce stream; session layer), 12 (the reference resets
-//! FETCH on 03/04; session layer), 13 (PROBE request/report behaviour; session layer),
-//! 23 (reconnect on empty GOAWAY URI, 0x10 after 10 s; session layer), 26 (the receive limit is
-//! the transport's datagram size; quic layer).
+//! Still untested, and why:
+//! - **1** (WebTransport must send `wt-available-protocols`): WebTransport is not implemented
+//!   yet; only the ALPN tokens it would offer are checked below.
+//! - **24**, the HTTP/3 code mapping of WIRE.md §6: it belongs to WebTransport too.
+//! - **26**, the QUIC half: the engine does not derive the receive limit from the transport's
+//!   datagram size (as the reference does); it applies `Limits::max_datagram_size` from the
+//!   session config (1200 unless raised), which the session test covers.
+//! - **3**, the QUIC half (the reference STOP_SENDINGs uni streams that beat SETUP): our
+//!   session asks for the SETUP stream before any other, which the session test checks on the
+//!   `Command::Open` order; the engine's grant order is not observed on the wire.
+//! - Interop against the real reference and gomoqt binaries belongs to the interop tests.
 
 use std::time::Duration;
 

@@ -201,6 +201,12 @@ impl Session {
     ) -> Flow {
         let request = match reader.read_message::<AnnounceRequest>(self.version, &self.cfg.limits) {
             Ok(Some(r)) => r,
+            Ok(None) if reader.is_finished() => {
+                // The requester gave up before its request: FIN, never reset its stream.
+                self.recv_done(id);
+                self.finish(StreamRef::Open(id));
+                return Flow::Wait;
+            }
             Ok(None) => return self.wait_or_truncated(id, reader, true),
             Err(err) => {
                 self.violation(format!("announce request: {err}"));

@@ -621,9 +621,10 @@ impl Session {
             Role::TrackServe(track) => self.track_serve_cancelled(track),
             Role::TrackQuery(query) => self.track_query_failed(query, code),
             Role::SetupRecv => self.violation("SETUP stream reset"),
+            // An Announce stream the peer opened is never reset, even before its request.
+            Role::ListenerRequest => self.finish(StreamRef::Open(id)),
             Role::IncomingBi
             | Role::ServeRequest
-            | Role::ListenerRequest
             | Role::FetchRequest
             | Role::TrackRequest
             | Role::GoawayRecv => {
