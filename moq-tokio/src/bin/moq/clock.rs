@@ -64,7 +64,7 @@ pub(crate) async fn run(common: &Common, args: ClockArgs) -> Result<(), Error> {
             }
         }
     };
-    endpoint.close(0, "done");
+    crate::common::close(&endpoint).await;
     result
 }
 

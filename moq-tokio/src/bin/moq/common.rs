@@ -114,6 +114,14 @@ impl Common {
     }
 }
 
+/// Close a client endpoint and wait (briefly) for its connections to close, so the
+/// CONNECTION_CLOSE reaches the relay before the process exits. Otherwise the relay only
+/// notices at its idle timeout, and keeps announcing what this client published until then.
+pub(crate) async fn close(endpoint: &Endpoint) {
+    endpoint.close(0, "done");
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.closed()).await;
+}
+
 /// Wait for Ctrl-C (or SIGTERM).
 pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]

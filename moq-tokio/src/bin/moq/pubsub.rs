@@ -1,5 +1,6 @@
 //! `moq pub`, `moq sub` and `moq announced`: lines over MOQ.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -110,7 +111,7 @@ pub(crate) async fn publish(common: &Common, args: PubArgs) -> Result<(), Error>
         _ = tokio::time::sleep(Duration::from_secs(30)) => return Err("timed out delivering the last frames".into()),
     }
     drop(broadcast);
-    endpoint.close(0, "done");
+    crate::common::close(&endpoint).await;
     Ok(())
 }
 
@@ -124,21 +125,53 @@ pub(crate) async fn subscribe(common: &Common, args: SubArgs) -> Result<(), Erro
     };
     let mut subscription = endpoint.subscribe_with(&args.broadcast, &args.track, params)?;
     let mut out = tokio::io::BufWriter::new(tokio::io::stdout());
+    // Each group is its own QUIC stream and relays send newer groups first, so groups can
+    // arrive out of order: print them in sequence order, holding later groups until the next
+    // one arrives, or skipping a missing group once it is `max_latency` overdue.
+    let max_latency = params.max_latency;
+    let mut pending: BTreeMap<u64, moq_tokio::GroupReader> = BTreeMap::new();
+    let mut next: Option<u64> = None;
+    let mut gap_since: Option<tokio::time::Instant> = None;
     let result: Result<(), Error> = async {
+        let mut ended = false;
         loop {
+            while let Some(entry) = pending.first_entry() {
+                let seq = *entry.key();
+                let overdue = gap_since.is_some_and(|t| t.elapsed() >= max_latency);
+                if !(next.is_none_or(|n| seq <= n) || ended || overdue) {
+                    break;
+                }
+                let mut group = entry.remove();
+                while let Some(frame) = group.read_frame().await {
+                    out.write_all(&frame.payload).await?;
+                    out.write_all(b"\n").await?;
+                }
+                out.flush().await?;
+                next = Some(seq + 1);
+                gap_since = None;
+            }
+            if ended {
+                break;
+            }
+            if !pending.is_empty() && gap_since.is_none() {
+                gap_since = Some(tokio::time::Instant::now());
+            }
+            let deadline = gap_since.map(|t| t + max_latency);
             let group = tokio::select! {
                 group = subscription.next_group() => group,
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => continue,
                 reason = session.closed() => return Err(format!("session closed: {reason}").into()),
                 _ = shutdown_signal() => return Ok(()),
             };
-            let Some(mut group) = group else {
-                break;
-            };
-            while let Some(frame) = group.read_frame().await {
-                out.write_all(&frame.payload).await?;
-                out.write_all(b"\n").await?;
+            match group {
+                Some(group) if next.is_some_and(|n| group.seq() < n) => {
+                    tracing::warn!(seq = group.seq(), "group arrived after a later one was printed; skipped");
+                }
+                Some(group) => {
+                    pending.insert(group.seq(), group);
+                }
+                None => ended = true,
             }
-            out.flush().await?;
         }
         match subscription.error() {
             Some(Some(code)) => Err(format!("subscription ended with error {code:#x}").into()),
@@ -147,7 +180,7 @@ pub(crate) async fn subscribe(common: &Common, args: SubArgs) -> Result<(), Erro
     }
     .await;
     out.flush().await?;
-    endpoint.close(0, "done");
+    crate::common::close(&endpoint).await;
     result
 }
 
@@ -169,6 +202,6 @@ pub(crate) async fn announced(common: &Common, args: AnnouncedArgs) -> Result<()
             _ = shutdown_signal() => break,
         }
     }
-    endpoint.close(0, "done");
+    crate::common::close(&endpoint).await;
     Ok(())
 }
