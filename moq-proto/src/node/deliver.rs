@@ -254,7 +254,7 @@ impl Node {
             (Some(Owner::Serve(peer, _)), Some(Sink::Stream(group))) => {
                 if let Some(p) = self.peers.get_mut(peer) {
                     p.session.write_frame(now, group, ts, size, chunk);
-                    self.touch(peer);
+                    self.touch_output(peer);
                 }
             }
             (Some(Owner::Local(id)), Some(Sink::Local(next))) => {
@@ -272,7 +272,7 @@ impl Node {
             (Some(Owner::Serve(peer, _)), Some(Sink::Stream(group))) => {
                 if let Some(p) = self.peers.get_mut(peer) {
                     p.session.write_payload(group, chunk);
-                    self.touch(peer);
+                    self.touch_output(peer);
                 }
             }
             (Some(Owner::Local(id)), Some(Sink::Local(next))) => {

@@ -23,7 +23,8 @@ mod events;
 mod local;
 mod routing;
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
 use slotmap::{SecondaryMap, SlotMap};
@@ -146,6 +147,9 @@ struct Peer {
     root: Option<Path>,
     closed: bool,
     ready_flag: bool,
+    timer_flag: bool,
+    /// The deadline last recorded in the node's timer heap.
+    deadline: Option<Instant>,
     upstream: crate::fxhash::FxHashMap<SubscriptionId, TrackId>,
     serves: crate::fxhash::FxHashMap<ServeId, ConsumerId>,
     listeners: crate::fxhash::FxHashMap<ListenerId, WatchId>,
@@ -181,6 +185,10 @@ pub struct Node {
     events: VecDeque<NodeEvent>,
     /// Peers whose session may have commands or events to drain.
     ready: VecDeque<PeerId>,
+    /// Peers whose session deadline must be re-read.
+    timer_dirty: Vec<PeerId>,
+    /// Session deadlines, earliest first; an entry is stale unless it equals the peer's.
+    timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
 }
 
 impl Node {
@@ -198,6 +206,8 @@ impl Node {
             local_fetches: SlotMap::with_key(),
             events: VecDeque::new(),
             ready: VecDeque::new(),
+            timer_dirty: Vec::new(),
+            timers: BinaryHeap::new(),
         }
     }
 
@@ -223,6 +233,8 @@ impl Node {
             root: None,
             closed: false,
             ready_flag: false,
+            timer_flag: false,
+            deadline: None,
             upstream: Default::default(),
             serves: Default::default(),
             listeners: Default::default(),
@@ -282,11 +294,8 @@ impl Node {
 
     /// When [`Node::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let sessions = self
-            .peers
-            .values()
-            .filter_map(|p| p.session.poll_timeout())
-            .min();
+        // The heap's top may be stale (a session's deadline moved): early, never late.
+        let sessions = self.timers.peek().map(|Reverse((at, _))| *at);
         [sessions, self.origin.next_eviction()]
             .into_iter()
             .flatten()
@@ -295,14 +304,15 @@ impl Node {
 
     /// Time passed: session timers and cache eviction.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.session.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(k, _)| k)
-            .collect();
-        for peer in due {
-            if let Some(p) = self.peers.get_mut(peer) {
+        while let Some(Reverse((at, peer))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if let Some(p) = self.peers.get_mut(peer)
+                && p.deadline == Some(at)
+            {
+                p.deadline = None;
                 p.session.handle_timeout(now);
                 self.touch(peer);
             }
@@ -415,11 +425,40 @@ impl Node {
 
     /// Mark a peer as having output (and events) to process.
     fn touch(&mut self, peer: PeerId) {
+        self.touch_output(peer);
+        if let Some(p) = self.peers.get_mut(peer)
+            && !p.timer_flag
+        {
+            p.timer_flag = true;
+            self.timer_dirty.push(peer);
+        }
+    }
+
+    /// Mark a peer as having commands to drain, when only frame data was written (which does
+    /// not move its timers): the fan-out hot path.
+    fn touch_output(&mut self, peer: PeerId) {
         if let Some(p) = self.peers.get_mut(peer)
             && !p.ready_flag
         {
             p.ready_flag = true;
             self.ready.push_back(peer);
+        }
+    }
+
+    /// Re-read the deadline of every session something happened to.
+    fn refresh_timers(&mut self) {
+        for peer in std::mem::take(&mut self.timer_dirty) {
+            let Some(p) = self.peers.get_mut(peer) else {
+                continue;
+            };
+            p.timer_flag = false;
+            let deadline = p.session.poll_timeout();
+            if deadline != p.deadline {
+                p.deadline = deadline;
+                if let Some(at) = deadline {
+                    self.timers.push(Reverse((at, peer)));
+                }
+            }
         }
     }
 
@@ -439,6 +478,7 @@ impl Node {
             }
             i += 1;
         }
+        self.refresh_timers();
     }
 
     /// Milliseconds since the node started: the timestamp given to frames from lite-03/04
