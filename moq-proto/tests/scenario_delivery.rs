@@ -364,10 +364,20 @@ fn subscriber_priorities_order_group_streams_across_the_relay() {
                         .last()
                         .unwrap()
                 };
-                // The subscriber priority travels upstream and ranks the streams first.
+                // The subscriber priority travels upstream and ranks the streams first: it is
+                // the top byte of the priority read as unsigned (see session::publisher docs).
+                let subscriber_priority = |p: i32| ((p as u32) ^ 0x8000_0000) >> 24;
                 for seq in 0..2 {
-                    assert_eq!(last(0, seq) >> 23, 10, "{version} {what}: {sent:?}");
-                    assert_eq!(last(1, seq) >> 23, 200, "{version} {what}: {sent:?}");
+                    assert_eq!(
+                        subscriber_priority(last(0, seq)),
+                        10,
+                        "{version} {what}: {sent:?}"
+                    );
+                    assert_eq!(
+                        subscriber_priority(last(1, seq)),
+                        200,
+                        "{version} {what}: {sent:?}"
+                    );
                     for other in 0..2 {
                         assert!(last(1, seq) > last(0, other), "{version} {what}: {sent:?}");
                     }

@@ -14,8 +14,12 @@ use crate::quic::{EcnCodepoint, Transmit};
 
 /// Largest UDP payload we read.
 const MAX_UDP: usize = 64 * 1024;
-/// Receive batches per poll before yielding to other work.
-const RECV_ROUNDS: usize = 32;
+/// Receive system calls per poll before yielding to other work.
+const RECV_ROUNDS: usize = 16;
+/// Datagrams (or GRO batches) per receive system call.
+const RECV_BATCH: usize = quinn_udp::BATCH_SIZE;
+/// Size of a chunk of the receive arena.
+const ARENA: usize = 64 * 1024;
 /// Transmits per poll before yielding.
 const SEND_ROUNDS: usize = 64;
 /// Most datagrams in one GSO send.
@@ -26,11 +30,13 @@ pub(super) struct Driver {
     socket: Arc<dyn AsyncUdpSocket>,
     timer: Pin<Box<dyn AsyncTimer>>,
     runtime: Arc<dyn Runtime>,
-    recv: BytesMut,
+    /// Receive slots, one per datagram (or GRO batch) of a `recvmmsg` batch; reused.
+    recv: Box<[u8]>,
+    /// Where received datagrams are copied to be handed to quinn-proto.
+    arena: BytesMut,
     send: Vec<u8>,
     /// A transmit the socket would not take yet (its bytes are in `send`).
     pending: Option<Transmit>,
-    gro: usize,
 }
 
 impl Driver {
@@ -39,58 +45,60 @@ impl Driver {
         socket: Arc<dyn AsyncUdpSocket>,
         runtime: Arc<dyn Runtime>,
     ) -> Self {
-        let gro = socket.max_receive_segments().max(1);
         let timer = runtime.new_timer(runtime.now());
         Self {
             shared,
             socket,
             timer,
             runtime,
-            recv: BytesMut::new(),
+            recv: vec![0; MAX_UDP * RECV_BATCH].into_boxed_slice(),
+            arena: BytesMut::new(),
             send: Vec::with_capacity(MAX_UDP),
             pending: None,
-            gro,
         }
     }
 
-    /// Receive what the socket has; true if anything arrived.
+    /// Receive what the socket has, a batch of datagrams per system call; true if anything
+    /// arrived.
     fn receive(&mut self, cx: &mut Context<'_>) -> bool {
         let mut got = false;
         for _ in 0..RECV_ROUNDS {
-            let size = MAX_UDP * self.gro;
-            if self.recv.capacity() < size {
-                // Fresh memory: earlier payloads still reference the old buffer (zero-copy).
-                self.recv = BytesMut::with_capacity(size * 4);
-            }
-            // The socket needs initialised bytes; only the part not already zeroed is written.
-            self.recv.resize(size, 0);
-            let mut meta = [RecvMeta::default()];
+            let mut meta = [RecvMeta::default(); RECV_BATCH];
             let result = {
-                let mut bufs = [IoSliceMut::new(&mut self.recv[..size])];
+                let mut slots = self.recv.chunks_mut(MAX_UDP);
+                let mut bufs: [IoSliceMut<'_>; RECV_BATCH] =
+                    std::array::from_fn(|_| IoSliceMut::new(slots.next().unwrap_or(&mut [])));
                 self.socket.poll_recv(cx, &mut bufs, &mut meta)
             };
-            match result {
-                Poll::Ready(Ok(n)) if n > 0 => {
-                    got = true;
-                    let now = self.runtime.now();
-                    let meta = meta[0];
-                    let mut data = self.recv.split_to(meta.len);
-                    let mut state = self.shared.lock();
-                    let stride = meta.stride.max(1);
-                    while !data.is_empty() {
-                        let datagram = data.split_to(stride.min(data.len()));
-                        let ecn = meta.ecn.and_then(|e| EcnCodepoint::from_bits(e as u8));
-                        state
-                            .engine
-                            .handle_datagram(now, meta.addr, meta.dst_ip, ecn, datagram);
-                    }
-                }
-                Poll::Ready(Ok(_)) => {}
+            let n = match result {
+                Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(err)) => {
                     // ICMP errors and the like surface here; they are per-packet, keep going.
                     tracing::debug!(%err, "udp receive error");
+                    continue;
                 }
                 Poll::Pending => break,
+            };
+            got |= n > 0;
+            let now = self.runtime.now();
+            let mut state = self.shared.lock();
+            for (slot, meta) in meta.iter().enumerate().take(n) {
+                let start = slot * MAX_UDP;
+                let data = &self.recv[start..start + meta.len.min(MAX_UDP)];
+                let ecn = meta.ecn.and_then(|e| EcnCodepoint::from_bits(e as u8));
+                // A GRO batch holds several datagrams of `stride` bytes.
+                for datagram in data.chunks(meta.stride.max(1)) {
+                    // Copy into a small arena: quinn-proto keeps slices of the datagram as
+                    // stream payloads, and a 64 KiB arena chunk is all one slice can pin.
+                    if self.arena.capacity() < datagram.len() {
+                        self.arena = BytesMut::with_capacity(ARENA.max(datagram.len()));
+                    }
+                    self.arena.extend_from_slice(datagram);
+                    let datagram = self.arena.split();
+                    state
+                        .engine
+                        .handle_datagram(now, meta.addr, meta.dst_ip, ecn, datagram);
+                }
             }
         }
         got

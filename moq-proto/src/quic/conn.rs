@@ -33,7 +33,8 @@ pub(super) struct Conn {
     pub(super) peer: Option<PeerId>,
     pub(super) version: Option<crate::wire::Version>,
     pub(super) url_path: Option<String>,
-    /// Opens waiting for stream credit, per direction, highest priority first.
+    /// Opens waiting for stream credit, per direction, in ascending priority (the next to grant
+    /// is the last).
     opens: [Vec<(OpenToken, i32)>; 2],
     blocked: HashMap<quinn_proto::StreamId, Blocked>,
     last_stats: Option<Instant>,
@@ -403,7 +404,9 @@ impl Endpoint {
             let Some(id) = conn.quic.streams().open(dir) else {
                 return;
             };
-            let (token, priority) = conn.opens[index].remove(0);
+            let Some((token, priority)) = conn.opens[index].pop() else {
+                return;
+            };
             let _ = conn.quic.send_stream(id).set_priority(priority);
             self.session_input(now, handle, |s, now| {
                 s.handle_open_granted(now, token, session_id(id))
@@ -477,11 +480,10 @@ impl Endpoint {
                     }
                     None => {
                         // No credit: wait for StreamEvent::Available, highest priority first.
+                        // Kept in ascending priority so the highest is popped from the end;
+                        // among equals the oldest sits last (first out).
                         let queue = &mut conn.opens[index];
-                        let at = queue
-                            .iter()
-                            .position(|(_, p)| *p < priority)
-                            .unwrap_or(queue.len());
+                        let at = queue.partition_point(|(_, p)| *p < priority);
                         queue.insert(at, (token, priority));
                     }
                 }

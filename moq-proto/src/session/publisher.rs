@@ -3,11 +3,13 @@
 //!
 //! **Ranking.** Every group stream gets a QUIC send priority (higher first) built from, most
 //! significant first: the subscriber priority (8 bits), the publisher priority (8 bits), the
-//! subscription's age rank (7 bits; older subscriptions first, as the reference ranks by lowest
-//! Subscribe ID) and the group's rank within its subscription (8 bits; newest first, or oldest
-//! first when the subscriber asked for ordered delivery). Ranks are recomputed when groups or
-//! subscriptions come and go, and changes go out as [`Command::SetPriority`]. Like the
-//! reference's 255-rank cut-off, ranks beyond the field widths share the lowest value.
+//! subscription's age rank (5 bits; older subscriptions first, as the reference ranks by lowest
+//! Subscribe ID) and the group's offset from its subscription's base sequence (11 bits; newest
+//! first, or oldest first when the subscriber asked for ordered delivery). A group's priority
+//! depends only on its own sequence, so a new group never changes the live ones' priorities;
+//! subscriptions coming and going, a SUBSCRIBE_UPDATE, or (every 2048 groups at most) a new
+//! base re-rank a subscription's groups and the changes go out as [`Command::SetPriority`].
+//! Like the reference's 255-rank cut-off, ranks beyond the field widths share a value.
 //!
 //! **Expiry.** A group is never expired while it is the newest. Once a newer group exists, it
 //! expires when its arrival age (now minus its first byte's arrival) or, on lite-05, its
@@ -51,6 +53,8 @@ pub(crate) struct Serve {
     end: Option<u64>,
     /// Age rank bits (older subscriptions rank higher).
     age_rank: u8,
+    /// Group ranks are offsets of the sequence from this base.
+    group_base: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +74,8 @@ pub(crate) struct GroupSend {
     frame_remaining: u64,
     state: SendState,
     priority: i32,
+    /// The priority the Open command asked for.
+    open_priority: i32,
 }
 
 impl GroupSend {
@@ -133,6 +139,7 @@ impl Session {
             groups: Vec::new(),
             end: None,
             age_rank: 0,
+            group_base: 0,
         });
         self.serve_by_wire.insert(subscribe.id, serve);
         self.emit(Event::Subscribe {
@@ -406,15 +413,37 @@ impl Session {
             frame_remaining: 0,
             state: SendState::Sending,
             priority: 0,
+            open_priority: 0,
         });
-        self.serves[id].groups.push(group);
+        let rebase = {
+            let s = &mut self.serves[id];
+            let fresh = s.groups.is_empty();
+            // Group ranks are offsets from a base sequence; a new base is taken when none is
+            // live, or when the offset no longer fits (then every live group is re-ranked).
+            let rebase = !fresh && seq.saturating_sub(s.group_base) > GROUP_MAX;
+            if fresh {
+                s.group_base = seq;
+            }
+            s.groups.push(group);
+            rebase
+        };
+        if rebase {
+            let lowest = self.serves[id]
+                .groups
+                .iter()
+                .filter_map(|k| self.group_sends.get(*k))
+                .map(|g| g.seq)
+                .min();
+            self.serves[id].group_base = lowest.unwrap_or(seq);
+            self.rank_groups(id);
+        }
         let priority = self.group_priority(id, group);
         let stream = self.open_stream(super::Dir::Uni, Role::GroupSend(group), priority);
         let g = &mut self.group_sends[group];
         g.stream = stream;
         g.priority = priority;
+        g.open_priority = priority;
         self.write(stream, bytes);
-        self.rank_groups(id);
         self.expire_serve(now, id);
         self.group_sends.contains_key(group).then_some(group)
     }
@@ -517,7 +546,6 @@ impl Session {
     fn forget_group(&mut self, serve: ServeId, group: GroupSendId) {
         if let Some(s) = self.serves.get_mut(serve) {
             s.groups.retain(|g| *g != group);
-            self.rank_groups(serve);
             self.try_finish_serve(serve);
         }
     }
@@ -562,8 +590,11 @@ impl Session {
     }
 
     pub(super) fn group_send_opened(&mut self, _now: Instant, group: GroupSendId) {
-        // The priority may have changed while the open was pending.
-        if let Some(g) = self.group_sends.get(group) {
+        // The priority may have changed while the open was pending (the transport opened it
+        // with the one in the Open command).
+        if let Some(g) = self.group_sends.get(group)
+            && g.priority != g.open_priority
+        {
             let (stream, priority) = (g.stream, g.priority);
             self.set_priority(stream, priority);
         }
@@ -592,64 +623,31 @@ impl Session {
     // Ranking
 
     fn group_priority(&self, serve: ServeId, group: GroupSendId) -> i32 {
-        let Some(s) = self.serves.get(serve) else {
-            return 0;
-        };
-        let Some(g) = self.group_sends.get(group) else {
-            return 0;
-        };
-        // Rank within the subscription: how many live groups outrank this one.
-        let ahead = s
-            .groups
-            .iter()
-            .filter_map(|k| self.group_sends.get(*k))
-            .filter(|other| {
-                if s.params.ordered {
-                    other.seq < g.seq
-                } else {
-                    other.seq > g.seq
-                }
-            })
-            .count();
-        let group_bits = 255 - ahead.min(255) as i32;
-        (i32::from(s.params.priority) << 23)
-            | (i32::from(s.info.priority) << 15)
-            | (i32::from(s.age_rank) << 8)
-            | group_bits
+        match (self.serves.get(serve), self.group_sends.get(group)) {
+            (Some(s), Some(g)) => rank(s, g.seq),
+            _ => 0,
+        }
     }
 
-    /// Recompute the priority of every group of `serve`, emitting changes.
+    /// Recompute the priority of every live group of `serve` (after a rebase, or a change of
+    /// the subscriber's or publisher's priority, order or age rank), emitting changes.
     fn rank_groups(&mut self, serve: ServeId) {
-        let Some(s) = self.serves.get(serve) else {
+        let Some(count) = self.serves.get(serve).map(|s| s.groups.len()) else {
             return;
         };
-        // The same ranks as `group_priority` (how many live groups outrank each one), from one
-        // sort of the live groups, which are kept nearly in order: about O(n) per call instead
-        // of O(n²), which dominated CPU with thousands of small groups in flight.
-        let ordered = s.params.ordered;
-        let base = (i32::from(s.params.priority) << 23)
-            | (i32::from(s.info.priority) << 15)
-            | (i32::from(s.age_rank) << 8);
-        let mut live: Vec<(u64, GroupSendId)> = s
-            .groups
-            .iter()
-            .filter_map(|k| self.group_sends.get(*k).map(|g| (g.seq, *k)))
-            .collect();
-        live.sort_unstable_by_key(|(seq, _)| *seq);
-        if !ordered {
-            live.reverse();
-        }
-        let (mut ahead, mut prev) = (0, None);
-        for (i, (seq, group)) in live.into_iter().enumerate() {
-            // Equal sequences do not outrank each other.
-            if prev.is_some_and(|p| p != seq) {
-                ahead = i;
-            }
-            prev = Some(seq);
+        for i in 0..count {
+            let Some(group) = self
+                .serves
+                .get(serve)
+                .and_then(|s| s.groups.get(i))
+                .copied()
+            else {
+                break;
+            };
+            let priority = self.group_priority(serve, group);
             let Some(g) = self.group_sends.get_mut(group) else {
                 continue;
             };
-            let priority = base | (255 - ahead.min(255) as i32);
             if g.priority != priority {
                 g.priority = priority;
                 let stream = g.stream;
@@ -664,7 +662,7 @@ impl Session {
             self.serves.iter().map(|(k, s)| (s.wire_id, k)).collect();
         order.sort_unstable();
         for (rank, (_, serve)) in order.into_iter().enumerate() {
-            let bits = 127 - rank.min(127) as u8;
+            let bits = AGE_MAX - rank.min(usize::from(AGE_MAX)) as u8;
             let Some(s) = self.serves.get_mut(serve) else {
                 continue;
             };
@@ -795,4 +793,31 @@ fn group_age(
         _ => Duration::ZERO,
     };
     arrival_age.max(ts_age)
+}
+
+/// Bits of a group's rank within its subscription.
+const GROUP_BITS: u32 = 11;
+/// The largest group offset from the base that keeps its own rank.
+const GROUP_MAX: u64 = (1 << GROUP_BITS) - 1;
+/// The largest subscription age rank (older subscriptions first).
+const AGE_MAX: u8 = 31;
+
+/// A group stream's send priority, higher first. From the most significant bits: subscriber
+/// priority (8), publisher priority (8), subscription age rank (5), the group's offset from its
+/// subscription's base sequence (11; newer higher, or older higher when ordered). A group's
+/// priority depends only on its own sequence, so a new group never re-ranks the live ones; a
+/// rebase is needed once every 2048 groups at most.
+fn rank(s: &Serve, seq: u64) -> i32 {
+    let offset = seq.saturating_sub(s.group_base).min(GROUP_MAX) as u32;
+    let group = if s.params.ordered {
+        GROUP_MAX as u32 - offset
+    } else {
+        offset
+    };
+    let value = (u32::from(s.params.priority) << 24)
+        | (u32::from(s.info.priority) << 16)
+        | (u32::from(s.age_rank) << GROUP_BITS)
+        | group;
+    // Map the unsigned order onto i32 (quinn-proto's priority type), keeping the order.
+    (value ^ 0x8000_0000) as i32
 }
