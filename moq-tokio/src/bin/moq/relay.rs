@@ -40,6 +40,18 @@ pub(crate) struct RelayArgs {
     #[arg(long, value_name = "URL")]
     pub(crate) cluster_connect: Vec<String>,
 
+    /// Ask peers to acknowledge every N ack-eliciting packets (QUIC ACK frequency extension;
+    /// peers without it ignore the request). Fewer acknowledgements from many subscribers
+    /// save the relay CPU; 1 keeps QUIC's default of every second packet.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub(crate) ack_threshold: u32,
+
+    /// Concurrent streams each peer may open per direction (subscriptions and announce
+    /// requests on bidirectional streams, groups in flight on unidirectional ones). Every
+    /// allowed stream costs memory per connection, so keep it near what peers really use.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(16..=100_000))]
+    pub(crate) max_streams: u32,
+
     /// Seconds to drain after GOAWAY on Ctrl-C before closing.
     #[arg(long, default_value_t = 10)]
     pub(crate) drain: u64,
@@ -60,6 +72,8 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
     config.server_versions = common.versions();
     config.client_versions = common.versions();
     config.verification = common.verification()?;
+    config.ack_eliciting_threshold = (args.ack_threshold > 1).then_some(args.ack_threshold);
+    config.max_streams = args.max_streams;
     let endpoint = Endpoint::bind(
         Arc::new(TokioRuntime),
         args.listen,
