@@ -321,6 +321,91 @@ fn expiry_counts_from_the_groups_own_arrival() {
 }
 
 #[test]
+fn a_max_latency_beyond_the_clock_never_expires_and_never_panics() {
+    // The largest varint in milliseconds: Instant + max latency would overflow.
+    for v in VERSIONS {
+        let mut raw = Raw::ready(v, Side::Server);
+        let a = serve(&mut raw, 0, 1, false, (1 << 62) - 1, 127);
+        let (_, s0) = group(&mut raw, &a, 0);
+        raw.advance(ms(100));
+        group(&mut raw, &a, 1);
+        // No deadline, or one far beyond any real wait (platforms whose clock cannot hold
+        // it give none).
+        let day_later = raw.now + ms(86_400_000);
+        assert!(raw.s.poll_timeout().is_none_or(|t| t > day_later), "{v}");
+        raw.advance(ms(3_600_000));
+        assert!(!raw.resets.contains_key(&s0.unwrap()), "{v}");
+        raw.assert_open();
+    }
+}
+
+#[test]
+fn a_backlog_of_thousands_of_groups_expires_exactly_by_age() {
+    // A subscriber far behind: every group older than the max latency, except the newest,
+    // is reset, and none younger, whatever the order their arrivals were reported in.
+    for v in VERSIONS {
+        let mut raw = Raw::ready(v, Side::Server);
+        let a = serve(&mut raw, 0, 1, false, 500, 127);
+        let base = raw.now;
+        let mut streams = Vec::new();
+        for seq in 0..3000u64 {
+            raw.now = base + ms(seq);
+            // Every tenth group was cached upstream: it arrived 300 ms before it is opened.
+            let arrival = if seq % 10 == 0 {
+                raw.now - ms(300)
+            } else {
+                raw.now
+            };
+            let now = raw.now;
+            raw.s
+                .open_group(now, a.id, seq, arrival, None)
+                .expect("wanted");
+            raw.pump();
+            streams.push((seq, arrival, raw.last_opened()));
+        }
+        raw.now = base + ms(3000);
+        raw.fire_timeout();
+        let now = raw.now;
+        for (seq, arrival, stream) in streams {
+            let expired = seq < 2999 && now.duration_since(arrival) >= ms(500);
+            assert_eq!(
+                raw.resets.get(&stream) == Some(&codes::stream::OLD),
+                expired,
+                "{v}: group {seq}"
+            );
+        }
+        raw.assert_open();
+    }
+}
+
+#[test]
+fn a_transport_backlog_sheds_older_groups_not_the_newest() {
+    for v in VERSIONS {
+        let mut raw = Raw::ready(v, Side::Server);
+        let a = serve(&mut raw, 0, 1, false, 60_000, 127);
+        let (g0, s0) = group(&mut raw, &a, 0);
+        let (g1, s1) = group(&mut raw, &a, 1);
+        let now = raw.now;
+        let frame = Bytes::from_static(b"abc");
+        // Under the limit, every group is written.
+        raw.s.handle_send_backlog(1024);
+        assert!(raw.s.write_frame(now, g0, 0, 3, frame.clone()), "{v}");
+        // Past it, the older group is given up; the newest goes on.
+        raw.s.handle_send_backlog(64 * 1024 * 1024);
+        assert!(!raw.s.write_frame(now, g0, 0, 3, frame.clone()), "{v}");
+        assert!(raw.s.write_frame(now, g1, 0, 3, frame.clone()), "{v}");
+        raw.pump();
+        assert_eq!(
+            raw.resets.get(&s0.unwrap()),
+            Some(&codes::stream::TOO_FAR_BEHIND),
+            "{v}"
+        );
+        assert!(!raw.resets.contains_key(&s1.unwrap()), "{v}");
+        raw.assert_open();
+    }
+}
+
+#[test]
 fn zero_latency_keeps_only_the_latest_group() {
     for v in VERSIONS {
         let mut raw = Raw::ready(v, Side::Server);

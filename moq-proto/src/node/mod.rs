@@ -271,6 +271,14 @@ impl Node {
         self.pump(now);
     }
 
+    /// Tell a peer's session how many of its bytes the transport could not accept yet
+    /// ([`Session::handle_send_backlog`]); only recorded, nothing is routed.
+    pub fn set_send_backlog(&mut self, peer: PeerId, bytes: usize) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.session.handle_send_backlog(bytes);
+        }
+    }
+
     /// The next peer that may have commands to drain (each peer is listed once until drained).
     pub fn next_ready_peer(&mut self) -> Option<PeerId> {
         while let Some(peer) = self.ready.pop_front() {

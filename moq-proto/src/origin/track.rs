@@ -400,7 +400,8 @@ impl Track {
         self.groups
             .front()
             .filter(|g| g.state != GroupState::Open)
-            .map(|g| g.arrival + self.retention())
+            // A retention beyond the clock's range (a peer's max latency) never evicts.
+            .and_then(|g| g.arrival.checked_add(self.retention()))
     }
 
     /// Drop every cached group (the track is going away or restarting).

@@ -18,12 +18,23 @@ const STATS_INTERVAL: Duration = Duration::from_millis(100);
 #[derive(Default)]
 struct Blocked {
     chunks: VecDeque<Bytes>,
+    /// The bytes in `chunks`.
+    bytes: usize,
     finish: bool,
 }
 
 impl Blocked {
-    fn bytes(&self) -> usize {
-        self.chunks.iter().map(Bytes::len).sum()
+    fn push(&mut self, data: Bytes) {
+        self.bytes += data.len();
+        self.chunks.push_back(data);
+    }
+
+    /// Hand quinn-proto what it takes; returns the bytes it took. On an error (the stream is
+    /// gone) the caller drops the whole queue.
+    fn write(&mut self, send: &mut quinn_proto::SendStream<'_>) -> Result<usize, WriteError> {
+        let written = write_until_blocked(send, &mut self.chunks)?;
+        self.bytes -= written;
+        Ok(written)
     }
 }
 
@@ -37,6 +48,10 @@ pub(super) struct Conn {
     /// is the last).
     opens: [Vec<(OpenToken, i32)>; 2],
     blocked: HashMap<quinn_proto::StreamId, Blocked>,
+    /// The bytes in `blocked`.
+    pub(super) blocked_bytes: usize,
+    /// The backlog last reported to the session.
+    reported_backlog: usize,
     last_stats: Option<Instant>,
     lost: bool,
     /// Listed in the endpoint's active queue.
@@ -46,9 +61,11 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    /// Bytes held in blocked queues.
-    pub(super) fn blocked_total(&self) -> usize {
-        self.blocked.values().map(Blocked::bytes).sum()
+    /// Drop a stream's blocked queue; returns its bytes.
+    fn drop_blocked(&mut self, id: quinn_proto::StreamId) -> usize {
+        let bytes = self.blocked.remove(&id).map_or(0, |b| b.bytes);
+        self.blocked_bytes -= bytes;
+        bytes
     }
 
     pub(super) fn new(quic: quinn_proto::Connection, side: Side, url_path: Option<String>) -> Self {
@@ -60,6 +77,8 @@ impl Conn {
             url_path,
             opens: [Vec::new(), Vec::new()],
             blocked: HashMap::new(),
+            blocked_bytes: 0,
+            reported_backlog: 0,
             last_stats: None,
             lost: false,
             active: false,
@@ -76,21 +95,23 @@ impl Conn {
 fn write_until_blocked(
     send: &mut quinn_proto::SendStream<'_>,
     chunks: &mut VecDeque<Bytes>,
-) -> Result<(), WriteError> {
+) -> Result<usize, WriteError> {
+    let mut total = 0;
     while !chunks.is_empty() {
         match send.write_chunks(chunks.make_contiguous()) {
             Ok(written) => {
+                total += written.bytes;
                 chunks.drain(..written.chunks);
                 // A partly written chunk was advanced in place; drop it once empty.
                 while chunks.front().is_some_and(Bytes::is_empty) {
                     chunks.pop_front();
                 }
             }
-            Err(WriteError::Blocked) => return Ok(()),
+            Err(WriteError::Blocked) => return Ok(total),
             Err(err) => return Err(err),
         }
     }
-    Ok(())
+    Ok(total)
 }
 
 fn dir_index(dir: Dir) -> usize {
@@ -219,12 +240,8 @@ impl Endpoint {
                 });
             }
             Event::Stream(StreamEvent::Stopped { id, error_code }) => {
-                if let Some(blocked) = self
-                    .conns
-                    .get_mut(&handle)
-                    .and_then(|c| c.blocked.remove(&id))
-                {
-                    self.blocked_bytes -= blocked.bytes();
+                if let Some(conn) = self.conns.get_mut(&handle) {
+                    self.blocked_bytes -= conn.drop_blocked(id);
                 }
                 self.session_input(now, handle, |s, now| {
                     s.handle_stop_sending(now, session_id(id), peer_stream_code(error_code))
@@ -271,9 +288,9 @@ impl Endpoint {
             return;
         }
         conn.lost = true;
-        let dropped: usize = conn.blocked.values().map(Blocked::bytes).sum();
         conn.blocked.clear();
-        self.blocked_bytes -= dropped;
+        self.blocked_bytes -= conn.blocked_bytes;
+        conn.blocked_bytes = 0;
         match conn.peer {
             Some(peer) => {
                 self.node.input(now, peer, |s, now| {
@@ -369,22 +386,41 @@ impl Endpoint {
         let Some(conn) = self.conns.get_mut(&handle) else {
             return;
         };
-        let Some(mut blocked) = conn.blocked.remove(&id) else {
+        let Some(blocked) = conn.blocked.get_mut(&id) else {
             return;
         };
-        let before = blocked.bytes();
         let mut send = conn.quic.send_stream(id);
-        if write_until_blocked(&mut send, &mut blocked.chunks).is_err() {
-            self.blocked_bytes -= before;
+        let done = match blocked.write(&mut send) {
+            Ok(written) => {
+                conn.blocked_bytes -= written;
+                self.blocked_bytes -= written;
+                let empty = blocked.chunks.is_empty();
+                if empty && blocked.finish {
+                    let _ = send.finish();
+                }
+                empty
+            }
+            // The stream is gone: nothing queued for it will be sent.
+            Err(_) => true,
+        };
+        if done {
+            self.blocked_bytes -= conn.drop_blocked(id);
+        }
+        self.report_backlog(handle);
+    }
+
+    /// Tell the connection's session how much the transport could not take yet, when it
+    /// changed (it sheds old groups when this grows too large).
+    pub(super) fn report_backlog(&mut self, handle: ConnectionHandle) {
+        let Some(conn) = self.conns.get_mut(&handle) else {
+            return;
+        };
+        if conn.blocked_bytes == conn.reported_backlog {
             return;
         }
-        self.blocked_bytes -= before - blocked.bytes();
-        if blocked.chunks.is_empty() {
-            if blocked.finish {
-                let _ = send.finish();
-            }
-        } else {
-            conn.blocked.insert(id, blocked);
+        conn.reported_backlog = conn.blocked_bytes;
+        if let Some(peer) = conn.peer {
+            self.node.set_send_backlog(peer, conn.blocked_bytes);
         }
     }
 
@@ -448,6 +484,9 @@ impl Endpoint {
                     None => tracing::trace!(?command, "dropping a command for a detached session"),
                 }
             }
+            if let Some(handle) = handle {
+                self.report_backlog(handle);
+            }
         }
     }
 
@@ -498,16 +537,18 @@ impl Endpoint {
                     return;
                 };
                 if let Some(blocked) = conn.blocked.get_mut(&id) {
+                    conn.blocked_bytes += data.len();
                     self.blocked_bytes += data.len();
-                    blocked.chunks.push_back(data);
+                    blocked.push(data);
                     return;
                 }
                 let mut blocked = Blocked::default();
-                blocked.chunks.push_back(data);
-                match write_until_blocked(&mut conn.quic.send_stream(id), &mut blocked.chunks) {
-                    Ok(()) if blocked.chunks.is_empty() => {}
-                    Ok(()) => {
-                        self.blocked_bytes += blocked.bytes();
+                blocked.push(data);
+                match blocked.write(&mut conn.quic.send_stream(id)) {
+                    Ok(_) if blocked.chunks.is_empty() => {}
+                    Ok(_) => {
+                        conn.blocked_bytes += blocked.bytes;
+                        self.blocked_bytes += blocked.bytes;
                         conn.blocked.insert(id, blocked);
                     }
                     Err(err) => tracing::trace!(%err, "write on a closed stream"),
@@ -528,9 +569,7 @@ impl Endpoint {
                 let Some(id) = quic_id(stream) else {
                     return;
                 };
-                if let Some(blocked) = conn.blocked.remove(&id) {
-                    self.blocked_bytes -= blocked.bytes();
-                }
+                self.blocked_bytes -= conn.drop_blocked(id);
                 let _ = conn.quic.send_stream(id).reset(wire_stream_code(code));
             }
             Command::Stop { stream, code } => {

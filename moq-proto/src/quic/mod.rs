@@ -549,7 +549,7 @@ impl Endpoint {
         }
         let removed = self.conns.remove(&handle);
         if let Some(conn) = &removed {
-            self.blocked_bytes -= conn.blocked_total();
+            self.blocked_bytes -= conn.blocked_bytes;
         }
         if let Some(peer) = removed.and_then(|conn| conn.peer) {
             self.by_peer.remove(&peer);

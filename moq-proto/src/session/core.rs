@@ -97,6 +97,8 @@ pub struct Session {
     pub(super) streams: FxHashMap<StreamId, Stream>,
     pub(super) pending: FxHashMap<OpenToken, PendingOpen>,
     pub(super) pending_bytes: usize,
+    /// Bytes the transport holds that it could not accept yet (last reported).
+    pub(super) send_backlog: usize,
 
     pub(super) subs: SlotMap<SubscriptionId, Subscription>,
     pub(super) sub_by_wire: FxHashMap<u64, SubscriptionId>,
@@ -142,6 +144,7 @@ impl Session {
             streams: FxHashMap::default(),
             pending: FxHashMap::default(),
             pending_bytes: 0,
+            send_backlog: 0,
             subs: SlotMap::with_key(),
             sub_by_wire: FxHashMap::default(),
             next_sub_wire: 0,
@@ -449,6 +452,13 @@ impl Session {
             self.commands.push_back(Command::Finish { stream: id });
             self.send_done(id);
         }
+    }
+
+    /// The transport now holds `bytes` of our writes that it could not accept yet (flow
+    /// control or congestion). Only recorded: past [`Config::max_send_backlog`] the next frame
+    /// of an older group aborts that group.
+    pub fn handle_send_backlog(&mut self, bytes: usize) {
+        self.send_backlog = bytes;
     }
 
     /// A datagram arrived.

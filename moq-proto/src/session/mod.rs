@@ -38,6 +38,7 @@
 mod announce;
 pub mod codes;
 mod core;
+mod live_groups;
 mod publisher;
 mod requests;
 mod subscriber;

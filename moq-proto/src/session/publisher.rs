@@ -25,6 +25,7 @@ use bytes::Bytes;
 
 use super::codes;
 use super::core::{Flow, Role, Session, StreamRef};
+use super::live_groups::LiveGroups;
 use super::types::*;
 use crate::wire::{
     Datagram, FrameHeader, GroupHeader, Message, StreamReader, Subscribe, SubscribeDrop,
@@ -48,13 +49,16 @@ pub(crate) struct Serve {
     info: TrackInfo,
     ok_sent: bool,
     /// Group streams not yet fully delivered (acknowledged) or reset.
-    groups: Vec<GroupSendId>,
+    groups: LiveGroups,
     /// The track's end (exclusive), once the application ends the subscription.
     end: Option<u64>,
     /// Age rank bits (older subscriptions rank higher).
     age_rank: u8,
     /// Group ranks are offsets of the sequence from this base.
     group_base: u64,
+    /// No rebase is tried before this sequence: when live groups span more than the rank
+    /// range, a rebase cannot help and must not cost a scan per new group.
+    next_rebase: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +72,6 @@ pub(crate) struct GroupSend {
     serve: ServeId,
     seq: u64,
     pub(super) stream: StreamRef,
-    arrival: Instant,
     first_ts: Option<u64>,
     timestamps: Timestamps,
     frame_remaining: u64,
@@ -136,10 +139,11 @@ impl Session {
             state: ServeState::Requested,
             info: TrackInfo::default(),
             ok_sent: false,
-            groups: Vec::new(),
+            groups: LiveGroups::default(),
             end: None,
             age_rank: 0,
             group_base: 0,
+            next_rebase: 0,
         });
         self.serve_by_wire.insert(subscribe.id, serve);
         self.emit(Event::Subscribe {
@@ -215,7 +219,7 @@ impl Session {
             return;
         };
         self.serve_by_wire.remove(&s.wire_id);
-        for group in s.groups {
+        for group in s.groups.into_ids() {
             if let Some(g) = self.group_sends.remove(group) {
                 if g.abortable() {
                     self.reset(g.stream, code);
@@ -407,7 +411,6 @@ impl Session {
             serve: id,
             seq,
             stream: StreamRef::Closed,
-            arrival,
             first_ts,
             timestamps: Timestamps::new(),
             frame_remaining: 0,
@@ -420,18 +423,23 @@ impl Session {
             let fresh = s.groups.is_empty();
             // Group ranks are offsets from a base sequence; a new base is taken when none is
             // live, or when the offset no longer fits (then every live group is re-ranked).
-            let rebase = !fresh && seq.saturating_sub(s.group_base) > GROUP_MAX;
+            let rebase =
+                !fresh && seq.saturating_sub(s.group_base) > GROUP_MAX && seq >= s.next_rebase;
             if fresh {
                 s.group_base = seq;
             }
-            s.groups.push(group);
+            s.groups.insert(group, seq, arrival);
+            if let (Some(ts), true) = (first_ts, version.is_lite05()) {
+                s.groups.set_first_timestamp(group, seq, ts);
+            }
             rebase
         };
         if rebase {
+            self.serves[id].next_rebase = seq.saturating_add(GROUP_MAX / 2);
             let lowest = self.serves[id]
                 .groups
-                .iter()
-                .filter_map(|k| self.group_sends.get(*k))
+                .by_arrival()
+                .filter_map(|(_, _, k)| self.group_sends.get(k))
                 .map(|g| g.seq)
                 .min();
             self.serves[id].group_base = lowest.unwrap_or(seq);
@@ -465,6 +473,23 @@ impl Session {
         };
         debug_assert_eq!(g.frame_remaining, 0, "previous frame incomplete");
         debug_assert!(chunk.len() as u64 <= size);
+        if self.send_backlog > self.cfg.max_send_backlog {
+            let (serve, seq) = (g.serve, g.seq);
+            let superseded = self
+                .serves
+                .get(serve)
+                .and_then(|s| s.groups.newest())
+                .is_some_and(|(newest, _)| seq < newest);
+            if superseded {
+                // The transport is far behind: skip to the newest group rather than queue more
+                // of an older one.
+                self.abort_group(group, codes::stream::TOO_FAR_BEHIND);
+                return false;
+            }
+        }
+        let Some(g) = self.group_sends.get_mut(group) else {
+            return false;
+        };
         let timestamp_delta = if version.is_lite05() {
             match g.timestamps.delta_for(ts) {
                 Ok(delta) => delta,
@@ -483,7 +508,13 @@ impl Session {
             g.first_ts = Some(ts);
         }
         g.frame_remaining = size - chunk.len() as u64;
-        let (stream, serve) = (g.stream, g.serve);
+        let (stream, serve, seq) = (g.stream, g.serve, g.seq);
+        if first_frame
+            && version.is_lite05()
+            && let Some(s) = self.serves.get_mut(serve)
+        {
+            s.groups.set_first_timestamp(group, seq, ts);
+        }
         let header = FrameHeader {
             timestamp_delta,
             size,
@@ -544,8 +575,9 @@ impl Session {
     }
 
     fn forget_group(&mut self, serve: ServeId, group: GroupSendId) {
+        let group_sends = &self.group_sends;
         if let Some(s) = self.serves.get_mut(serve) {
-            s.groups.retain(|g| *g != group);
+            s.groups.remove(group, |k| group_sends.contains_key(k));
             self.try_finish_serve(serve);
         }
     }
@@ -632,16 +664,11 @@ impl Session {
     /// Recompute the priority of every live group of `serve` (after a rebase, or a change of
     /// the subscriber's or publisher's priority, order or age rank), emitting changes.
     fn rank_groups(&mut self, serve: ServeId) {
-        let Some(count) = self.serves.get(serve).map(|s| s.groups.len()) else {
+        let Some(count) = self.serves.get(serve).map(|s| s.groups.slots()) else {
             return;
         };
         for i in 0..count {
-            let Some(group) = self
-                .serves
-                .get(serve)
-                .and_then(|s| s.groups.get(i))
-                .copied()
-            else {
+            let Some(group) = self.serves.get(serve).and_then(|s| s.groups.get(i)) else {
                 break;
             };
             let priority = self.group_priority(serve, group);
@@ -676,37 +703,47 @@ impl Session {
     // ------------------------------------------------------------------------------------
     // Expiry
 
-    /// Expire groups of `serve` that a newer group has aged out.
+    /// Expire groups of `serve` that a newer group has aged out. Both indexes are sorted, so
+    /// each scan stops at the first group too young to expire.
     fn expire_serve(&mut self, now: Instant, serve: ServeId) {
         let Some(s) = self.serves.get(serve) else {
             return;
         };
         let max_latency = s.params.max_latency;
         let timescale = s.info.timescale.max(1);
-        let Some(newest) = s
-            .groups
-            .iter()
-            .filter_map(|k| self.group_sends.get(*k))
-            .max_by_key(|g| g.seq)
-            .map(|g| (g.seq, g.first_ts))
-        else {
+        let Some((newest_seq, newest_id)) = s.groups.newest() else {
             return;
         };
-        let lite05 = self.version.is_lite05();
-        let expired: Vec<GroupSendId> = s
-            .groups
-            .iter()
-            .copied()
-            .filter(|k| {
-                // Every group still tracked is expirable, including one finished but not yet
-                // acknowledged: the transport may still hold (and retransmit) its bytes.
-                self.group_sends.get(*k).is_some_and(|g| {
-                    g.seq < newest.0
-                        && expirable(g, max_latency)
-                        && group_age(g, newest.1, now, lite05, timescale) >= max_latency
-                })
-            })
-            .collect();
+        // Every group still tracked is expirable, including one finished but not yet
+        // acknowledged: the transport may still hold (and retransmit) its bytes.
+        let expires = |seq: u64, id: GroupSendId| {
+            seq < newest_seq
+                && self
+                    .group_sends
+                    .get(id)
+                    .is_some_and(|g| expirable(g, max_latency))
+        };
+        let mut expired = Vec::new();
+        for (arrival, seq, id) in s.groups.by_arrival() {
+            if now.saturating_duration_since(arrival) < max_latency {
+                break;
+            }
+            if expires(seq, id) {
+                expired.push(id);
+            }
+        }
+        let newest_ts = self.group_sends.get(newest_id).and_then(|g| g.first_ts);
+        if let (true, Some(newest_ts)) = (self.version.is_lite05(), newest_ts) {
+            for (ts, seq, id) in s.groups.by_timestamp() {
+                if timestamp_age(newest_ts, ts, timescale) < max_latency {
+                    break;
+                }
+                if expires(seq, id) {
+                    expired.push(id);
+                }
+            }
+        }
+        // A group expired by both ages is listed twice; the second expiry finds it gone.
         for group in expired {
             self.expire_group(serve, group);
         }
@@ -744,23 +781,23 @@ impl Session {
         }
     }
 
-    /// The earliest instant a live, non-newest group will reach its max latency.
+    /// The earliest instant a live, non-newest group will reach its max latency (the first
+    /// such group in arrival order).
     pub(super) fn publisher_deadline(&self) -> Option<Instant> {
         self.serves
             .values()
             .filter_map(|s| {
-                let newest = s
-                    .groups
-                    .iter()
-                    .filter_map(|k| self.group_sends.get(*k))
-                    .map(|g| g.seq)
-                    .max()?;
-                s.groups
-                    .iter()
-                    .filter_map(|k| self.group_sends.get(*k))
-                    .filter(|g| g.seq < newest && expirable(g, s.params.max_latency))
-                    .map(|g| g.arrival + s.params.max_latency)
-                    .min()
+                let (newest, _) = s.groups.newest()?;
+                let max_latency = s.params.max_latency;
+                let (arrival, _, _) = s.groups.by_arrival().find(|(_, seq, id)| {
+                    *seq < newest
+                        && self
+                            .group_sends
+                            .get(*id)
+                            .is_some_and(|g| expirable(g, max_latency))
+                })?;
+                // A max latency beyond the clock's range never expires anything.
+                arrival.checked_add(max_latency)
             })
             .min()
     }
@@ -774,25 +811,11 @@ fn expirable(g: &GroupSend, max_latency: Duration) -> bool {
     !(max_latency.is_zero() && g.awaiting_ack())
 }
 
-/// A group's age for expiry: the larger of its arrival age and (lite-05) its timestamp age
-/// behind the newest group.
-fn group_age(
-    g: &GroupSend,
-    newest_ts: Option<u64>,
-    now: Instant,
-    lite05: bool,
-    timescale: u64,
-) -> Duration {
-    let arrival_age = now.saturating_duration_since(g.arrival);
-    let ts_age = match (lite05, newest_ts, g.first_ts) {
-        (true, Some(newest), Some(mine)) if newest > mine => {
-            let units = newest - mine;
-            let millis = u128::from(units) * 1000 / u128::from(timescale);
-            Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
-        }
-        _ => Duration::ZERO,
-    };
-    arrival_age.max(ts_age)
+/// How far `mine` lies behind `newest` (lite-05 timestamps in `timescale` units per second).
+fn timestamp_age(newest: u64, mine: u64, timescale: u64) -> Duration {
+    let units = newest.saturating_sub(mine);
+    let millis = u128::from(units) * 1000 / u128::from(timescale);
+    Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
 }
 
 /// Bits of a group's rank within its subscription.

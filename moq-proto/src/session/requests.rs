@@ -679,7 +679,7 @@ impl Session {
             return Ok(());
         }
         self.goaway.sent = true;
-        self.goaway.deadline = Some(now + drain);
+        self.goaway.deadline = now.checked_add(drain);
         if self.version.has_goaway() {
             let message = Goaway {
                 uri: uri.to_string(),

@@ -174,6 +174,12 @@ pub struct Config {
     pub max_stream_buffer: usize,
     /// Most bytes buffered for streams still waiting for transport credit.
     pub max_pending_bytes: usize,
+    /// Most bytes the transport may hold unaccepted (see
+    /// [`super::Session::handle_send_backlog`]) before the session sheds groups: past it, a
+    /// frame for a group that is not its subscription's newest aborts that group
+    /// ([`super::codes::stream::TOO_FAR_BEHIND`]) instead of queueing behind the backlog, so
+    /// a subscriber that cannot keep up skips to the live edge and costs bounded memory.
+    pub max_send_backlog: usize,
 }
 
 impl Config {
@@ -194,6 +200,7 @@ impl Config {
             max_requests: 1024,
             max_streams: 20_000,
             max_pending_bytes: 64 * 1024 * 1024,
+            max_send_backlog: 4 * 1024 * 1024,
         }
     }
 }

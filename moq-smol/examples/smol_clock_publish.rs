@@ -1,6 +1,6 @@
 //! Publish a clock: one group per minute, one frame per second ("HH:MM:SS", UTC).
 //!
-//! `cargo run -p moq-smol --example clock_publish -- moqt://localhost:4443/anon clock`
+//! `cargo run -p moq-smol --example smol_clock_publish -- moqt://localhost:4443/anon clock`
 //! (add `--insecure` as a third argument to skip certificate checks against a dev relay).
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,6 +1,6 @@
-//! Print a clock published with `clock_publish`, one line per frame.
+//! Print a clock published with `smol_clock_publish`, one line per frame.
 //!
-//! `cargo run -p moq-smol --example clock_subscribe -- moqt://localhost:4443/anon clock`
+//! `cargo run -p moq-smol --example smol_clock_subscribe -- moqt://localhost:4443/anon clock`
 use moq_smol::{EngineConfig, Verification};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
