@@ -1908,6 +1908,12 @@ mod session_fuzz {
                         rtt: Duration::from_millis(input.value()),
                     };
                     self.s.handle_stats(now, stats);
+                    if input.bool() {
+                        // The transport's backlog: past the cap, older groups are shed.
+                        let bytes = input.value().saturating_mul(64 * 1024);
+                        self.s
+                            .handle_send_backlog(usize::try_from(bytes).unwrap_or(usize::MAX));
+                    }
                 }
                 11 => self.app_subscriber(input),
                 12 => self.app_requests(input),
