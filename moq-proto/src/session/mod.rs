@@ -15,6 +15,8 @@
 //!   stream, FIN included, was acknowledged), [`handle_open_granted`](Session::handle_open_granted)
 //!   (a [`Command::Open`] was fulfilled), [`handle_datagram`](Session::handle_datagram),
 //!   [`handle_stats`](Session::handle_stats) (transport estimates for PROBE),
+//!   [`handle_send_backlog`](Session::handle_send_backlog) (bytes the transport could not
+//!   accept yet; only recorded, it sheds older groups past `Config::max_send_backlog`),
 //!   [`handle_timeout`](Session::handle_timeout) and
 //!   [`handle_connection_lost`](Session::handle_connection_lost).
 //! - **Outputs** are drained: [`poll_command`](Session::poll_command) yields [`Command`]s for the
