@@ -61,11 +61,67 @@ pub(super) struct Conn {
 }
 
 impl Conn {
+    /// Write to a stream, queueing behind earlier blocked data or whatever quinn-proto
+    /// refuses; returns the bytes newly queued.
+    fn write(&mut self, id: quinn_proto::StreamId, data: Bytes) -> usize {
+        let len = data.len();
+        if let Some(blocked) = self.blocked.get_mut(&id) {
+            blocked.push(data);
+            self.blocked_bytes += len;
+            return len;
+        }
+        let mut blocked = Blocked::default();
+        blocked.push(data);
+        match blocked.write(&mut self.quic.send_stream(id)) {
+            Ok(_) if blocked.chunks.is_empty() => 0,
+            Ok(_) => {
+                let queued = blocked.bytes;
+                self.blocked_bytes += queued;
+                self.blocked.insert(id, blocked);
+                queued
+            }
+            Err(err) => {
+                tracing::trace!(%err, "write on a closed stream");
+                0
+            }
+        }
+    }
+
+    /// Retry a blocked stream now that quinn-proto may take more (FIN once it is all
+    /// written); returns the bytes that left the queue.
+    fn unblock(&mut self, id: quinn_proto::StreamId) -> usize {
+        let Some(blocked) = self.blocked.get_mut(&id) else {
+            return 0;
+        };
+        let mut send = self.quic.send_stream(id);
+        match blocked.write(&mut send) {
+            Ok(written) if !blocked.chunks.is_empty() => {
+                self.blocked_bytes -= written;
+                written
+            }
+            Ok(written) => {
+                if blocked.finish {
+                    let _ = send.finish();
+                }
+                self.blocked_bytes -= written;
+                written + self.drop_blocked(id)
+            }
+            // The stream is gone: nothing queued for it will be sent.
+            Err(_) => self.drop_blocked(id),
+        }
+    }
+
     /// Drop a stream's blocked queue; returns its bytes.
     fn drop_blocked(&mut self, id: quinn_proto::StreamId) -> usize {
         let bytes = self.blocked.remove(&id).map_or(0, |b| b.bytes);
         self.blocked_bytes -= bytes;
         bytes
+    }
+
+    /// Drop every blocked queue (the connection is gone); returns their bytes.
+    fn drop_all_blocked(&mut self) -> usize {
+        self.blocked.clear();
+        std::mem::take(&mut self.blocked_bytes)
     }
 
     pub(super) fn new(quic: quinn_proto::Connection, side: Side, url_path: Option<String>) -> Self {
@@ -288,9 +344,7 @@ impl Endpoint {
             return;
         }
         conn.lost = true;
-        conn.blocked.clear();
-        self.blocked_bytes -= conn.blocked_bytes;
-        conn.blocked_bytes = 0;
+        self.blocked_bytes -= conn.drop_all_blocked();
         match conn.peer {
             Some(peer) => {
                 self.node.input(now, peer, |s, now| {
@@ -386,26 +440,7 @@ impl Endpoint {
         let Some(conn) = self.conns.get_mut(&handle) else {
             return;
         };
-        let Some(blocked) = conn.blocked.get_mut(&id) else {
-            return;
-        };
-        let mut send = conn.quic.send_stream(id);
-        let done = match blocked.write(&mut send) {
-            Ok(written) => {
-                conn.blocked_bytes -= written;
-                self.blocked_bytes -= written;
-                let empty = blocked.chunks.is_empty();
-                if empty && blocked.finish {
-                    let _ = send.finish();
-                }
-                empty
-            }
-            // The stream is gone: nothing queued for it will be sent.
-            Err(_) => true,
-        };
-        if done {
-            self.blocked_bytes -= conn.drop_blocked(id);
-        }
+        self.blocked_bytes -= conn.unblock(id);
         self.report_backlog(handle);
     }
 
@@ -536,23 +571,7 @@ impl Endpoint {
                 let Some(id) = quic_id(stream) else {
                     return;
                 };
-                if let Some(blocked) = conn.blocked.get_mut(&id) {
-                    conn.blocked_bytes += data.len();
-                    self.blocked_bytes += data.len();
-                    blocked.push(data);
-                    return;
-                }
-                let mut blocked = Blocked::default();
-                blocked.push(data);
-                match blocked.write(&mut conn.quic.send_stream(id)) {
-                    Ok(_) if blocked.chunks.is_empty() => {}
-                    Ok(_) => {
-                        conn.blocked_bytes += blocked.bytes;
-                        self.blocked_bytes += blocked.bytes;
-                        conn.blocked.insert(id, blocked);
-                    }
-                    Err(err) => tracing::trace!(%err, "write on a closed stream"),
-                }
+                self.blocked_bytes += conn.write(id, data);
             }
             Command::Finish { stream } => {
                 let Some(id) = quic_id(stream) else {

@@ -473,23 +473,18 @@ impl Session {
         };
         debug_assert_eq!(g.frame_remaining, 0, "previous frame incomplete");
         debug_assert!(chunk.len() as u64 <= size);
-        if self.send_backlog > self.cfg.max_send_backlog {
-            let (serve, seq) = (g.serve, g.seq);
-            let superseded = self
+        if self.send_backlog > self.cfg.max_send_backlog
+            && self
                 .serves
-                .get(serve)
+                .get(g.serve)
                 .and_then(|s| s.groups.newest())
-                .is_some_and(|(newest, _)| seq < newest);
-            if superseded {
-                // The transport is far behind: skip to the newest group rather than queue more
-                // of an older one.
-                self.abort_group(group, codes::stream::TOO_FAR_BEHIND);
-                return false;
-            }
-        }
-        let Some(g) = self.group_sends.get_mut(group) else {
+                .is_some_and(|(newest, _)| g.seq < newest)
+        {
+            // The transport is far behind: skip to the newest group rather than queue more of
+            // an older one.
+            self.abort_group(group, codes::stream::TOO_FAR_BEHIND);
             return false;
-        };
+        }
         let timestamp_delta = if version.is_lite05() {
             match g.timestamps.delta_for(ts) {
                 Ok(delta) => delta,
