@@ -1376,6 +1376,9 @@ fn gotcha_27_gomoqt_style_inputs_are_tolerated() {
         raw.pump();
         assert!(raw.finished.contains(&stream));
         assert!(raw.events.contains(&Event::ServeClosed { id: serve }));
+        // Until our FIN is acknowledged the subscriber may not know the track ended.
+        assert!(raw.s.is_delivering());
+        raw.ack(stream);
         assert!(!raw.s.is_delivering());
         raw.clear();
         // A duplicate Subscribe ID from the peer is refused alone (gomoqt would not notice).

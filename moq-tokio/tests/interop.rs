@@ -706,6 +706,9 @@ fn round_trip(relay: &Relay, version: &str, group_lines: usize, ending: Ending) 
                 "lines",
                 "--track",
                 "text",
+                // From the first line, even if the relay attaches us after group 0 went by.
+                "--start-group",
+                "0",
             ],
         ),
         Input::Null,

@@ -103,6 +103,13 @@ impl State {
         }
     }
 
+    /// Remember the driver task's waker (cloned only when it changed).
+    pub(super) fn register_driver(&mut self, waker: &Waker) {
+        if !self.driver.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            self.driver = Some(waker.clone());
+        }
+    }
+
     /// Ask the driver to run (after a handle changed the engine).
     pub(super) fn wake_driver(&mut self) {
         if let Some(waker) = self.driver.take() {

@@ -121,7 +121,13 @@ impl Driver {
                 state.engine.set_max_gso_segments(segments);
                 match state.engine.poll_transmit(now, &mut self.send) {
                     Some(t) => self.pending = Some(t),
-                    None => return sent,
+                    None => {
+                        // Register before the lock is released: a handle that queues data
+                        // from now on must wake us, or it would wait for the next timer (a
+                        // CONNECTION_CLOSE could then be lost to the drain timeout).
+                        state.register_driver(cx.waker());
+                        return sent;
+                    }
                 }
             }
             let Some(t) = &self.pending else {
@@ -163,7 +169,7 @@ impl Future for Driver {
             let received = this.receive(cx);
             let sent = this.transmit(cx);
             let mut state = this.shared.lock();
-            state.driver = Some(cx.waker().clone());
+            state.register_driver(cx.waker());
             while let Some(event) = state.engine.poll_event() {
                 state.dispatch(event);
             }

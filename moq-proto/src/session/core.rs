@@ -15,7 +15,7 @@ use super::requests::{
 use super::subscriber::{GroupRecv, GroupRecvId, Subscription};
 use super::types::*;
 use crate::coding::{DecodeError, EncodeError, LenCounter, Sink};
-use crate::fxhash::FxHashMap;
+use crate::fxhash::{FxHashMap, FxHashSet};
 use crate::wire::{BiStreamType, Message, StreamReader, UniStreamType, Version};
 
 /// Where a stream we asked for stands.
@@ -96,6 +96,10 @@ pub struct Session {
     next_token: u64,
     pub(super) streams: FxHashMap<StreamId, Stream>,
     pub(super) pending: FxHashMap<OpenToken, PendingOpen>,
+    /// Subscribe streams whose final FIN (the end of a subscription we served) is not yet
+    /// acknowledged: until it is, the subscriber may not know the track ended, so we are
+    /// still delivering (a publisher that closed now could lose that end).
+    pub(super) unacked_ends: FxHashSet<StreamId>,
     pub(super) pending_bytes: usize,
     /// Bytes the transport holds that it could not accept yet (last reported).
     pub(super) send_backlog: usize,
@@ -143,6 +147,7 @@ impl Session {
             next_token: 0,
             streams: FxHashMap::default(),
             pending: FxHashMap::default(),
+            unacked_ends: FxHashSet::default(),
             pending_bytes: 0,
             send_backlog: 0,
             subs: SlotMap::with_key(),
@@ -215,9 +220,12 @@ impl Session {
     }
 
     /// True while we still serve something to the peer: a subscription, a group stream not
-    /// yet acknowledged, or a FETCH.
+    /// yet acknowledged, a subscription's end not yet acknowledged, or a FETCH.
     pub fn is_delivering(&self) -> bool {
-        !self.serves.is_empty() || !self.group_sends.is_empty() || !self.fetch_serves.is_empty()
+        !self.serves.is_empty()
+            || !self.group_sends.is_empty()
+            || !self.fetch_serves.is_empty()
+            || !self.unacked_ends.is_empty()
     }
 
     /// A short description of the state held, for debugging leaks.
@@ -385,6 +393,7 @@ impl Session {
 
     /// The peer asked us to stop sending on a stream.
     pub fn handle_stop_sending(&mut self, now: Instant, id: StreamId, code: u64) {
+        self.unacked_ends.remove(&id);
         if self.closed {
             return;
         }
@@ -403,6 +412,7 @@ impl Session {
 
     /// Everything we sent on a stream, FIN included, was acknowledged.
     pub fn handle_stream_finished(&mut self, now: Instant, id: StreamId) {
+        self.unacked_ends.remove(&id);
         if self.closed {
             return;
         }
@@ -513,6 +523,7 @@ impl Session {
         self.closed = true;
         // Every handle dies with the session; drop all state at once.
         self.streams.clear();
+        self.unacked_ends.clear();
         for (token, _) in self.pending.drain() {
             self.commands.push_back(Command::CancelOpen { token });
         }

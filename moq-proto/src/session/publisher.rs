@@ -349,6 +349,9 @@ impl Session {
             return;
         }
         let stream = serve.stream;
+        if self.streams.get(&stream).is_some_and(|s| s.send_open) {
+            self.unacked_ends.insert(stream);
+        }
         self.finish(StreamRef::Open(stream));
         if let Some(s) = self.serves.remove(id) {
             self.serve_by_wire.remove(&s.wire_id);

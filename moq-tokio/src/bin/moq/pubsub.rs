@@ -48,6 +48,10 @@ pub(crate) struct SubArgs {
     /// Subscriber priority (0-255, higher first).
     #[arg(long, default_value_t = 128)]
     pub(crate) priority: u8,
+    /// Start at this group (what the relay still holds of it and later ones) instead of the
+    /// latest; e.g. 0 to read a track from its beginning.
+    #[arg(long, value_name = "SEQ")]
+    pub(crate) start_group: Option<u64>,
 }
 
 /// `moq announced` flags.
@@ -115,30 +119,44 @@ pub(crate) async fn publish(common: &Common, args: PubArgs) -> Result<(), Error>
     Ok(())
 }
 
+/// How long the first group waits for lower-numbered groups that other streams overtook.
+const START_GRACE: Duration = Duration::from_millis(500);
+
 pub(crate) async fn subscribe(common: &Common, args: SubArgs) -> Result<(), Error> {
     let (endpoint, session) = common.connect(&args.url).await?;
     let params = SubscribeParams {
         priority: args.priority,
         ordered: true,
         max_latency: Duration::from_millis(args.max_latency),
+        start: args.start_group,
         ..SubscribeParams::default()
     };
     let mut subscription = endpoint.subscribe_with(&args.broadcast, &args.track, params)?;
     let mut out = tokio::io::BufWriter::new(tokio::io::stdout());
     // Each group is its own QUIC stream and relays send newer groups first, so groups can
     // arrive out of order: print them in sequence order, holding later groups until the next
-    // one arrives, or skipping a missing group once it is `max_latency` overdue.
+    // one arrives, or skipping a missing group once it is `max_latency` overdue. Unless a start
+    // group was asked for, where the subscription starts is unknown until something is
+    // printed, so the first group waits a short grace for lower ones overtaken on the way.
     let max_latency = params.max_latency;
+    let start_grace = max_latency.min(START_GRACE);
+    let patience = |next: Option<u64>| {
+        if next.is_some() {
+            max_latency
+        } else {
+            start_grace
+        }
+    };
     let mut pending: BTreeMap<u64, moq_tokio::GroupReader> = BTreeMap::new();
-    let mut next: Option<u64> = None;
+    let mut next: Option<u64> = args.start_group;
     let mut gap_since: Option<tokio::time::Instant> = None;
     let result: Result<(), Error> = async {
         let mut ended = false;
         loop {
             while let Some(entry) = pending.first_entry() {
                 let seq = *entry.key();
-                let overdue = gap_since.is_some_and(|t| t.elapsed() >= max_latency);
-                if !(next.is_none_or(|n| seq <= n) || ended || overdue) {
+                let overdue = gap_since.is_some_and(|t| t.elapsed() >= patience(next));
+                if !(next.is_some_and(|n| seq <= n) || ended || overdue) {
                     break;
                 }
                 let mut group = entry.remove();
@@ -156,7 +174,7 @@ pub(crate) async fn subscribe(common: &Common, args: SubArgs) -> Result<(), Erro
             if !pending.is_empty() && gap_since.is_none() {
                 gap_since = Some(tokio::time::Instant::now());
             }
-            let deadline = gap_since.map(|t| t + max_latency);
+            let deadline = gap_since.map(|t| t + patience(next));
             let group = tokio::select! {
                 group = subscription.next_group() => group,
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => continue,
