@@ -2,4 +2,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| moq_proto::fuzzing::datagram(data));
+fuzz_target!(|data: &[u8]| moq_harness::fuzzing::datagram(data));

@@ -12,6 +12,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod codes;
 pub mod coding;
 #[cfg(feature = "driver")]
 pub mod driver;
@@ -21,9 +22,5 @@ pub mod origin;
 #[cfg(feature = "quinn")]
 pub mod quic;
 pub mod session;
+pub mod webtransport;
 pub mod wire;
-
-#[cfg(feature = "fuzzing")]
-pub mod fuzzing;
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;

@@ -25,6 +25,6 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             println!("{}", String::from_utf8_lossy(&frame.payload));
         }
     }
-    println!("clock ended: {:?}", clock.error());
+    println!("clock ended: {:?}", clock.end());
     Ok(())
 }

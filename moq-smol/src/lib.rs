@@ -26,11 +26,16 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub use moq_proto::codes::{SessionCode, StreamCode};
 pub use moq_proto::driver::*;
-pub use moq_proto::quic::{Certificate, EngineConfig, MoqUrl, Verification};
+pub use moq_proto::node::{NodeConfig, PublishError};
+pub use moq_proto::origin::{GroupState, OriginConfig};
+pub use moq_proto::quic::{
+    Certificate, CertificateProblem, EngineConfig, MoqUrl, UntrustedCertificate, UrlError,
+    Verification,
+};
 pub use moq_proto::session::SubscribeParams;
-pub use moq_proto::wire::{Path, TrackInfo, Version};
-pub use moq_proto::{node, origin, quic, session, wire};
+pub use moq_proto::wire::{Path, PathError, TrackInfo, Version};
 pub use runtime::SmolRuntime;
 
 /// A client endpoint on an ephemeral port, driven on smol's global executor.

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use async_io::{Async, Timer as IoTimer};
-use moq_proto::driver::{AsyncTimer, AsyncUdpSocket, RecvMeta, Runtime, UdpTransmit};
+use moq_proto::driver::{AsyncTimer, AsyncUdpSocket, RecvMeta, Resolving, Runtime, UdpTransmit};
 
 /// Requested UDP send and receive buffer size.
 const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
@@ -27,7 +27,13 @@ impl Runtime for SmolRuntime {
         smol::spawn(future).detach();
     }
 
-    fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+    fn resolve(&self, host: String, port: u16) -> Resolving {
+        // async-net resolves on smol's blocking thread pool, off the executor.
+        Box::pin(async move { smol::net::resolve((host.as_str(), port)).await })
+    }
+
+    fn bind_udp(&self, addr: SocketAddr) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+        let socket = std::net::UdpSocket::bind(addr)?;
         let state = quinn_udp::UdpSocketState::new((&socket).into())?;
         // Bursts (GSO batches) overflow the kernel's default ~200 KB buffers and turn into
         // loss; ask for 8 MiB like the reference relay (the kernel may grant less).

@@ -22,6 +22,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("{}", String::from_utf8_lossy(&frame.payload));
         }
     }
-    println!("clock ended: {:?}", clock.error());
+    println!("clock ended: {:?}", clock.end());
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use moq_proto::driver::{AsyncTimer, AsyncUdpSocket, RecvMeta, Runtime, UdpTransmit};
+use moq_proto::driver::{AsyncTimer, AsyncUdpSocket, RecvMeta, Resolving, Runtime, UdpTransmit};
 use tokio::io::Interest;
 
 /// Requested UDP send and receive buffer size.
@@ -27,7 +27,16 @@ impl Runtime for TokioRuntime {
         tokio::spawn(future);
     }
 
-    fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+    fn resolve(&self, host: String, port: u16) -> Resolving {
+        Box::pin(async move {
+            tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map(|addrs| addrs.collect())
+        })
+    }
+
+    fn bind_udp(&self, addr: SocketAddr) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+        let socket = std::net::UdpSocket::bind(addr)?;
         let state = quinn_udp::UdpSocketState::new((&socket).into())?;
         // Bursts (GSO batches) overflow the kernel's default ~200 KB buffers and turn into
         // loss; ask for 8 MiB like the reference relay (the kernel may grant less).

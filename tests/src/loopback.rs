@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use moq_proto::codes::SessionCode;
 use moq_proto::driver::{DriverConfig, Endpoint, Runtime};
 use moq_proto::node::NodeConfig;
 use moq_proto::quic::{Certificate, EngineConfig, Verification};
@@ -84,6 +85,6 @@ pub async fn round_trip(runtime: Arc<dyn Runtime>, version: Version) {
         reason.starts_with("closed with code 0x0"),
         "{version}: clean close expected, got {reason}"
     );
-    client.close(0, "done");
-    server.close(0, "done");
+    client.close(SessionCode(0), "done");
+    server.close(SessionCode(0), "done");
 }

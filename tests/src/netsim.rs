@@ -13,8 +13,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use moq_harness::testing::Rng;
 use moq_proto::quic::{Endpoint, EngineEvent};
-use moq_proto::testing::Rng;
 
 /// Impairments of one direction of a path.
 #[derive(Debug, Clone)]

@@ -5,9 +5,9 @@
 use std::fs;
 use std::path::PathBuf;
 
-use moq_proto::fuzzing;
+use moq_harness::fuzzing;
 
-/// A harness entry point of `moq_proto::fuzzing`.
+/// A harness entry point of `moq_harness::fuzzing`.
 type Harness = fn(&[u8]);
 
 /// Every cargo-fuzz target and the harness function it calls.
@@ -58,7 +58,7 @@ fn every_corpus_directory_has_a_harness() {
         );
         assert!(
             harness(&name).is_some(),
-            "fuzz/corpus/{name} has no harness in moq_proto::fuzzing (add it to TARGETS)"
+            "fuzz/corpus/{name} has no harness in moq_harness::fuzzing (add it to TARGETS)"
         );
     }
 }
@@ -78,8 +78,8 @@ fn every_fuzz_target_is_declared() {
             .join(format!("fuzz_targets/{name}.rs"));
         let source = fs::read_to_string(&source).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(
-            source.contains(&format!("moq_proto::fuzzing::{name}(data)")),
-            "fuzz_targets/{name}.rs does not call moq_proto::fuzzing::{name}"
+            source.contains(&format!("moq_harness::fuzzing::{name}(data)")),
+            "fuzz_targets/{name}.rs does not call moq_harness::fuzzing::{name}"
         );
     }
 }

@@ -17,9 +17,10 @@ mod sim_support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use moq_proto::codes::StreamCode;
 use moq_proto::node::SubscriptionEvent;
 use moq_proto::origin::{GroupState, TrackId};
-use moq_proto::session::{SubscribeParams, codes};
+use moq_proto::session::SubscribeParams;
 use moq_proto::wire::{TrackInfo, Version};
 use moq_tests::netsim::LinkConfig;
 use sim_support::{Stamp, World, client_config, ms, quantile, server_config};
@@ -167,13 +168,13 @@ fn run(version: Version, seed: u64) -> Outcome {
                 // evicting a group that is still trickling in after seconds).
                 assert_eq!(
                     *code,
-                    codes::stream::OLD,
+                    StreamCode::OLD,
                     "{version}: low group {seq} aborted at {at:?}"
                 );
                 out.low_old += 1;
             }
             SubscriptionEvent::Dropped { start, end, code } => {
-                assert_eq!(*code, codes::stream::OLD, "{version}");
+                assert_eq!(*code, StreamCode::OLD, "{version}");
                 out.low_dropped += end - start + 1;
             }
             _ => {}

@@ -12,6 +12,7 @@ mod sim_support;
 
 use std::time::Duration;
 
+use moq_proto::codes::SessionCode;
 use moq_proto::node::{NodeEvent, SubscriptionEvent};
 use moq_proto::quic::{EngineConfig, EngineEvent};
 use moq_proto::session::SubscribeParams;
@@ -77,7 +78,7 @@ fn session_closed(
     w: &World,
     host: usize,
     peer: moq_proto::origin::PeerId,
-) -> Option<(u64, String, bool)> {
+) -> Option<(SessionCode, String, bool)> {
     w.log.iter().find_map(|s| match &s.event {
         EngineEvent::Node(NodeEvent::SessionClosed {
             peer: p,
@@ -181,7 +182,9 @@ fn path_loss_times_out_both_sides_and_releases_everything() {
 fn explicit_close_reaches_the_peer_and_releases_everything() {
     for (i, version) in Version::ALL.into_iter().enumerate() {
         let (mut w, publisher, subscriber, link, _track, sub) = streaming(510 + i as u64, version);
-        w.with(publisher, |e, now| e.close(now, 0x42, "maintenance"));
+        w.with(publisher, |e, now| {
+            e.close(now, SessionCode(0x42), "maintenance")
+        });
         let deadline = w.elapsed() + Duration::from_secs(2);
         let heard = w.run_until(deadline, |log| {
             log.iter().any(|s| {
@@ -192,9 +195,9 @@ fn explicit_close_reaches_the_peer_and_releases_everything() {
         let reason = disconnected(&w, subscriber, link.client_peer).unwrap();
         assert!(reason.contains("maintenance"), "{version}: {reason}");
         let (code, _, local) = session_closed(&w, subscriber, link.client_peer).unwrap();
-        assert_eq!((code, local), (0x42, false), "{version}");
+        assert_eq!((code, local), (SessionCode(0x42), false), "{version}");
         let (code, _, local) = session_closed(&w, publisher, link.server_peer).unwrap();
-        assert_eq!((code, local), (0x42, true), "{version}");
+        assert_eq!((code, local), (SessionCode(0x42), true), "{version}");
         let closed = w
             .sub_events(subscriber, sub)
             .into_iter()

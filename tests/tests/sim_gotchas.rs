@@ -3,8 +3,8 @@
 //! `moq-proto/tests/session_gotchas.rs`.
 use std::time::{Duration, Instant, SystemTime};
 
+use moq_harness::testing::node_config;
 use moq_proto::quic::{Certificate, Endpoint, EngineConfig, EngineEvent, Verification};
-use moq_proto::testing::node_config;
 use moq_proto::wire::{Path, Version};
 use moq_tests::netsim::{LinkConfig, NetSim};
 

@@ -14,10 +14,11 @@ mod sim_support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use moq_proto::codes::StreamCode;
 use moq_proto::node::SubscriptionEvent;
 use moq_proto::origin::GroupState;
 use moq_proto::quic::{EngineEvent, Verification};
-use moq_proto::session::{SubscribeParams, codes};
+use moq_proto::session::SubscribeParams;
 use moq_proto::wire::{TrackInfo, Version};
 use moq_tests::netsim::LinkConfig;
 use sim_support::{Stamp, World, client_config, dev_certificate, ms, server_config};
@@ -53,8 +54,8 @@ fn negotiate(seed: u64, offer: &[Version], accept: &[Version]) -> Result<Version
         EngineEvent::Connected {
             version, conn: c, ..
         } if s.host == client && *c == conn => Some(Ok(*version)),
-        EngineEvent::ConnectFailed { reason, conn: c } if s.host == client && *c == conn => {
-            Some(Err(reason.clone()))
+        EngineEvent::ConnectFailed { error, conn: c } if s.host == client && *c == conn => {
+            Some(Err(error.to_string()))
         }
         _ => None,
     });
@@ -178,13 +179,8 @@ fn credit_run(version: Version, seed: u64, max_latency: Duration, groups: u64) -
             .node()
             .session(link.server_peer)
             .unwrap()
-            .state_summary();
-        let pending: usize = summary
-            .split_whitespace()
-            .find_map(|s| s.strip_prefix("pending="))
-            .unwrap()
-            .parse()
-            .unwrap();
+            .tables();
+        let pending = summary.pending_opens;
         max_pending = max_pending.max(pending);
     }
     w.run_for(Duration::from_secs(10));
@@ -219,11 +215,11 @@ fn credit_run(version: Version, seed: u64, max_latency: Duration, groups: u64) -
                 seq,
                 state: GroupState::Aborted(code),
             } => {
-                assert_eq!(code, codes::stream::OLD, "{version}: group {seq}");
+                assert_eq!(code, StreamCode::OLD, "{version}: group {seq}");
                 out.reset_old.insert(seq);
             }
             SubscriptionEvent::Dropped { start, end, code } => {
-                assert_eq!(code, codes::stream::OLD, "{version}");
+                assert_eq!(code, StreamCode::OLD, "{version}");
                 out.dropped.extend(start..=end);
             }
             SubscriptionEvent::Closed { error } => panic!("{version}: closed {error:?}"),

@@ -10,10 +10,11 @@ mod sim_support;
 
 use std::time::Duration;
 
+use moq_harness::testing::Rng;
+use moq_proto::codes::SessionCode;
 use moq_proto::node::SubscriptionEvent;
 use moq_proto::origin::GroupState;
 use moq_proto::session::SubscribeParams;
-use moq_proto::testing::Rng;
 use moq_proto::wire::{Path, TrackInfo, Version};
 use moq_tests::netsim::LinkConfig;
 use sim_support::{Stamp, World, client_config, ms, server_config};
@@ -142,7 +143,7 @@ fn run(seed: u64) -> Result<(), String> {
         e.node().unpublish(now, b);
     });
     w.run_for(Duration::from_secs(1));
-    w.with(subscriber, |e, now| e.close(now, 0, "done"));
+    w.with(subscriber, |e, now| e.close(now, SessionCode(0), "done"));
     let deadline = w.elapsed() + Duration::from_secs(30);
     let drained = w.run_until_sim(deadline, |sim| {
         sim.hosts.iter().all(|h| h.engine.connection_count() == 0)

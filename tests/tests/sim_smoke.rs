@@ -2,10 +2,10 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use moq_harness::testing::node_config;
 use moq_proto::node::{NodeEvent, SubscriptionEvent};
 use moq_proto::quic::{Certificate, Endpoint, EngineConfig, EngineEvent, Verification};
 use moq_proto::session::SubscribeParams;
-use moq_proto::testing::node_config;
 use moq_proto::wire::{Path, TrackInfo, Version};
 use moq_tests::netsim::{LinkConfig, NetSim};
 

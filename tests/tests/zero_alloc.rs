@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use moq_proto::testing::FanOut;
+use moq_harness::testing::FanOut;
 use moq_proto::wire::Version;
 use moq_tests::alloc::{CountingAlloc, assert_installed, measure};
 

@@ -2,7 +2,7 @@
 
 use std::future::poll_fn;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
@@ -12,10 +12,11 @@ use bytes::Bytes;
 use super::Runtime;
 use super::shared::{Connect, Shared, State, SubSlot, WatchSlot};
 use super::task::Driver;
+use crate::codes::{SessionCode, StreamCode};
 use crate::node::{LocalSubId, PublishError, WatchId};
 use crate::origin::{BroadcastId, GroupState, PeerId, TrackId};
-use crate::quic::{EngineConfig, EngineError, MoqUrl, UrlError};
-use crate::session::{SubscribeParams, codes};
+use crate::quic::{ConnectFailure, EngineConfig, EngineError, MoqUrl, UrlError};
+use crate::session::SubscribeParams;
 use crate::wire::{Path, PathError, TrackInfo, Version};
 
 /// Limits of the async layer.
@@ -45,17 +46,48 @@ pub enum ConnectError {
     #[error(transparent)]
     Url(#[from] UrlError),
     /// The host name did not resolve.
-    #[error("cannot resolve {0}: {1}")]
-    Resolve(String, String),
+    #[error("cannot resolve {host}: {reason}")]
+    Resolve {
+        /// The host name.
+        host: String,
+        /// What the resolver said.
+        reason: String,
+    },
     /// The engine refused to start it.
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// The handshake failed (TLS, no common version, unreachable, timeout).
-    #[error("connection to {0} failed: {1}")]
-    Failed(String, String),
+    /// The handshake failed: an untrusted certificate, no common version, unreachable,
+    /// timeout.
+    #[error("connection to {url} failed: {failure}")]
+    Failed {
+        /// The URL dialled.
+        url: String,
+        /// Why.
+        failure: ConnectFailure,
+    },
     /// The endpoint is closed.
     #[error("endpoint closed")]
     Closed,
+}
+
+/// How a subscription ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubscriptionEnd {
+    /// The track ended cleanly: every group was delivered or accounted for.
+    Finished,
+    /// The publisher (or a relay on the way) reset it with this code, e.g.
+    /// [`StreamCode::UNROUTABLE`] when nobody publishes the broadcast.
+    Failed(StreamCode),
+}
+
+impl std::fmt::Display for SubscriptionEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Finished => f.write_str("track finished"),
+            Self::Failed(code) => write!(f, "subscription failed with code {code}"),
+        }
+    }
 }
 
 /// One frame read from a subscription.
@@ -95,9 +127,8 @@ impl Endpoint {
         mut config: EngineConfig,
         driver: DriverConfig,
     ) -> io::Result<Self> {
-        let socket = std::net::UdpSocket::bind(addr)?;
+        let socket = runtime.bind_udp(addr)?;
         let local_addr = socket.local_addr()?;
-        let socket = runtime.wrap_udp_socket(socket)?;
         config.max_gso_segments = socket.max_transmit_segments();
         let engine =
             crate::quic::Endpoint::new(config).map_err(|e| io::Error::other(e.to_string()))?;
@@ -140,7 +171,8 @@ impl Endpoint {
     }
 
     /// Run `f` on the engine (and its node), then let the driver send what it produced.
-    pub fn with_engine<R>(&self, f: impl FnOnce(&mut crate::quic::Endpoint, Instant) -> R) -> R {
+    /// Private: `f` runs under the endpoint's lock, so a handle used inside it would deadlock.
+    fn with_engine<R>(&self, f: impl FnOnce(&mut crate::quic::Endpoint, Instant) -> R) -> R {
         let now = self.runtime.now();
         let mut state = self.shared.lock();
         let result = f(&mut state.engine, now);
@@ -170,7 +202,7 @@ impl Endpoint {
         versions: &[Version],
     ) -> Result<Session, ConnectError> {
         let parsed = MoqUrl::parse(url)?;
-        let remote = self.resolve(&parsed)?;
+        let remote = self.resolve(&parsed).await?;
         let handle = self.with_state(|state, now| {
             if state.closed {
                 return Err(ConnectError::Closed);
@@ -200,7 +232,10 @@ impl Endpoint {
                 }
                 Some(Connect::Done(_)) => match state.connects.remove(&handle) {
                     Some(Connect::Done(result)) => {
-                        Poll::Ready(result.map_err(|e| ConnectError::Failed(parsed.to_string(), e)))
+                        Poll::Ready(result.map_err(|failure| ConnectError::Failed {
+                            url: parsed.to_string(),
+                            failure,
+                        }))
                     }
                     _ => Poll::Ready(Err(ConnectError::Closed)),
                 },
@@ -217,19 +252,30 @@ impl Endpoint {
         })
     }
 
-    fn resolve(&self, url: &MoqUrl) -> Result<SocketAddr, ConnectError> {
-        let authority = url.authority();
-        let addrs: Vec<SocketAddr> = authority
-            .to_socket_addrs()
-            .map_err(|e| ConnectError::Resolve(authority.clone(), e.to_string()))?
-            .collect();
+    /// The address to dial for `url`: an IP literal as it is, a name through the runtime's
+    /// resolver (never a blocking lookup on the executor).
+    async fn resolve(&self, url: &MoqUrl) -> Result<SocketAddr, ConnectError> {
+        let addrs = match url.host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, url.port)],
+            Err(_) => self
+                .runtime
+                .resolve(url.host.clone(), url.port)
+                .await
+                .map_err(|e| ConnectError::Resolve {
+                    host: url.host.clone(),
+                    reason: e.to_string(),
+                })?,
+        };
         let v6_socket = self.local_addr.is_ipv6();
         let pick = addrs
             .iter()
             .find(|a| a.is_ipv6() == v6_socket)
             .or_else(|| addrs.first())
             .copied()
-            .ok_or_else(|| ConnectError::Resolve(authority.clone(), "no address".into()))?;
+            .ok_or_else(|| ConnectError::Resolve {
+                host: url.host.clone(),
+                reason: "no address".into(),
+            })?;
         // A dual-stack IPv6 socket reaches IPv4 peers through mapped addresses.
         Ok(match (v6_socket, pick) {
             (true, SocketAddr::V4(v4)) => {
@@ -322,7 +368,7 @@ impl Endpoint {
     }
 
     /// Close every connection and stop the driver once they are gone.
-    pub fn close(&self, code: u64, reason: &str) {
+    pub fn close(&self, code: SessionCode, reason: &str) {
         self.with_state(|state, now| {
             state.engine.close(now, code, reason);
             state.closed = true;
@@ -433,7 +479,7 @@ impl Session {
     }
 
     /// Close with a code and a reason.
-    pub fn close(&self, code: u64, reason: &str) {
+    pub fn close(&self, code: SessionCode, reason: &str) {
         let peer = self.peer;
         self.endpoint
             .with_engine(|engine, now| engine.node().close_session(now, peer, code, reason));
@@ -484,7 +530,7 @@ impl Drop for Session {
                 state.engine.node().close_session(
                     now,
                     peer,
-                    codes::session::NO_ERROR,
+                    SessionCode::NO_ERROR,
                     "session dropped",
                 );
             }
@@ -634,11 +680,11 @@ impl GroupPublisher {
     }
 
     /// Abort the group with a stream error code.
-    pub fn abort(mut self, code: u64) {
+    pub fn abort(mut self, code: StreamCode) {
         self.close(Some(code));
     }
 
-    fn close(&mut self, code: Option<u64>) {
+    fn close(&mut self, code: Option<StreamCode>) {
         if self.done {
             return;
         }
@@ -689,12 +735,13 @@ impl Subscription {
         })
     }
 
-    /// Wait until the track resolved (publisher accepted); returns its properties if known.
-    pub async fn ready(&mut self) -> Result<Option<TrackInfo>, Option<u64>> {
+    /// Wait until the track resolved (publisher accepted); returns its properties if known,
+    /// or how the subscription ended before that.
+    pub async fn ready(&mut self) -> Result<Option<TrackInfo>, SubscriptionEnd> {
         poll_fn(|cx| {
             let mut state = self.endpoint.shared.lock();
             let Some(sub) = state.subs.get_mut(&self.id) else {
-                return Poll::Ready(Err(None));
+                return Poll::Ready(Err(SubscriptionEnd::Failed(StreamCode::CANCEL)));
             };
             if sub.ready {
                 return Poll::Ready(Ok(sub.info));
@@ -708,9 +755,8 @@ impl Subscription {
         .await
     }
 
-    /// Why the subscription ended: `Some(None)` cleanly, `Some(Some(code))` with an error,
-    /// `None` while it is live.
-    pub fn error(&self) -> Option<Option<u64>> {
+    /// How the subscription ended; `None` while it is live.
+    pub fn end(&self) -> Option<SubscriptionEnd> {
         self.endpoint
             .shared
             .lock()

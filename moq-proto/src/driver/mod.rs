@@ -5,9 +5,10 @@
 //! [`Subscription`], [`Announcements`]) shares the engine behind one mutex and is woken by the
 //! driver when something it waits for happens, as quinn does.
 //!
-//! A runtime supplies three things through the small [`Runtime`] trait: a UDP socket that can
-//! be polled (built on `quinn-udp`, for GSO, GRO and ECN), a timer, and `spawn`. `moq-tokio`
-//! and `moq-smol` implement it.
+//! A runtime supplies what touches the operating system through the small [`Runtime`] trait: a
+//! bound UDP socket that can be polled (built on `quinn-udp`, for GSO, GRO and ECN), host-name
+//! resolution that does not block the executor, a timer, and `spawn`. `moq-tokio` and
+//! `moq-smol` implement it; nothing in this module blocks a thread.
 //!
 //! Backpressure: publishers' `write_frame` waits while more than
 //! [`DriverConfig::max_buffered`] bytes are waiting for quinn-proto (flow control or send
@@ -28,9 +29,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+pub use crate::quic::ConnectFailure;
 pub use api::{
     Announcements, BroadcastPublisher, ConnectError, DriverConfig, Endpoint, Frame, GroupPublisher,
-    GroupReader, Session, Subscription, TrackPublisher,
+    GroupReader, Session, Subscription, SubscriptionEnd, TrackPublisher,
 };
 pub use quinn_udp::{RecvMeta, Transmit as UdpTransmit};
 
@@ -71,6 +73,9 @@ pub trait AsyncTimer: Send + Debug + 'static {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
 }
 
+/// A host-name lookup in progress.
+pub type Resolving = Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send>>;
+
 /// What a runtime provides.
 pub trait Runtime: Send + Sync + Debug + 'static {
     /// A timer firing at `deadline`.
@@ -79,8 +84,12 @@ pub trait Runtime: Send + Sync + Debug + 'static {
     /// Run a task in the background.
     fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>);
 
-    /// Make a bound standard socket pollable.
-    fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>>;
+    /// Bind a UDP socket to `addr` and make it pollable.
+    fn bind_udp(&self, addr: SocketAddr) -> io::Result<Arc<dyn AsyncUdpSocket>>;
+
+    /// Resolve `host` (a name, not an IP literal) to socket addresses with `port`, without
+    /// blocking the executor: other connections keep running while DNS answers.
+    fn resolve(&self, host: String, port: u16) -> Resolving;
 
     /// The current time.
     fn now(&self) -> Instant {

@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
 
-use super::api::{DriverConfig, Frame};
+use super::api::{DriverConfig, Frame, SubscriptionEnd};
 use crate::node::{LocalSubId, NodeEvent, SubscriptionEvent, WatchId};
 use crate::origin::{GroupState, PeerId};
-use crate::quic::{ConnectionHandle, Endpoint, EngineEvent};
+use crate::quic::{ConnectFailure, ConnectionHandle, Endpoint, EngineEvent};
 use crate::wire::{Path, TrackInfo, Version};
 
 pub(super) struct Shared {
@@ -34,7 +34,7 @@ impl Shared {
 /// Outcome of a connection attempt.
 pub(super) enum Connect {
     Pending(Option<Waker>),
-    Done(Result<(PeerId, Version, SocketAddr), String>),
+    Done(Result<(PeerId, Version, SocketAddr), ConnectFailure>),
 }
 
 #[derive(Default)]
@@ -59,7 +59,7 @@ pub(super) struct SubSlot {
     pub(super) new_groups: VecDeque<u64>,
     pub(super) groups: HashMap<u64, GroupSlot>,
     pub(super) buffered: usize,
-    pub(super) closed: Option<Option<u64>>,
+    pub(super) closed: Option<SubscriptionEnd>,
     pub(super) waker: Option<Waker>,
 }
 
@@ -186,10 +186,10 @@ impl State {
                     }
                 }
             }
-            EngineEvent::ConnectFailed { conn, reason } => {
+            EngineEvent::ConnectFailed { conn, error } => {
                 if let Some(slot) = self.connects.get_mut(&conn)
                     && let Connect::Pending(Some(w)) =
-                        std::mem::replace(slot, Connect::Done(Err(reason)))
+                        std::mem::replace(slot, Connect::Done(Err(error)))
                 {
                     w.wake();
                 }
@@ -197,8 +197,10 @@ impl State {
             EngineEvent::Disconnected { conn, peer, reason } => {
                 if let Some(slot) = self.connects.get_mut(&conn)
                     && matches!(slot, Connect::Pending(_))
-                    && let Connect::Pending(Some(w)) =
-                        std::mem::replace(slot, Connect::Done(Err(reason.clone())))
+                    && let Connect::Pending(Some(w)) = std::mem::replace(
+                        slot,
+                        Connect::Done(Err(ConnectFailure::Transport(reason.clone()))),
+                    )
                 {
                     w.wake();
                 }
@@ -310,7 +312,10 @@ impl State {
             }
             SubscriptionEvent::Dropped { .. } => {}
             SubscriptionEvent::Closed { error } => {
-                sub.closed = Some(error);
+                sub.closed = Some(match error {
+                    None => SubscriptionEnd::Finished,
+                    Some(code) => SubscriptionEnd::Failed(code),
+                });
                 wake_sub(sub);
             }
         }

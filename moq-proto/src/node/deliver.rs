@@ -6,8 +6,9 @@ use bytes::Bytes;
 
 use super::events::SubscriptionEvent;
 use super::{ConsumerId, Links, Node, NodeEvent, Owner, Sink};
+use crate::codes::StreamCode;
 use crate::origin::{GroupState, TrackEnd, TrackId};
-use crate::session::{SubscribeParams, codes};
+use crate::session::SubscribeParams;
 
 /// Bounded ranges up to this many groups are accounted for group by group.
 const MAX_TRACKED_RANGE: u64 = 4096;
@@ -69,7 +70,7 @@ impl Node {
                 .and_then(|c| c.params.end)
                 .map_or(oldest - 1, |e| e.min(oldest - 1));
             if end >= start {
-                self.drop_for(consumer, start, end, codes::stream::EVICTED);
+                self.drop_for(consumer, start, end, StreamCode::EVICTED);
             }
         }
         for seq in seqs {
@@ -86,7 +87,13 @@ impl Node {
     }
 
     /// Tell one consumer that groups `start..=end` will never come.
-    pub(super) fn drop_for(&mut self, consumer: ConsumerId, start: u64, end: u64, code: u64) {
+    pub(super) fn drop_for(
+        &mut self,
+        consumer: ConsumerId,
+        start: u64,
+        end: u64,
+        code: StreamCode,
+    ) {
         self.report_drop(consumer, start, end, code);
         // Dropped groups are accounted for: a bounded range may now be complete.
         let first = self
@@ -105,7 +112,7 @@ impl Node {
         }
     }
 
-    fn report_drop(&mut self, consumer: ConsumerId, start: u64, end: u64, code: u64) {
+    fn report_drop(&mut self, consumer: ConsumerId, start: u64, end: u64, code: StreamCode) {
         match self.consumers.get(consumer).map(|c| (c.owner, c.accepted)) {
             Some((Owner::Serve(peer, serve), true)) => {
                 if let Some(p) = self.peers.get_mut(peer) {
@@ -471,13 +478,19 @@ impl Node {
             .map(|o| o.into_iter().collect())
             .unwrap_or_default();
         for seq in missing {
-            self.report_drop(consumer, seq, seq, 0);
+            // Code 0: simply unavailable (docs/wire.md §4.6).
+            self.report_drop(consumer, seq, seq, StreamCode(0));
         }
         self.end_consumer(consumer, end + 1, None);
     }
 
     /// Tell a consumer its subscription is over (`error: None` = cleanly at `end`) and drop it.
-    pub(super) fn end_consumer(&mut self, consumer: ConsumerId, end: u64, error: Option<u64>) {
+    pub(super) fn end_consumer(
+        &mut self,
+        consumer: ConsumerId,
+        end: u64,
+        error: Option<StreamCode>,
+    ) {
         let Some(c) = self.consumers.get(consumer) else {
             return;
         };
@@ -675,7 +688,7 @@ impl Node {
                 now,
                 track,
                 seq,
-                GroupState::Aborted(code.unwrap_or(codes::stream::CANCEL)),
+                GroupState::Aborted(code.unwrap_or(StreamCode::CANCEL)),
             );
         }
         let end_seq = match end {

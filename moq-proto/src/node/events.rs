@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::codes::{SessionCode, StreamCode};
 use crate::origin::{GroupState, PeerId};
 use crate::wire::{Path, TrackInfo};
 
@@ -18,6 +19,7 @@ slotmap::new_key_type! {
 
 /// Progress of a local subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SubscriptionEvent {
     /// The track resolved: the publisher accepted, or the track is local.
     Ready {
@@ -52,17 +54,18 @@ pub enum SubscriptionEvent {
         /// Last group, inclusive.
         end: u64,
         /// Error code.
-        code: u64,
+        code: StreamCode,
     },
     /// The subscription is over: `None` when the track ended cleanly.
     Closed {
         /// Error code, if any.
-        error: Option<u64>,
+        error: Option<StreamCode>,
     },
 }
 
 /// Progress of a local FETCH.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FetchEvent {
     /// A whole frame of the group.
     Frame {
@@ -74,12 +77,13 @@ pub enum FetchEvent {
     /// The fetch is over: `None` when the whole group arrived.
     Closed {
         /// Error code, if any.
-        error: Option<u64>,
+        error: Option<StreamCode>,
     },
 }
 
 /// Something the application must know.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NodeEvent {
     /// A session is usable (its root path is known).
     SessionReady {
@@ -91,7 +95,7 @@ pub enum NodeEvent {
         /// The peer.
         peer: PeerId,
         /// Session error code.
-        code: u64,
+        code: SessionCode,
         /// Reason.
         reason: String,
         /// True when we closed it.

@@ -7,10 +7,11 @@ use bytes::Bytes;
 
 use super::events::{FetchEvent, LocalFetchId, LocalSubId, NodeEvent, SubscriptionEvent, WatchId};
 use super::{Consumer, ConsumerId, FetchSink, Node, Owner, WatchOwner, Watcher};
+use crate::codes::StreamCode;
 use crate::origin::{
     BroadcastId, GroupError, GroupState, OriginError, TrackEnd, TrackId, track::join,
 };
-use crate::session::{SubscribeParams, codes};
+use crate::session::SubscribeParams;
 use crate::wire::{Path, TrackInfo};
 
 pub(super) struct LocalSub {
@@ -134,7 +135,7 @@ impl Node {
                     now,
                     track,
                     seq,
-                    GroupState::Aborted(codes::stream::GROUP_TOO_LARGE),
+                    GroupState::Aborted(StreamCode::GROUP_TOO_LARGE),
                 );
                 self.pump(now);
                 return Err(PublishError::GroupTooLarge(seq));
@@ -154,7 +155,7 @@ impl Node {
     }
 
     /// Abort group `seq` with a stream error code.
-    pub fn abort_group(&mut self, now: Instant, track: TrackId, seq: u64, code: u64) {
+    pub fn abort_group(&mut self, now: Instant, track: TrackId, seq: u64, code: StreamCode) {
         self.group_closed(now, track, seq, GroupState::Aborted(code));
         self.pump(now);
     }
@@ -365,7 +366,7 @@ impl Node {
                 self.events.push_back(NodeEvent::Fetch {
                     id,
                     event: FetchEvent::Closed {
-                        error: Some(codes::stream::NOT_FOUND),
+                        error: Some(StreamCode::NOT_FOUND),
                     },
                 });
             }

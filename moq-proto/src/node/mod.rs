@@ -27,6 +27,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::codes::{SessionCode, StreamCode};
 use slotmap::{SecondaryMap, SlotMap};
 
 pub use events::{FetchEvent, LocalFetchId, LocalSubId, NodeEvent, SubscriptionEvent, WatchId};
@@ -330,7 +331,7 @@ impl Node {
                 now,
                 track,
                 seq,
-                crate::origin::GroupState::Aborted(crate::session::codes::stream::EVICTED),
+                crate::origin::GroupState::Aborted(StreamCode::EVICTED),
             );
         }
         self.pump(now);
@@ -342,11 +343,8 @@ impl Node {
         if let Some(p) = self.peers.get_mut(peer)
             && !p.closed
         {
-            p.session.handle_connection_lost(
-                now,
-                crate::session::codes::session::NO_ERROR,
-                "removed",
-            );
+            p.session
+                .handle_connection_lost(now, SessionCode::NO_ERROR, "removed");
             self.touch(peer);
             self.pump(now);
         }
@@ -366,7 +364,7 @@ impl Node {
     }
 
     /// Close a peer's session.
-    pub fn close_session(&mut self, now: Instant, peer: PeerId, code: u64, reason: &str) {
+    pub fn close_session(&mut self, now: Instant, peer: PeerId, code: SessionCode, reason: &str) {
         if let Some(p) = self.peers.get_mut(peer) {
             p.session.close(code, reason);
             self.touch(peer);
@@ -425,7 +423,7 @@ impl Node {
                 p.interests.len(),
                 p.fetches.len(),
                 p.track_queries.len(),
-                p.session.state_summary()
+                p.session.tables()
             ));
         }
         out

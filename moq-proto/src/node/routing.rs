@@ -9,9 +9,11 @@ use super::events::FetchEvent;
 use super::{
     Consumer, ConsumerId, FetchProgress, FetchSink, Node, NodeEvent, Owner, WatchOwner, Watcher,
 };
+use crate::codes::SessionCode;
+use crate::codes::StreamCode;
 use crate::origin::{AnnounceChange, BroadcastId, GroupState, PeerId, Route, TrackEnd, TrackId};
 use crate::session::{
-    Event, FetchServeId, GroupEnd, ListenerId, ServeId, SubscribeParams, TrackServeId, codes,
+    Event, FetchServeId, GroupEnd, ListenerId, ServeId, SubscribeParams, TrackServeId,
 };
 use crate::wire::{Path, TrackInfo};
 
@@ -34,21 +36,21 @@ impl Node {
                 let Some(track) = self.upstream_track(peer, id) else {
                     return;
                 };
-                if let Some((priority, ordered, max_latency)) = info.publisher
+                if let Some(publisher) = info.publisher
                     && let Some(t) = self.origin.track_mut(track)
                     && t.info().is_none()
                 {
                     // The reference's lite-03/04 SUBSCRIBE_OK carries max latency 0 ("unknown",
                     // WIRE.md §3.2): retention 0 would evict every open non-latest group at
                     // once, so keep the default retention then (WIRE.md §5.13).
-                    let max_latency = if max_latency.is_zero() {
+                    let max_latency = if publisher.max_latency.is_zero() {
                         crate::origin::track::DEFAULT_RETENTION
                     } else {
-                        max_latency
+                        publisher.max_latency
                     };
                     t.set_info(TrackInfo {
-                        priority,
-                        ordered,
+                        priority: publisher.priority,
+                        ordered: publisher.ordered,
                         max_latency,
                         timescale: 1000,
                     });
@@ -97,7 +99,7 @@ impl Node {
                         id,
                         track,
                         seq,
-                        codes::stream::GROUP_TOO_LARGE,
+                        StreamCode::GROUP_TOO_LARGE,
                     ),
                     _ => {}
                 }
@@ -338,7 +340,7 @@ impl Node {
         id: crate::session::SubscriptionId,
         track: TrackId,
         seq: u64,
-        code: u64,
+        code: StreamCode,
     ) {
         if let Some(p) = self.peers.get_mut(peer) {
             p.session.stop_group(id, seq);
@@ -349,7 +351,7 @@ impl Node {
 
     pub(super) fn enforce_cache(&mut self, now: Instant, track: TrackId) {
         for seq in self.origin.enforce(now, track) {
-            self.group_closed(now, track, seq, GroupState::Aborted(codes::stream::EVICTED));
+            self.group_closed(now, track, seq, GroupState::Aborted(StreamCode::EVICTED));
         }
     }
 
@@ -396,7 +398,7 @@ impl Node {
     }
 
     /// Forward SUBSCRIBE_DROP to every consumer.
-    fn forward_drop(&mut self, track: TrackId, start: u64, end: u64, code: u64) {
+    fn forward_drop(&mut self, track: TrackId, start: u64, end: u64, code: StreamCode) {
         let consumers = self
             .links
             .get(track)
@@ -513,14 +515,14 @@ impl Node {
         track: &str,
         params: SubscribeParams,
     ) {
-        let reject = |node: &mut Node, code: u64| {
+        let reject = |node: &mut Node, code: StreamCode| {
             if let Some(p) = node.peers.get_mut(peer) {
                 p.session.reject_serve(serve, code);
                 node.touch(peer);
             }
         };
         let Some(abs) = self.absolute(peer, broadcast) else {
-            return reject(self, codes::stream::UNROUTABLE);
+            return reject(self, StreamCode::UNROUTABLE);
         };
         let track_id = match self.resolve_track(now, &abs, track, params, Some(peer)) {
             Ok(t) => t,
@@ -571,64 +573,68 @@ impl Node {
         name: &str,
         params: SubscribeParams,
         from: Option<PeerId>,
-    ) -> Result<TrackId, u64> {
-        let broadcast = self.origin.find(path).ok_or(codes::stream::UNROUTABLE)?;
+    ) -> Result<TrackId, StreamCode> {
+        let broadcast = self.origin.find(path).ok_or(StreamCode::UNROUTABLE)?;
         let b = self
             .origin
             .broadcast(broadcast)
-            .ok_or(codes::stream::UNROUTABLE)?;
+            .ok_or(StreamCode::UNROUTABLE)?;
         if let Some(track) = b.track(name) {
             let ended = self.origin.track(track).and_then(|t| t.ended());
             if ended.is_none() || b.is_local() {
                 if ended.is_some() {
-                    return Err(codes::stream::NOT_FOUND);
+                    return Err(StreamCode::NOT_FOUND);
                 }
                 self.ensure_upstream(track, params)?;
                 return Ok(track);
             }
         }
         if b.is_local() {
-            return Err(codes::stream::NOT_FOUND);
+            return Err(StreamCode::NOT_FOUND);
         }
-        let route = b.best_route().ok_or(codes::stream::UNROUTABLE)?.clone();
+        let route = b.best_route().ok_or(StreamCode::UNROUTABLE)?.clone();
         if Some(route.peer) == from {
             // Subscribing a peer to its own broadcast through us would loop.
-            return Err(codes::stream::UNROUTABLE);
+            return Err(StreamCode::UNROUTABLE);
         }
         let track = self
             .origin
             .create_track(broadcast, name, None)
-            .map_err(|_| codes::stream::NOT_FOUND)?;
+            .map_err(|_| StreamCode::NOT_FOUND)?;
         self.links.insert(track, Default::default());
         self.ensure_upstream(track, params)?;
         Ok(track)
     }
 
     /// Open the upstream subscription for a remote track that has none.
-    fn ensure_upstream(&mut self, track: TrackId, params: SubscribeParams) -> Result<(), u64> {
-        let t = self.origin.track(track).ok_or(codes::stream::NOT_FOUND)?;
+    fn ensure_upstream(
+        &mut self,
+        track: TrackId,
+        params: SubscribeParams,
+    ) -> Result<(), StreamCode> {
+        let t = self.origin.track(track).ok_or(StreamCode::NOT_FOUND)?;
         let broadcast = t.broadcast();
         let b = self
             .origin
             .broadcast(broadcast)
-            .ok_or(codes::stream::UNROUTABLE)?;
+            .ok_or(StreamCode::UNROUTABLE)?;
         if b.is_local() {
             return Ok(());
         }
         if self.links.get(track).is_some_and(|l| l.upstream.is_some()) {
             return Ok(());
         }
-        let route = b.best_route().ok_or(codes::stream::UNROUTABLE)?.clone();
+        let route = b.best_route().ok_or(StreamCode::UNROUTABLE)?.clone();
         let path = b.path().clone();
         let name = t.name().to_string();
         let rel = self
             .relative(route.peer, &path)
-            .ok_or(codes::stream::UNROUTABLE)?;
+            .ok_or(StreamCode::UNROUTABLE)?;
         let want_info = t.info().is_none();
         let p = self
             .peers
             .get_mut(route.peer)
-            .ok_or(codes::stream::UNROUTABLE)?;
+            .ok_or(StreamCode::UNROUTABLE)?;
         // The first subscriber's start goes upstream (a past start is then served by the
         // source's cache); the range end is each consumer's own business.
         let upstream = SubscribeParams {
@@ -638,7 +644,7 @@ impl Node {
         let sub = p
             .session
             .subscribe(rel.clone(), &name, upstream)
-            .map_err(|_| codes::stream::UNROUTABLE)?;
+            .map_err(|_| StreamCode::UNROUTABLE)?;
         p.upstream.insert(sub, track);
         // lite-05: ask for TRACK_INFO alongside (the timescale and retention).
         let query = if want_info && p.session.version().is_lite05() {
@@ -666,21 +672,21 @@ impl Node {
     // TRACK
 
     fn on_track_request(&mut self, peer: PeerId, id: TrackServeId, broadcast: &Path, name: &str) {
-        let reply = |node: &mut Node, result: Result<TrackInfo, u64>| {
+        let reply = |node: &mut Node, result: Result<TrackInfo, StreamCode>| {
             if let Some(p) = node.peers.get_mut(peer) {
                 p.session.track_info_reply(id, result);
                 node.touch(peer);
             }
         };
         let Some(abs) = self.absolute(peer, broadcast) else {
-            return reply(self, Err(codes::stream::UNROUTABLE));
+            return reply(self, Err(StreamCode::UNROUTABLE));
         };
         let Some(b) = self
             .origin
             .find(&abs)
             .and_then(|b| self.origin.broadcast(b))
         else {
-            return reply(self, Err(codes::stream::UNROUTABLE));
+            return reply(self, Err(StreamCode::UNROUTABLE));
         };
         if let Some(info) = b
             .track(name)
@@ -690,10 +696,10 @@ impl Node {
             return reply(self, Ok(info));
         }
         if b.is_local() {
-            return reply(self, Err(codes::stream::NOT_FOUND));
+            return reply(self, Err(StreamCode::NOT_FOUND));
         }
         let Some(route) = b.best_route().cloned() else {
-            return reply(self, Err(codes::stream::UNROUTABLE));
+            return reply(self, Err(StreamCode::UNROUTABLE));
         };
         let upstream_05 = self
             .peers
@@ -704,14 +710,14 @@ impl Node {
             return reply(self, Ok(TrackInfo::default()));
         }
         let Some(bid) = self.origin.find(&abs) else {
-            return reply(self, Err(codes::stream::UNROUTABLE));
+            return reply(self, Err(StreamCode::UNROUTABLE));
         };
         let Ok(track) = self.origin.create_track(bid, name, None) else {
-            return reply(self, Err(codes::stream::NOT_FOUND));
+            return reply(self, Err(StreamCode::NOT_FOUND));
         };
         let links = self.links.entry(track).map(|e| e.or_default());
         let Some(links) = links else {
-            return reply(self, Err(codes::stream::NOT_FOUND));
+            return reply(self, Err(StreamCode::NOT_FOUND));
         };
         links.info_waiters.push((peer, id));
         if links.info_query.is_none() {
@@ -732,7 +738,7 @@ impl Node {
         &mut self,
         peer: PeerId,
         id: crate::session::TrackQueryId,
-        result: Result<TrackInfo, u64>,
+        result: Result<TrackInfo, StreamCode>,
     ) {
         let Some(track) = self
             .peers
@@ -778,17 +784,17 @@ impl Node {
         priority: u8,
         seq: u64,
     ) {
-        let reject = |node: &mut Node, code: u64| {
+        let reject = |node: &mut Node, code: StreamCode| {
             if let Some(p) = node.peers.get_mut(peer) {
                 p.session.fetch_reject(id, code);
                 node.touch(peer);
             }
         };
         let Some(abs) = self.absolute(peer, broadcast) else {
-            return reject(self, codes::stream::UNROUTABLE);
+            return reject(self, StreamCode::UNROUTABLE);
         };
         let Some(bid) = self.origin.find(&abs) else {
-            return reject(self, codes::stream::UNROUTABLE);
+            return reject(self, StreamCode::UNROUTABLE);
         };
         let track = self.origin.broadcast(bid).and_then(|b| b.track(name));
         if let Some(track) = track
@@ -816,20 +822,20 @@ impl Node {
             .broadcast(bid)
             .and_then(|b| b.best_route().cloned());
         let Some(route) = route.filter(|r| r.peer != peer) else {
-            return reject(self, codes::stream::NOT_FOUND);
+            return reject(self, StreamCode::NOT_FOUND);
         };
         let Some(rel) = self.relative(route.peer, &abs) else {
-            return reject(self, codes::stream::UNROUTABLE);
+            return reject(self, StreamCode::UNROUTABLE);
         };
         let Some(p) = self.peers.get_mut(route.peer) else {
-            return reject(self, codes::stream::UNROUTABLE);
+            return reject(self, StreamCode::UNROUTABLE);
         };
         match p.session.fetch(rel, name, priority, seq) {
             Ok(upstream) => {
                 p.fetches.insert(upstream, FetchSink::Peer(peer, id));
                 self.touch(route.peer);
             }
-            Err(_) => reject(self, codes::stream::UNROUTABLE),
+            Err(_) => reject(self, StreamCode::UNROUTABLE),
         }
     }
 
@@ -847,7 +853,7 @@ impl Node {
             // Evicted before it could be served.
             for f in fetches.iter().filter(|f| f.seq == seq) {
                 if let Some(p) = self.peers.get_mut(f.peer) {
-                    p.session.fetch_reject(f.fetch, codes::stream::EVICTED);
+                    p.session.fetch_reject(f.fetch, StreamCode::EVICTED);
                 }
             }
             fetches.retain(|f| f.seq != seq);
@@ -936,7 +942,7 @@ impl Node {
                 events.push_back(NodeEvent::Fetch {
                     id: *id,
                     event: FetchEvent::Closed {
-                        error: Some(codes::stream::EVICTED),
+                        error: Some(StreamCode::EVICTED),
                     },
                 });
                 return false;
@@ -1000,7 +1006,12 @@ impl Node {
         }
     }
 
-    fn pipe_fetch_closed(&mut self, peer: PeerId, id: crate::session::FetchId, error: Option<u64>) {
+    fn pipe_fetch_closed(
+        &mut self,
+        peer: PeerId,
+        id: crate::session::FetchId,
+        error: Option<StreamCode>,
+    ) {
         let Some(sink) = self.peers.get_mut(peer).and_then(|p| p.fetches.remove(&id)) else {
             return;
         };
@@ -1027,7 +1038,14 @@ impl Node {
     // ------------------------------------------------------------------------------------
     // Session gone
 
-    fn on_closed(&mut self, now: Instant, peer: PeerId, code: u64, reason: String, local: bool) {
+    fn on_closed(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        code: SessionCode,
+        reason: String,
+        local: bool,
+    ) {
         let Some(p) = self.peers.get_mut(peer) else {
             return;
         };
@@ -1048,13 +1066,13 @@ impl Node {
             if let Some(links) = self.links.get_mut(track) {
                 links.upstream = None;
             }
-            self.track_ended(now, track, TrackEnd::Aborted(codes::stream::CANCEL));
+            self.track_ended(now, track, TrackEnd::Aborted(StreamCode::CANCEL));
         }
         for sink in fetches {
             match sink {
                 FetchSink::Peer(down, serve) => {
                     if let Some(p) = self.peers.get_mut(down) {
-                        p.session.fetch_reject(serve, codes::stream::CANCEL);
+                        p.session.fetch_reject(serve, StreamCode::CANCEL);
                         self.touch(down);
                     }
                 }
@@ -1063,7 +1081,7 @@ impl Node {
                     self.events.push_back(NodeEvent::Fetch {
                         id: local,
                         event: FetchEvent::Closed {
-                            error: Some(codes::stream::CANCEL),
+                            error: Some(StreamCode::CANCEL),
                         },
                     });
                 }
@@ -1083,8 +1101,7 @@ impl Node {
             }
             for (waiter, serve) in orphaned {
                 if let Some(p) = self.peers.get_mut(waiter) {
-                    p.session
-                        .track_info_reply(serve, Err(codes::stream::CANCEL));
+                    p.session.track_info_reply(serve, Err(StreamCode::CANCEL));
                     self.touch(waiter);
                 }
             }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::{BroadcastId, OriginError};
+use crate::codes::StreamCode;
 use crate::coding::{MAX_GROUP_FRAMES, MAX_GROUP_SIZE};
 use crate::wire::TrackInfo;
 
@@ -22,7 +23,7 @@ pub enum TrackEnd {
         end: u64,
     },
     /// Aborted with a stream error code.
-    Aborted(u64),
+    Aborted(StreamCode),
 }
 
 /// A group's state.
@@ -33,7 +34,7 @@ pub enum GroupState {
     /// Complete.
     Finished,
     /// Abandoned with a stream error code.
-    Aborted(u64),
+    Aborted(StreamCode),
 }
 
 /// Where one frame's payload sits in its group's chunk list.
@@ -337,7 +338,7 @@ impl Track {
             return false;
         }
         if state == GroupState::Finished && group.frame_remaining != 0 {
-            group.state = GroupState::Aborted(crate::session::codes::stream::WRONG_SIZE);
+            group.state = GroupState::Aborted(StreamCode::WRONG_SIZE);
         } else {
             group.state = state;
         }
@@ -413,6 +414,7 @@ impl Track {
 
 /// Why a frame could not be appended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum GroupError {
     /// The group is not cached (evicted, never started).
     #[error("group not cached")]
@@ -443,7 +445,7 @@ mod tests {
         assert!(matches!(track.start_group(now, 4), Err(OriginError::Ended)));
 
         let mut aborted = Track::new(BroadcastId::default(), "t".into(), None);
-        aborted.end(TrackEnd::Aborted(1));
+        aborted.end(TrackEnd::Aborted(StreamCode(1)));
         assert!(matches!(
             aborted.start_group(now, 0),
             Err(OriginError::Ended)

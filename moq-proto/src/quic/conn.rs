@@ -7,9 +7,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use quinn_proto::{ConnectionHandle, ReadError, StreamEvent, VarInt, WriteError};
 
-use super::{Endpoint, EngineEvent};
+use super::{ConnectFailure, Endpoint, EngineEvent};
+use crate::codes::SessionCode;
+use crate::codes::StreamCode;
 use crate::origin::PeerId;
 use crate::session::{Command, Dir, OpenToken, Side, StreamId, TransportStats};
+use crate::webtransport::error_codes;
 
 /// How often transport statistics are fed to the session (for PROBE reports).
 const STATS_INTERVAL: Duration = Duration::from_millis(100);
@@ -44,6 +47,8 @@ pub(super) struct Conn {
     pub(super) peer: Option<PeerId>,
     pub(super) version: Option<crate::wire::Version>,
     pub(super) url_path: Option<String>,
+    /// Client: the host name the server's certificate is verified for.
+    pub(super) server_name: Option<String>,
     /// Opens waiting for stream credit, per direction, in ascending priority (the next to grant
     /// is the last).
     opens: [Vec<(OpenToken, i32)>; 2],
@@ -131,6 +136,7 @@ impl Conn {
             peer: None,
             version: None,
             url_path,
+            server_name: None,
             opens: [Vec::new(), Vec::new()],
             blocked: HashMap::new(),
             blocked_bytes: 0,
@@ -196,34 +202,12 @@ fn varint(code: u64) -> VarInt {
     VarInt::from_u64(code).unwrap_or(VarInt::MAX)
 }
 
-/// First and last HTTP/3 codes of the WebTransport stream-error mapping (WIRE.md §6).
-const WT_FIRST: u64 = 0x52e4_a40f_a8db;
-const WT_LAST: u64 = 0x52e5_ac98_3162;
-
-/// A stream error code from the peer. moq-relay 0.17.10 and moq-clock 0.10.21 (their
-/// web-transport-moq layer) send RESET_STREAM and STOP_SENDING codes in the WebTransport
-/// mapping (`0x52e4a40fa8db + n + n / 0x1e`, WIRE.md §6) even on raw QUIC, so a code in that
-/// range is mapped back to `n`; any other code is taken as is.
-fn peer_stream_code(code: VarInt) -> u64 {
-    let code = code.into_inner();
-    if (WT_FIRST..=WT_LAST).contains(&code) {
-        let h = code - WT_FIRST;
-        if h % 0x1f != 0x1e {
-            return h - h / 0x1f;
-        }
-    }
-    code
+fn peer_stream_code(code: VarInt) -> StreamCode {
+    error_codes::stream_code_from_wire(code.into_inner())
 }
 
-/// A stream error code for RESET_STREAM or STOP_SENDING, in the WebTransport mapping even on
-/// raw QUIC: the reference stack decodes every stream code that way, and treats an unmapped
-/// one (e.g. a raw 0x34) as a fatal "invalid RESET_STREAM" error. Codes beyond 32 bits, which
-/// the mapping cannot carry, go as they are.
-fn wire_stream_code(code: u64) -> VarInt {
-    match u32::try_from(code) {
-        Ok(n) => varint(WT_FIRST + u64::from(n) + u64::from(n / 0x1e)),
-        Err(_) => varint(code),
-    }
+fn wire_stream_code(code: StreamCode) -> VarInt {
+    varint(error_codes::stream_code_to_wire(code))
 }
 
 impl Endpoint {
@@ -267,25 +251,12 @@ impl Endpoint {
                 // The peer's application close code is the session code (WIRE.md §6).
                 let code = match &reason {
                     quinn_proto::ConnectionError::ApplicationClosed(close) => {
-                        close.error_code.into_inner()
+                        SessionCode(close.error_code.into_inner())
                     }
-                    _ => crate::session::codes::session::INTERNAL,
+                    _ => SessionCode::INTERNAL,
                 };
-                // TLS alert 120 (no_application_protocol): the ALPN lists, that is the MOQ
-                // versions, have nothing in common. Say so in words.
-                let no_alpn = quinn_proto::TransportErrorCode::crypto(120);
-                let text = match &reason {
-                    quinn_proto::ConnectionError::ConnectionClosed(close)
-                        if close.error_code == no_alpn =>
-                    {
-                        format!("no common MOQ version (ALPN): {reason}")
-                    }
-                    quinn_proto::ConnectionError::TransportError(err) if err.code == no_alpn => {
-                        format!("no common MOQ version (ALPN): {reason}")
-                    }
-                    _ => reason.to_string(),
-                };
-                self.connection_lost(now, handle, code, text)
+                let failure = self.classify_failure(handle, &reason);
+                self.connection_lost(now, handle, code, failure)
             }
             Event::Stream(StreamEvent::Opened { dir }) => self.accept_streams(now, handle, dir),
             Event::Stream(StreamEvent::Readable { id }) => self.read_stream(now, handle, id),
@@ -330,12 +301,43 @@ impl Endpoint {
         }
     }
 
+    /// Why a connection was lost, in the terms a user needs.
+    fn classify_failure(
+        &self,
+        handle: ConnectionHandle,
+        reason: &quinn_proto::ConnectionError,
+    ) -> ConnectFailure {
+        use quinn_proto::ConnectionError;
+        // TLS alert 120 (no_application_protocol): the ALPN lists, that is the MOQ versions,
+        // have nothing in common.
+        let no_alpn = quinn_proto::TransportErrorCode::crypto(120);
+        match reason {
+            ConnectionError::ConnectionClosed(close) if close.error_code == no_alpn => {
+                return ConnectFailure::NoCommonVersion(reason.to_string());
+            }
+            ConnectionError::TransportError(err) if err.code == no_alpn => {
+                return ConnectFailure::NoCommonVersion(reason.to_string());
+            }
+            _ => {}
+        }
+        // Our verifier refused the server's certificate: it recorded why.
+        if let ConnectionError::TransportError(_) = reason
+            && let Some(conn) = self.conns.get(&handle)
+            && conn.peer.is_none()
+            && let Some(name) = &conn.server_name
+            && let Some(refusal) = self.refusals.take(name)
+        {
+            return ConnectFailure::UntrustedCertificate(refusal);
+        }
+        ConnectFailure::Transport(reason.to_string())
+    }
+
     fn connection_lost(
         &mut self,
         now: Instant,
         handle: ConnectionHandle,
-        code: u64,
-        reason: String,
+        code: SessionCode,
+        failure: ConnectFailure,
     ) {
         let Some(conn) = self.conns.get_mut(&handle) else {
             return;
@@ -345,6 +347,7 @@ impl Endpoint {
         }
         conn.lost = true;
         self.blocked_bytes -= conn.drop_all_blocked();
+        let reason = failure.to_string();
         match conn.peer {
             Some(peer) => {
                 self.node.input(now, peer, |s, now| {
@@ -359,7 +362,7 @@ impl Endpoint {
             None if conn.side == Side::Client => {
                 self.events.push_back(EngineEvent::ConnectFailed {
                     conn: handle,
-                    reason,
+                    error: failure,
                 });
             }
             None => self.events.push_back(EngineEvent::Disconnected {
@@ -608,38 +611,8 @@ impl Endpoint {
             }
             Command::Close { code, reason } => {
                 conn.quic
-                    .close(now, varint(code), Bytes::from(reason.into_bytes()));
+                    .close(now, varint(code.0), Bytes::from(reason.into_bytes()));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod stream_code_tests {
-    use super::*;
-
-    #[test]
-    fn webtransport_mapping_round_trips() {
-        for n in [
-            0u64,
-            1,
-            0x1d,
-            0x1e,
-            0x1f,
-            0x34,
-            64,
-            1000,
-            u64::from(u32::MAX),
-        ] {
-            assert_eq!(peer_stream_code(wire_stream_code(n)), n);
-        }
-        // WIRE.md §6 examples.
-        assert_eq!(wire_stream_code(0).into_inner(), 0x52e4_a40f_a8db);
-        assert_eq!(wire_stream_code(1).into_inner(), 0x52e4_a40f_a8dc);
-        assert_eq!(wire_stream_code(0x34).into_inner(), 0x52e4_a40f_a910);
-        assert_eq!(wire_stream_code(64).into_inner(), 0x52e4_a40f_a91d);
-        assert_eq!(wire_stream_code(u64::from(u32::MAX)).into_inner(), WT_LAST);
-        // Raw codes (gomoqt) are taken as they are.
-        assert_eq!(peer_stream_code(VarInt::from_u32(0x34)), 0x34);
     }
 }

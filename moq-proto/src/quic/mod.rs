@@ -31,13 +31,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::codes::SessionCode;
 use bytes::BytesMut;
 pub use quinn_proto::{ConnectionHandle, EcnCodepoint, Transmit};
 use quinn_proto::{DatagramEvent, TransportConfig, VarInt};
 
 pub use self::url::{MoqUrl, UrlError};
 use conn::Conn;
-pub use tls::{Certificate, TlsError, Verification};
+pub use tls::{Certificate, CertificateProblem, TlsError, UntrustedCertificate, Verification};
 
 use crate::fxhash::FxHashMap;
 use crate::node::{Node, NodeConfig, NodeEvent};
@@ -127,6 +128,7 @@ pub enum EngineError {
 
 /// Something the application must know.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EngineEvent {
     /// A connection completed its handshake and its MOQ session is attached as `peer`.
     Connected {
@@ -145,8 +147,8 @@ pub enum EngineEvent {
     ConnectFailed {
         /// The connection.
         conn: ConnectionHandle,
-        /// Why (a TLS, version or transport error).
-        reason: String,
+        /// Why.
+        error: ConnectFailure,
     },
     /// A connection ended.
     Disconnected {
@@ -159,6 +161,21 @@ pub enum EngineEvent {
     },
     /// A node event (announcements, subscriptions, fetches, session events).
     Node(NodeEvent),
+}
+
+/// Why an outgoing connection failed before its session started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectFailure {
+    /// The client's [`Verification`] refused the server's certificate.
+    #[error(transparent)]
+    UntrustedCertificate(#[from] UntrustedCertificate),
+    /// Client and server have no MOQ version (ALPN) in common.
+    #[error("no common MOQ version (ALPN): {0}")]
+    NoCommonVersion(String),
+    /// The handshake failed otherwise (timeout, refused, transport or TLS error), as text.
+    #[error("{0}")]
+    Transport(String),
 }
 
 /// The sans-IO QUIC endpoint. See the [module docs](self).
@@ -183,6 +200,8 @@ pub struct Endpoint {
     blocked_bytes: usize,
     /// Reused buffer for the chunks of one stream read.
     read_batch: Vec<bytes::Bytes>,
+    /// Server certificates our client verification refused, for typed connect errors.
+    refusals: Arc<tls::RefusalLog>,
 }
 
 impl Endpoint {
@@ -212,10 +231,16 @@ impl Endpoint {
         let quic =
             quinn_proto::Endpoint::new(Arc::new(endpoint_config), server.clone(), true, None);
         let cert_hash = cfg.certificate.as_ref().map(Certificate::sha256);
+        let refusals = Arc::new(tls::RefusalLog::default());
         let client = if cfg.client_versions.is_empty() {
             None
         } else {
-            Some(client_config(&cfg, &cfg.client_versions, transport)?)
+            Some(client_config(
+                &cfg,
+                &cfg.client_versions,
+                transport,
+                refusals.clone(),
+            )?)
         };
         Ok(Self {
             node: Node::new(cfg.node.clone()),
@@ -233,6 +258,7 @@ impl Endpoint {
             cert_hash,
             blocked_bytes: 0,
             read_batch: Vec::new(),
+            refusals,
         })
     }
 
@@ -308,7 +334,12 @@ impl Endpoint {
         if versions.is_empty() {
             return Err(EngineError::NoVersion);
         }
-        let client = client_config(&self.cfg, versions, Arc::new(transport_config(&self.cfg)))?;
+        let client = client_config(
+            &self.cfg,
+            versions,
+            Arc::new(transport_config(&self.cfg)),
+            self.refusals.clone(),
+        )?;
         self.connect_with(now, remote, server_name, path, client)
     }
 
@@ -326,8 +357,9 @@ impl Endpoint {
         } else {
             path.to_string()
         };
-        self.conns
-            .insert(handle, Conn::new(connection, Side::Client, Some(path)));
+        let mut conn = Conn::new(connection, Side::Client, Some(path));
+        conn.server_name = Some(server_name.to_string());
+        self.conns.insert(handle, conn);
         self.wake(handle);
         Ok(handle)
     }
@@ -340,7 +372,7 @@ impl Endpoint {
     }
 
     /// Close every connection with `code` and `reason`.
-    pub fn close(&mut self, now: Instant, code: u64, reason: &str) {
+    pub fn close(&mut self, now: Instant, code: SessionCode, reason: &str) {
         let peers: Vec<PeerId> = self.by_peer.keys().copied().collect();
         for peer in peers {
             self.node.close_session(now, peer, code, reason);
@@ -349,7 +381,7 @@ impl Endpoint {
             if conn.peer.is_none() {
                 conn.quic.close(
                     now,
-                    VarInt::from_u64(code).unwrap_or(VarInt::MAX),
+                    VarInt::from_u64(code.0).unwrap_or(VarInt::MAX),
                     reason.as_bytes().to_vec().into(),
                 );
             }
@@ -575,7 +607,7 @@ impl Endpoint {
             tracing::debug!(?alpn, "no common MOQ version");
             conn.quic.close(
                 now,
-                VarInt::from_u32(session::codes::session::VERSION as u32),
+                VarInt::from_u64(SessionCode::VERSION.0).unwrap_or(VarInt::MAX),
                 "no common version".into(),
             );
             return;
@@ -631,12 +663,13 @@ fn client_config(
     cfg: &EngineConfig,
     versions: &[Version],
     transport: Arc<TransportConfig>,
+    refusals: Arc<tls::RefusalLog>,
 ) -> Result<quinn_proto::ClientConfig, EngineError> {
     let alpns = versions
         .iter()
         .map(|v| v.alpn().as_bytes().to_vec())
         .collect();
-    let tls = tls::client_config(&cfg.verification, alpns)?;
+    let tls = tls::client_config(&cfg.verification, alpns, refusals)?;
     let crypto = quinn_proto::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| EngineError::Crypto(e.to_string()))?;
     let mut client = quinn_proto::ClientConfig::new(Arc::new(crypto));

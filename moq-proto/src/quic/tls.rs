@@ -5,16 +5,18 @@
 //! `serverCertificateHashes`). Clients verify the server against the system roots, a given CA,
 //! a pinned certificate SHA-256, or — explicitly insecure — not at all.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::path::Path as FsPath;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureScheme};
 
 /// Development certificates are valid for 14 days at most (the WebTransport
 /// `serverCertificateHashes` limit), starting a minute in the past to absorb clock skew.
@@ -187,6 +189,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// How a client checks the server's certificate.
 #[derive(Clone)]
+#[non_exhaustive]
 pub enum Verification {
     /// The operating system's trust store.
     SystemRoots,
@@ -234,20 +237,26 @@ impl Verification {
     }
 }
 
-/// Build a rustls client config offering `alpns`.
-pub fn client_config(
+/// Build a rustls client config offering `alpns`; refused certificates are recorded in `log`.
+pub(crate) fn client_config(
     verification: &Verification,
     alpns: Vec<Vec<u8>>,
+    log: Arc<RefusalLog>,
 ) -> Result<rustls::ClientConfig, TlsError> {
     let provider = provider();
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])?;
-    let mut config = match verification {
+    let roots = |certs: Vec<CertificateDer<'static>>| -> Result<VerifyMode, TlsError> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(certs);
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| TlsError::NoRoots(e.to_string()))?;
+        Ok(VerifyMode::WebPki(verifier))
+    };
+    let mode = match verification {
         Verification::SystemRoots => {
-            let mut roots = rustls::RootCertStore::empty();
             let loaded = rustls_native_certs::load_native_certs();
-            let (added, _) = roots.add_parsable_certificates(loaded.certs);
-            if added == 0 {
+            if loaded.certs.is_empty() {
                 return Err(TlsError::NoRoots(
                     loaded
                         .errors
@@ -256,30 +265,21 @@ pub fn client_config(
                         .unwrap_or_else(|| "empty trust store".into()),
                 ));
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            roots(loaded.certs)?
         }
-        Verification::Ca(certs) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in certs {
-                roots.add(cert.clone())?;
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
-        Verification::PinnedSha256(hashes) => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(CustomVerifier {
-                pinned: Some(hashes.clone()),
-                provider,
-            }))
-            .with_no_client_auth(),
-        Verification::DangerousInsecure => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(CustomVerifier {
-                pinned: None,
-                provider,
-            }))
-            .with_no_client_auth(),
+        Verification::Ca(certs) => roots(certs.clone())?,
+        Verification::PinnedSha256(hashes) => VerifyMode::Pinned(hashes.clone()),
+        Verification::DangerousInsecure => VerifyMode::Insecure,
     };
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Verifier {
+            mode,
+            provider,
+            log,
+        }))
+        .with_no_client_auth();
     config.alpn_protocols = alpns;
     Ok(config)
 }
@@ -298,31 +298,219 @@ pub fn server_config(
     Ok(config)
 }
 
-/// A verifier that replaces the web PKI: accepts certificates by pinned SHA-256, or any
-/// certificate (insecure). Handshake signatures are always checked with the certificate's key.
-#[derive(Debug)]
-struct CustomVerifier {
-    /// `None`: accept any certificate.
-    pinned: Option<Vec<[u8; 32]>>,
-    provider: Arc<CryptoProvider>,
+/// Why a client refused a server's certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CertificateProblem {
+    /// Self-signed (a development certificate, such as `moq relay`'s generated one).
+    SelfSigned,
+    /// Issued by a CA the client does not trust.
+    UnknownIssuer,
+    /// Past its validity period.
+    Expired,
+    /// Not valid yet.
+    NotYetValid,
+    /// Not issued for the host name dialled.
+    WrongName,
+    /// Its SHA-256 is not among the pinned hashes.
+    NotPinned,
+    /// Something else, as rustls put it.
+    Other(String),
 }
 
-impl ServerCertVerifier for CustomVerifier {
+impl fmt::Display for CertificateProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::SelfSigned => f.write_str("it is self-signed"),
+            Self::UnknownIssuer => f.write_str("its issuer is unknown"),
+            Self::Expired => f.write_str("it has expired"),
+            Self::NotYetValid => f.write_str("it is not valid yet"),
+            Self::WrongName => f.write_str("it is not valid for this host name"),
+            Self::NotPinned => f.write_str("its SHA-256 is not the pinned one"),
+            Self::Other(text) => f.write_str(text),
+        }
+    }
+}
+
+/// A server certificate the client's [`Verification`] refused, with what a user needs to
+/// decide: trust it by pinning its SHA-256 ([`Verification::PinnedSha256`]), trust its CA
+/// ([`Verification::Ca`]), or, for local testing only, skip verification
+/// ([`Verification::DangerousInsecure`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the server certificate for {server_name} is not trusted: {problem} (sha256 {})", hex(.sha256))]
+pub struct UntrustedCertificate {
+    /// The host name dialled.
+    pub server_name: String,
+    /// SHA-256 of the certificate (what `--tls-cert-hash` and browsers pin).
+    pub sha256: [u8; 32],
+    /// Why it was refused.
+    pub problem: CertificateProblem,
+}
+
+/// The latest certificate refusals, so a failed connection can say why in a typed error
+/// (quinn-proto only carries the TLS alert and text). Bounded.
+#[derive(Debug, Default)]
+pub(crate) struct RefusalLog(Mutex<VecDeque<UntrustedCertificate>>);
+
+/// Refusals remembered; more than this many connections failing at once is not a case where
+/// the details matter.
+const REFUSALS_KEPT: usize = 16;
+
+impl RefusalLog {
+    fn record(&self, refusal: UntrustedCertificate) {
+        let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if log.len() >= REFUSALS_KEPT {
+            log.pop_front();
+        }
+        log.push_back(refusal);
+    }
+
+    /// The latest refusal for `server_name`, removed from the log.
+    pub(crate) fn take(&self, server_name: &str) -> Option<UntrustedCertificate> {
+        let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let index = log.iter().rposition(|r| r.server_name == server_name)?;
+        log.remove(index)
+    }
+}
+
+enum VerifyMode {
+    /// The web PKI against these roots.
+    WebPki(Arc<WebPkiServerVerifier>),
+    /// Only these certificate hashes.
+    Pinned(Vec<[u8; 32]>),
+    /// Anything.
+    Insecure,
+}
+
+/// The client's certificate verifier: the web PKI, pinned hashes or nothing, recording every
+/// refusal with the certificate's hash. Handshake signatures are always checked with the
+/// certificate's key.
+struct Verifier {
+    mode: VerifyMode,
+    provider: Arc<CryptoProvider>,
+    log: Arc<RefusalLog>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = match &self.mode {
+            VerifyMode::WebPki(_) => "web PKI",
+            VerifyMode::Pinned(_) => "pinned",
+            VerifyMode::Insecure => "insecure",
+        };
+        f.debug_struct("Verifier").field("mode", &mode).finish()
+    }
+}
+
+impl Verifier {
+    fn refuse(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        server_name: &ServerName<'_>,
+        problem: CertificateProblem,
+    ) -> rustls::Error {
+        let refusal = UntrustedCertificate {
+            server_name: server_name.to_str().into_owned(),
+            sha256: sha256(end_entity.as_ref()),
+            problem,
+        };
+        self.log.record(refusal.clone());
+        rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(refusal))))
+    }
+}
+
+/// What a web PKI error means for a user.
+fn classify(error: &rustls::Error, end_entity: &[u8]) -> CertificateProblem {
+    let rustls::Error::InvalidCertificate(error) = error else {
+        return CertificateProblem::Other(error.to_string());
+    };
+    match error {
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            CertificateProblem::Expired
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            CertificateProblem::NotYetValid
+        }
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            CertificateProblem::WrongName
+        }
+        // A self-signed certificate surfaces as an unknown issuer, or (webpki trying the
+        // certificate's own signature against an unrelated root) as a signature error.
+        _ if is_self_signed(end_entity) => CertificateProblem::SelfSigned,
+        CertificateError::UnknownIssuer => CertificateProblem::UnknownIssuer,
+        other => CertificateProblem::Other(format!("{other:?}")),
+    }
+}
+
+/// True when the certificate's issuer and subject names are the same (DER-equal).
+fn is_self_signed(der: &[u8]) -> bool {
+    issuer_and_subject(der).is_some_and(|(issuer, subject)| issuer == subject)
+}
+
+/// The issuer and subject Name fields of an X.509 certificate (RFC 5280 §4.1), raw DER.
+fn issuer_and_subject(der: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (certificate, _) = der_element(der, 0x30)?;
+    let (tbs, _) = der_element(certificate, 0x30)?;
+    let mut rest = tbs;
+    // version [0] EXPLICIT, optional.
+    if rest.first() == Some(&0xa0) {
+        rest = der_element(rest, 0xa0)?.1;
+    }
+    rest = der_element(rest, 0x02)?.1; // serialNumber
+    rest = der_element(rest, 0x30)?.1; // signature algorithm
+    let issuer_start = rest;
+    rest = der_element(rest, 0x30)?.1;
+    let issuer = &issuer_start[..issuer_start.len() - rest.len()];
+    rest = der_element(rest, 0x30)?.1; // validity
+    let subject_start = rest;
+    rest = der_element(rest, 0x30)?.1;
+    let subject = &subject_start[..subject_start.len() - rest.len()];
+    Some((issuer, subject))
+}
+
+/// One DER element with tag `tag`: its contents and what follows it.
+fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&first, rest) = input.split_first()?;
+    if first != tag {
+        return None;
+    }
+    let (&len0, mut rest) = rest.split_first()?;
+    let len = if len0 < 0x80 {
+        usize::from(len0)
+    } else {
+        let count = usize::from(len0 & 0x7f);
+        if count == 0 || count > 4 || rest.len() < count {
+            return None;
+        }
+        let len = rest[..count]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        rest = &rest[count..];
+        len
+    };
+    (rest.len() >= len).then(|| rest.split_at(len))
+}
+
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match &self.pinned {
-            Some(hashes) if !hashes.contains(&sha256(end_entity.as_ref())) => {
-                Err(rustls::Error::InvalidCertificate(
-                    rustls::CertificateError::ApplicationVerificationFailure,
-                ))
+        match &self.mode {
+            VerifyMode::WebPki(inner) => inner
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+                .map_err(|e| {
+                    let problem = classify(&e, end_entity.as_ref());
+                    self.refuse(end_entity, server_name, problem)
+                }),
+            VerifyMode::Pinned(hashes) if !hashes.contains(&sha256(end_entity.as_ref())) => {
+                Err(self.refuse(end_entity, server_name, CertificateProblem::NotPinned))
             }
-            _ => Ok(ServerCertVerified::assertion()),
+            VerifyMode::Pinned(_) | VerifyMode::Insecure => Ok(ServerCertVerified::assertion()),
         }
     }
 
@@ -379,6 +567,20 @@ mod tests {
         assert_eq!(loaded.sha256(), cert.sha256());
         assert!(server_config(&loaded, vec![b"moq-lite-05".to_vec()]).is_ok());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn dev_certificate_is_recognised_as_self_signed() {
+        let cert =
+            Certificate::generate(&["localhost".into()], SystemTime::now()).expect("generated");
+        let der = cert.chain[0].as_ref();
+        let (issuer, subject) = issuer_and_subject(der).expect("parses");
+        assert!(!issuer.is_empty() && issuer == subject);
+        assert!(is_self_signed(der));
+        // Any truncation is refused, never a panic.
+        for end in 0..der.len() {
+            let _ = issuer_and_subject(&der[..end]);
+        }
     }
 
     #[test]

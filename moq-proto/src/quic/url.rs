@@ -21,8 +21,13 @@ pub struct MoqUrl {
 #[non_exhaustive]
 pub enum UrlError {
     /// Not a URL.
-    #[error("invalid URL {0:?}: {1}")]
-    Invalid(String, String),
+    #[error("invalid URL {url:?}: {reason}")]
+    Invalid {
+        /// The text given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A scheme other than moqt:// or moql://.
     #[error("unsupported scheme {0:?} (use moqt://host:port/path)")]
     Scheme(String),
@@ -34,8 +39,10 @@ pub enum UrlError {
 impl MoqUrl {
     /// Parse `moqt://host[:port][/path]`.
     pub fn parse(text: &str) -> Result<Self, UrlError> {
-        let url = url::Url::parse(text)
-            .map_err(|e| UrlError::Invalid(text.to_string(), e.to_string()))?;
+        let url = url::Url::parse(text).map_err(|e| UrlError::Invalid {
+            url: text.to_string(),
+            reason: e.to_string(),
+        })?;
         match url.scheme() {
             "moqt" | "moql" => {}
             other => return Err(UrlError::Scheme(other.to_string())),

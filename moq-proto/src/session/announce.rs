@@ -16,9 +16,9 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use super::codes;
 use super::core::{CONTROL_PRIORITY, Flow, Role, Session, StreamRef};
 use super::types::*;
+use crate::codes::StreamCode;
 use crate::coding::MAX_HOPS;
 use crate::wire::{
     Announce, AnnounceOk, AnnounceRequest, AnnounceStatus, BiStreamType, Path, StreamReader,
@@ -83,7 +83,7 @@ impl Session {
                 self.set_role(stream, Role::Ignore);
                 self.finish(interest.stream);
             }
-            other => self.reset(other, codes::stream::CANCEL),
+            other => self.reset(other, StreamCode::CANCEL),
         }
         self.emit(Event::InterestClosed { id, error: None });
     }
@@ -179,7 +179,7 @@ impl Session {
     }
 
     /// The peer ended (FIN, `code: None`) or reset an announce stream we opened.
-    pub(super) fn interest_peer_closed(&mut self, key: InterestId, code: Option<u64>) {
+    pub(super) fn interest_peer_closed(&mut self, key: InterestId, code: Option<StreamCode>) {
         let Some(interest) = self.interests.remove(key) else {
             return;
         };
@@ -254,7 +254,7 @@ impl Session {
     }
 
     /// The requester cancelled (FIN or reset): FIN our side, never reset it.
-    pub(super) fn listener_peer_closed(&mut self, key: ListenerId, _code: Option<u64>) {
+    pub(super) fn listener_peer_closed(&mut self, key: ListenerId, _code: Option<StreamCode>) {
         let Some(listener) = self.listeners.remove(key) else {
             return;
         };

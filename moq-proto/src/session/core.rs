@@ -7,13 +7,13 @@ use bytes::{Bytes, BytesMut};
 use slotmap::SlotMap;
 
 use super::announce::{Interest, Listener};
-use super::codes;
 use super::publisher::{GroupSend, Serve};
 use super::requests::{
     FetchOut, FetchServe, GoawayState, ProbeState, SetupState, TrackQuery, TrackServe,
 };
 use super::subscriber::{GroupRecv, GroupRecvId, Subscription};
 use super::types::*;
+use crate::codes::{SessionCode, StreamCode};
 use crate::coding::{DecodeError, EncodeError, LenCounter, Sink};
 use crate::fxhash::{FxHashMap, FxHashSet};
 use crate::wire::{BiStreamType, Message, StreamReader, UniStreamType, Version};
@@ -228,23 +228,60 @@ impl Session {
             || !self.unacked_ends.is_empty()
     }
 
-    /// A short description of the state held, for debugging leaks.
-    pub fn state_summary(&self) -> String {
-        format!(
-            "streams={} pending={} subs={} group_recvs={} serves={} group_sends={} interests={} listeners={} fetches={}/{} tracks={}/{}",
-            self.streams.len(),
-            self.pending.len(),
-            self.subs.len(),
-            self.group_recvs.len(),
-            self.serves.len(),
-            self.group_sends.len(),
-            self.interests.len(),
-            self.listeners.len(),
-            self.fetches.len(),
-            self.fetch_serves.len(),
-            self.track_queries.len(),
-            self.track_serves.len(),
-        )
+    /// How many entries each of the session's tables holds: for leak checks, metrics, and
+    /// the fuzzer's memory-cap check. Every table of the session is in it (the compiler
+    /// checks: this function names every field of `Session`).
+    pub fn tables(&self) -> SessionTables {
+        let Self {
+            cfg: _,
+            version: _,
+            closed: _,
+            commands,
+            events,
+            deferred,
+            awaiting_setup: _,
+            arena: _,
+            next_token: _,
+            streams,
+            pending,
+            unacked_ends,
+            pending_bytes,
+            send_backlog: _,
+            subs,
+            sub_by_wire,
+            next_sub_wire: _,
+            group_recvs,
+            serves,
+            serve_by_wire,
+            group_sends,
+            interests,
+            listeners,
+            fetches,
+            fetch_serves,
+            track_queries,
+            track_serves,
+            probe: _,
+            goaway: _,
+            setup: _,
+        } = self;
+        SessionTables {
+            streams: streams.len(),
+            pending_opens: pending.len(),
+            pending_bytes: *pending_bytes,
+            unacked_ends: unacked_ends.len(),
+            subscriptions: subs.len().max(sub_by_wire.len()),
+            group_recvs: group_recvs.len(),
+            serves: serves.len().max(serve_by_wire.len()),
+            group_sends: group_sends.len(),
+            interests: interests.len(),
+            listeners: listeners.len(),
+            fetches: fetches.len(),
+            fetch_serves: fetch_serves.len(),
+            track_queries: track_queries.len(),
+            track_serves: track_serves.len(),
+            commands: commands.len(),
+            events: events.len() + deferred.len(),
+        }
     }
 
     // ------------------------------------------------------------------------------------
@@ -287,12 +324,12 @@ impl Session {
             // Over the cap: refuse this one stream, the session carries on.
             self.commands.push_back(Command::Stop {
                 stream: id,
-                code: codes::stream::CANCEL,
+                code: StreamCode::CANCEL,
             });
             if dir == Dir::Bi {
                 self.commands.push_back(Command::Reset {
                     stream: id,
-                    code: codes::stream::CANCEL,
+                    code: StreamCode::CANCEL,
                 });
             }
             return;
@@ -376,7 +413,7 @@ impl Session {
     }
 
     /// The peer reset its send side of a stream with `code`.
-    pub fn handle_stream_reset(&mut self, now: Instant, id: StreamId, code: u64) {
+    pub fn handle_stream_reset(&mut self, now: Instant, id: StreamId, code: StreamCode) {
         if self.closed {
             return;
         }
@@ -392,7 +429,7 @@ impl Session {
     }
 
     /// The peer asked us to stop sending on a stream.
-    pub fn handle_stop_sending(&mut self, now: Instant, id: StreamId, code: u64) {
+    pub fn handle_stop_sending(&mut self, now: Instant, id: StreamId, code: StreamCode) {
         self.unacked_ends.remove(&id);
         if self.closed {
             return;
@@ -435,7 +472,7 @@ impl Session {
             if !self.closed {
                 self.commands.push_back(Command::Reset {
                     stream: id,
-                    code: codes::stream::CANCEL,
+                    code: StreamCode::CANCEL,
                 });
             }
             return;
@@ -487,7 +524,7 @@ impl Session {
         self.expire_groups(now);
         self.probe_timeout(now);
         if self.goaway.deadline().is_some_and(|d| d <= now) {
-            self.close(codes::session::GOAWAY_TIMEOUT, "goaway deadline passed");
+            self.close(SessionCode::GOAWAY_TIMEOUT, "goaway deadline passed");
         }
     }
 
@@ -500,7 +537,7 @@ impl Session {
     }
 
     /// The connection is gone (closed by the peer, timed out, or lost).
-    pub fn handle_connection_lost(&mut self, _now: Instant, code: u64, reason: &str) {
+    pub fn handle_connection_lost(&mut self, _now: Instant, code: SessionCode, reason: &str) {
         if self.closed {
             return;
         }
@@ -508,7 +545,7 @@ impl Session {
     }
 
     /// Close the session with a code and a reason.
-    pub fn close(&mut self, code: u64, reason: &str) {
+    pub fn close(&mut self, code: SessionCode, reason: &str) {
         if self.closed {
             return;
         }
@@ -519,7 +556,7 @@ impl Session {
         self.shutdown(code, reason.to_string(), true);
     }
 
-    fn shutdown(&mut self, code: u64, reason: String, local: bool) {
+    fn shutdown(&mut self, code: SessionCode, reason: String, local: bool) {
         self.closed = true;
         // Every handle dies with the session; drop all state at once.
         self.streams.clear();
@@ -552,7 +589,7 @@ impl Session {
     pub(super) fn violation(&mut self, reason: impl std::fmt::Display) {
         let reason = reason.to_string();
         tracing::debug!(%reason, "protocol violation");
-        self.close(codes::session::PROTOCOL_VIOLATION, &reason);
+        self.close(SessionCode::PROTOCOL_VIOLATION, &reason);
     }
 
     // ------------------------------------------------------------------------------------
@@ -579,7 +616,7 @@ impl Session {
                 Err(err) => {
                     // Unknown type: reset this one stream, not the session.
                     tracing::debug!(%err, "unknown bidi stream type");
-                    self.refuse_stream(id, codes::stream::CANCEL);
+                    self.refuse_stream(id, StreamCode::CANCEL);
                     Flow::Wait
                 }
             },
@@ -595,8 +632,8 @@ impl Session {
                     tracing::debug!(%err, "unknown uni stream type");
                     // The reference answers a SETUP stream on 03/04 with STOP_SENDING 0x0.
                     let code = match err {
-                        DecodeError::UnknownStreamType(1) => codes::stream::INTERNAL,
-                        _ => codes::stream::CANCEL,
+                        DecodeError::UnknownStreamType(1) => StreamCode::INTERNAL,
+                        _ => StreamCode::CANCEL,
                     };
                     self.stop_stream(id, code);
                     Flow::Wait
@@ -630,7 +667,7 @@ impl Session {
         }
     }
 
-    fn on_peer_reset(&mut self, now: Instant, id: StreamId, role: Role, code: u64) {
+    fn on_peer_reset(&mut self, now: Instant, id: StreamId, role: Role, code: StreamCode) {
         match role {
             Role::Serve(serve) => self.serve_peer_closed(now, serve, Some(code)),
             Role::Subscribe(sub) => self.subscription_reset(now, sub, code),
@@ -650,12 +687,12 @@ impl Session {
             | Role::TrackRequest
             | Role::GoawayRecv => {
                 // Nothing was set up yet (or nothing depends on it): close our side too.
-                self.close_send_quietly(id, codes::stream::CANCEL);
+                self.close_send_quietly(id, StreamCode::CANCEL);
             }
             Role::ProbeResponder | Role::ProbeRequester => {
                 // Forget the probe stream so no report is written to it and a new one may open.
                 self.probe_stream_closed(id);
-                self.close_send_quietly(id, codes::stream::CANCEL);
+                self.close_send_quietly(id, StreamCode::CANCEL);
             }
             Role::IncomingUni
             | Role::GroupHeader
@@ -667,7 +704,7 @@ impl Session {
         let _ = now;
     }
 
-    fn on_peer_stop(&mut self, now: Instant, id: StreamId, role: Role, code: u64) {
+    fn on_peer_stop(&mut self, now: Instant, id: StreamId, role: Role, code: StreamCode) {
         match role {
             Role::GroupSend(group) => self.group_send_stopped(now, group, code),
             Role::Serve(serve) => self.serve_peer_closed(now, serve, Some(code)),
@@ -680,13 +717,13 @@ impl Session {
             Role::TrackQuery(query) => self.track_query_failed(query, code),
             Role::ProbeResponder | Role::ProbeRequester => {
                 self.probe_stream_closed(id);
-                self.stop_stream(id, codes::stream::CANCEL);
+                self.stop_stream(id, StreamCode::CANCEL);
             }
             _ => {
                 if let Some(stream) = self.streams.get(&id)
                     && stream.recv_open
                 {
-                    self.stop_stream(id, codes::stream::CANCEL);
+                    self.stop_stream(id, StreamCode::CANCEL);
                 }
             }
         }
@@ -775,7 +812,7 @@ impl Session {
                 {
                     // `max_pending_bytes` is reached: give this group up as if it had expired
                     // (SUBSCRIBE_DROP, the open cancelled) rather than buffer without bound.
-                    self.abort_group(group, codes::stream::TOO_FAR_BEHIND);
+                    self.abort_group(group, StreamCode::TOO_FAR_BEHIND);
                 } else if let Some(open) = self.pending.get_mut(&token) {
                     open.bytes += data.len();
                     self.pending_bytes += data.len();
@@ -807,7 +844,7 @@ impl Session {
     }
 
     /// Reset a send side (or forget a pending open).
-    pub(super) fn reset(&mut self, target: StreamRef, code: u64) {
+    pub(super) fn reset(&mut self, target: StreamRef, code: StreamCode) {
         match target {
             StreamRef::Open(stream) => self.close_send_quietly(stream, code),
             StreamRef::Pending(token) => {
@@ -821,7 +858,7 @@ impl Session {
     }
 
     /// Reset our send side of `id` if it is still open.
-    pub(super) fn close_send_quietly(&mut self, id: StreamId, code: u64) {
+    pub(super) fn close_send_quietly(&mut self, id: StreamId, code: StreamCode) {
         if self.streams.get(&id).is_some_and(|s| s.send_open) {
             self.commands.push_back(Command::Reset { stream: id, code });
             self.send_done(id);
@@ -829,7 +866,7 @@ impl Session {
     }
 
     /// STOP_SENDING the peer's side of `id` and forget what it buffered.
-    pub(super) fn stop_stream(&mut self, id: StreamId, code: u64) {
+    pub(super) fn stop_stream(&mut self, id: StreamId, code: StreamCode) {
         if self.streams.get(&id).is_some_and(|s| s.recv_open) {
             self.commands.push_back(Command::Stop { stream: id, code });
             self.recv_done(id);
@@ -837,7 +874,7 @@ impl Session {
     }
 
     /// Refuse a peer's stream in both directions.
-    pub(super) fn refuse_stream(&mut self, id: StreamId, code: u64) {
+    pub(super) fn refuse_stream(&mut self, id: StreamId, code: StreamCode) {
         self.stop_stream(id, code);
         self.close_send_quietly(id, code);
     }
@@ -898,7 +935,7 @@ impl Session {
         } else if reader.is_finished() {
             // FIN with nothing pending before the first message: the peer gave up.
             self.recv_done(id);
-            self.close_send_quietly(id, codes::stream::CANCEL);
+            self.close_send_quietly(id, StreamCode::CANCEL);
         }
         Flow::Wait
     }
@@ -914,7 +951,7 @@ impl Session {
             self.violation(reason);
         } else {
             tracing::debug!(%reason, "malformed stream");
-            self.refuse_stream(id, codes::stream::MALFORMED_TRACK);
+            self.refuse_stream(id, StreamCode::MALFORMED_TRACK);
         }
     }
 

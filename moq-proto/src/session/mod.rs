@@ -34,11 +34,10 @@
 //! - Stream IDs are the transport's. Data for an ID the session does not know (never opened, or
 //!   already closed) is ignored.
 //! - Nothing the peer sends can panic the session or grow its memory without bound: malformed
-//!   control streams close the session with [`codes::session::PROTOCOL_VIOLATION`], malformed
+//!   control streams close the session with [`SessionCode::PROTOCOL_VIOLATION`], malformed
 //!   group streams are stopped alone, and every table has a cap in [`Config`].
 
 mod announce;
-pub mod codes;
 mod core;
 mod live_groups;
 mod publisher;
@@ -47,4 +46,5 @@ mod subscriber;
 mod types;
 
 pub use self::core::Session;
+pub use crate::codes::{SessionCode, StreamCode};
 pub use types::*;

@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::codes;
 use super::core::{Flow, Role, Session, StreamRef};
 use super::live_groups::LiveGroups;
 use super::types::*;
+use crate::codes::StreamCode;
 use crate::wire::{
     Datagram, FrameHeader, GroupHeader, Message, StreamReader, Subscribe, SubscribeDrop,
     SubscribeEnd, SubscribeOk, SubscribeResponse, SubscribeStart, SubscribeUpdate, Timestamps,
@@ -117,12 +117,12 @@ impl Session {
         };
         if self.serve_by_wire.contains_key(&subscribe.id) {
             tracing::debug!(id = subscribe.id, "duplicate subscribe id");
-            self.refuse_stream(id, codes::stream::CANCEL);
+            self.refuse_stream(id, StreamCode::CANCEL);
             return Flow::Wait;
         }
         if self.serves.len() >= self.cfg.max_subscriptions {
             tracing::debug!("too many subscriptions from the peer");
-            self.refuse_stream(id, codes::stream::CANCEL);
+            self.refuse_stream(id, StreamCode::CANCEL);
             return Flow::Wait;
         }
         let params = SubscribeParams {
@@ -198,7 +198,12 @@ impl Session {
     }
 
     /// The subscriber cancelled (FIN, `code: None`) or reset the subscription.
-    pub(super) fn serve_peer_closed(&mut self, _now: Instant, serve: ServeId, code: Option<u64>) {
+    pub(super) fn serve_peer_closed(
+        &mut self,
+        _now: Instant,
+        serve: ServeId,
+        code: Option<StreamCode>,
+    ) {
         let Some(s) = self.serves.get(serve) else {
             return;
         };
@@ -206,15 +211,15 @@ impl Session {
         match code {
             None => self.finish(StreamRef::Open(stream)),
             Some(_) => {
-                self.close_send_quietly(stream, codes::stream::CANCEL);
-                self.stop_stream(stream, codes::stream::CANCEL);
+                self.close_send_quietly(stream, StreamCode::CANCEL);
+                self.stop_stream(stream, StreamCode::CANCEL);
             }
         }
-        self.remove_serve(serve, codes::stream::CANCEL);
+        self.remove_serve(serve, StreamCode::CANCEL);
     }
 
     /// Forget a serve, resetting its unfinished groups with `code`.
-    fn remove_serve(&mut self, serve: ServeId, code: u64) {
+    fn remove_serve(&mut self, serve: ServeId, code: StreamCode) {
         let Some(s) = self.serves.remove(serve) else {
             return;
         };
@@ -273,7 +278,7 @@ impl Session {
     }
 
     /// Reject a subscription: reset the stream with `code` (0x36 Unroutable, 0x33 NotFound...).
-    pub fn reject_serve(&mut self, id: ServeId, code: u64) {
+    pub fn reject_serve(&mut self, id: ServeId, code: StreamCode) {
         let Some(serve) = self.serves.get(id) else {
             return;
         };
@@ -315,7 +320,7 @@ impl Session {
     }
 
     /// Abort a subscription: reset the subscribe stream and every group with `code`.
-    pub fn abort_serve(&mut self, id: ServeId, code: u64) {
+    pub fn abort_serve(&mut self, id: ServeId, code: StreamCode) {
         let Some(serve) = self.serves.get(id) else {
             return;
         };
@@ -325,7 +330,7 @@ impl Session {
     }
 
     /// Tell the subscriber that groups `start..=end` will never come.
-    pub fn drop_groups(&mut self, id: ServeId, start: u64, end: u64, code: u64) {
+    pub fn drop_groups(&mut self, id: ServeId, start: u64, end: u64, code: StreamCode) {
         let version = self.version;
         let Some(serve) = self.serves.get(id) else {
             return;
@@ -334,7 +339,7 @@ impl Session {
         let response = SubscribeResponse::Drop(SubscribeDrop {
             start,
             end,
-            error: code,
+            error: code.0,
         });
         if let Ok(bytes) = self.encode(|sink| response.encode(sink, version)) {
             self.write(StreamRef::Open(stream), bytes);
@@ -485,7 +490,7 @@ impl Session {
         {
             // The transport is far behind: skip to the newest group rather than queue more of
             // an older one.
-            self.abort_group(group, codes::stream::TOO_FAR_BEHIND);
+            self.abort_group(group, StreamCode::TOO_FAR_BEHIND);
             return false;
         }
         let timestamp_delta = if version.is_lite05() {
@@ -493,7 +498,7 @@ impl Session {
                 Ok(delta) => delta,
                 Err(_) => {
                     let serve = g.serve;
-                    self.abort_group(group, codes::stream::TIMESTAMP_MISMATCH);
+                    self.abort_group(group, StreamCode::TIMESTAMP_MISMATCH);
                     let _ = serve;
                     return false;
                 }
@@ -557,7 +562,7 @@ impl Session {
     }
 
     /// Abort a group stream with `code` (the publisher abandoned the group).
-    pub fn abort_group(&mut self, group: GroupSendId, code: u64) {
+    pub fn abort_group(&mut self, group: GroupSendId, code: StreamCode) {
         let Some(g) = self.group_sends.remove(group) else {
             return;
         };
@@ -642,7 +647,12 @@ impl Session {
         self.forget_group(serve, group);
     }
 
-    pub(super) fn group_send_stopped(&mut self, _now: Instant, group: GroupSendId, _code: u64) {
+    pub(super) fn group_send_stopped(
+        &mut self,
+        _now: Instant,
+        group: GroupSendId,
+        _code: StreamCode,
+    ) {
         // The transport already reset the stream in answer to STOP_SENDING.
         if let Some(g) = self.group_sends.remove(group) {
             self.forget_group(g.serve, group);
@@ -754,8 +764,8 @@ impl Session {
         match g.stream {
             StreamRef::Pending(_) => {
                 // Never hit the network: drop it for free and say so.
-                self.reset(g.stream, codes::stream::OLD);
-                self.drop_groups(serve, g.seq, g.seq, codes::stream::OLD);
+                self.reset(g.stream, StreamCode::OLD);
+                self.drop_groups(serve, g.seq, g.seq, StreamCode::OLD);
             }
             StreamRef::Open(id) if g.awaiting_ack() => {
                 // FIN sent but not acknowledged: reset it anyway, so stale bytes still queued
@@ -763,11 +773,11 @@ impl Session {
                 // in QUIC's "Data Sent" state).
                 self.commands.push_back(Command::Reset {
                     stream: id,
-                    code: codes::stream::OLD,
+                    code: StreamCode::OLD,
                 });
                 self.send_done(id);
             }
-            _ => self.reset(g.stream, codes::stream::OLD),
+            _ => self.reset(g.stream, StreamCode::OLD),
         }
         self.forget_group(serve, group);
     }

@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::codes;
 use super::core::{CONTROL_PRIORITY, Flow, Role, Session, StreamRef};
 use super::types::*;
+use crate::codes::{SessionCode, StreamCode};
 use crate::wire::{
     BiStreamType, Fetch, FrameDecoder, FrameHeader, FrameItem, Goaway, Path, Probe, ProbeLevel,
     Setup, StreamReader, Timestamps, TrackInfo, TrackRequest, UniStreamType,
@@ -167,9 +167,9 @@ impl Session {
         let Some(fetch) = self.fetches.remove(id) else {
             return;
         };
-        self.reset(fetch.stream, codes::stream::CANCEL);
+        self.reset(fetch.stream, StreamCode::CANCEL);
         if let StreamRef::Open(stream) = fetch.stream {
-            self.stop_stream(stream, codes::stream::CANCEL);
+            self.stop_stream(stream, StreamCode::CANCEL);
         }
     }
 
@@ -241,19 +241,19 @@ impl Session {
         err: crate::coding::DecodeError,
     ) {
         tracing::debug!(%err, "malformed fetch reply");
-        self.refuse_stream(id, codes::stream::MALFORMED_TRACK);
+        self.refuse_stream(id, StreamCode::MALFORMED_TRACK);
         self.fetches.remove(key);
         self.emit(Event::FetchClosed {
             id: key,
-            error: Some(codes::stream::MALFORMED_TRACK),
+            error: Some(StreamCode::MALFORMED_TRACK),
         });
     }
 
-    pub(super) fn fetch_failed(&mut self, key: FetchId, code: u64) {
+    pub(super) fn fetch_failed(&mut self, key: FetchId, code: StreamCode) {
         let Some(fetch) = self.fetches.remove(key) else {
             return;
         };
-        self.reset(fetch.stream, codes::stream::CANCEL);
+        self.reset(fetch.stream, StreamCode::CANCEL);
         self.emit(Event::FetchClosed {
             id: key,
             error: Some(code),
@@ -278,7 +278,7 @@ impl Session {
             }
         };
         if self.fetch_serves.len() >= self.cfg.max_requests {
-            self.refuse_stream(id, codes::stream::CANCEL);
+            self.refuse_stream(id, StreamCode::CANCEL);
             return Flow::Wait;
         }
         let key = self.fetch_serves.insert(FetchServe {
@@ -317,8 +317,8 @@ impl Session {
         let Some(fetch) = self.fetch_serves.remove(key) else {
             return;
         };
-        self.close_send_quietly(fetch.stream, codes::stream::CANCEL);
-        self.stop_stream(fetch.stream, codes::stream::CANCEL);
+        self.close_send_quietly(fetch.stream, StreamCode::CANCEL);
+        self.stop_stream(fetch.stream, StreamCode::CANCEL);
         self.emit(Event::FetchServeClosed { id: key });
     }
 
@@ -332,7 +332,7 @@ impl Session {
             match fetch.timestamps.delta_for(ts) {
                 Ok(d) => d,
                 Err(_) => {
-                    self.fetch_reject(key, codes::stream::TIMESTAMP_MISMATCH);
+                    self.fetch_reject(key, StreamCode::TIMESTAMP_MISMATCH);
                     return false;
                 }
             }
@@ -373,7 +373,7 @@ impl Session {
     }
 
     /// Fail a FETCH with a stream reset (0x33 NotFound, ...).
-    pub fn fetch_reject(&mut self, key: FetchServeId, code: u64) {
+    pub fn fetch_reject(&mut self, key: FetchServeId, code: StreamCode) {
         if let Some(fetch) = self.fetch_serves.remove(key) {
             self.refuse_stream(fetch.stream, code);
         }
@@ -432,7 +432,7 @@ impl Session {
                 Ok(None) if reader.is_finished() => {
                     // FIN with no TRACK_INFO: the query failed; report it, never leave it.
                     self.recv_done(id);
-                    self.track_query_failed(key, codes::stream::CANCEL);
+                    self.track_query_failed(key, StreamCode::CANCEL);
                     return Flow::Wait;
                 }
                 Ok(None) => return self.wait_or_truncated(id, reader, true),
@@ -454,11 +454,11 @@ impl Session {
         Flow::Wait
     }
 
-    pub(super) fn track_query_failed(&mut self, key: TrackQueryId, code: u64) {
+    pub(super) fn track_query_failed(&mut self, key: TrackQueryId, code: StreamCode) {
         let Some(query) = self.track_queries.remove(key) else {
             return;
         };
-        self.reset(query.stream, codes::stream::CANCEL);
+        self.reset(query.stream, StreamCode::CANCEL);
         if !query.answered {
             self.emit(Event::TrackInfo {
                 id: key,
@@ -482,7 +482,7 @@ impl Session {
             }
         };
         if self.track_serves.len() >= self.cfg.max_requests {
-            self.refuse_stream(id, codes::stream::CANCEL);
+            self.refuse_stream(id, StreamCode::CANCEL);
             return Flow::Wait;
         }
         let key = self.track_serves.insert(TrackServe { stream: id });
@@ -511,13 +511,13 @@ impl Session {
 
     pub(super) fn track_serve_cancelled(&mut self, key: TrackServeId) {
         if let Some(track) = self.track_serves.remove(key) {
-            self.close_send_quietly(track.stream, codes::stream::CANCEL);
-            self.stop_stream(track.stream, codes::stream::CANCEL);
+            self.close_send_quietly(track.stream, StreamCode::CANCEL);
+            self.stop_stream(track.stream, StreamCode::CANCEL);
         }
     }
 
     /// Answer a TRACK request: TRACK_INFO then FIN, or a reset with the error code.
-    pub fn track_info_reply(&mut self, key: TrackServeId, result: Result<TrackInfo, u64>) {
+    pub fn track_info_reply(&mut self, key: TrackServeId, result: Result<TrackInfo, StreamCode>) {
         let Some(track) = self.track_serves.remove(key) else {
             return;
         };
@@ -528,7 +528,7 @@ impl Session {
                 self.write(StreamRef::Open(stream), bytes);
                 self.finish(StreamRef::Open(stream));
             }
-            Ok(Err(_)) => self.refuse_stream(stream, codes::stream::INTERNAL),
+            Ok(Err(_)) => self.refuse_stream(stream, StreamCode::INTERNAL),
             Err(code) => self.refuse_stream(stream, code),
         }
     }
@@ -598,7 +598,7 @@ impl Session {
         if self.probe.responder != Some(id) {
             let disabled = self.version.is_lite05() && self.cfg.probe_level == ProbeLevel::None;
             if disabled || self.probe.responder.is_some() {
-                self.refuse_stream(id, codes::stream::CANCEL);
+                self.refuse_stream(id, StreamCode::CANCEL);
                 return Flow::Wait;
             }
             self.probe.responder = Some(id);
@@ -739,7 +739,7 @@ impl Session {
                 self.write(stream, bytes);
                 self.finish(stream);
             }
-            Err(err) => self.close(codes::session::INTERNAL, &format!("SETUP: {err}")),
+            Err(err) => self.close(SessionCode::INTERNAL, &format!("SETUP: {err}")),
         }
     }
 

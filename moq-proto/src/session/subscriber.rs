@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::codes;
 use super::core::{CONTROL_PRIORITY, Flow, Role, Session, StreamRef};
 use super::types::*;
+use crate::codes::StreamCode;
 use crate::coding::DecodeError;
 use crate::wire::{
     BiStreamType, Datagram, FrameDecoder, FrameItem, GroupHeader, Path, StreamReader, Subscribe,
@@ -27,7 +27,7 @@ pub(crate) struct Subscription {
     pub(super) stream: StreamRef,
     pub(super) ok: bool,
     /// The publisher finished (`Some(None)`) or reset (`Some(Some(code))`) the stream.
-    pub(super) publisher_done: Option<Option<u64>>,
+    pub(super) publisher_done: Option<Option<StreamCode>>,
     /// Group streams still being received.
     pub(super) open_groups: usize,
     /// Recently seen group sequences (streams and datagrams), a ring.
@@ -145,19 +145,19 @@ impl Session {
         };
         self.sub_by_wire.remove(&sub.wire_id);
         match sub.stream {
-            StreamRef::Pending(_) => self.reset(sub.stream, codes::stream::CANCEL),
+            StreamRef::Pending(_) => self.reset(sub.stream, StreamCode::CANCEL),
             StreamRef::Open(stream) => {
                 self.set_role(stream, Role::Ignore);
                 self.finish(sub.stream);
             }
             StreamRef::Closed => {}
         }
-        self.stop_groups_of(id, codes::stream::CANCEL, false);
+        self.stop_groups_of(id, StreamCode::CANCEL, false);
         self.emit(Event::SubscriptionClosed { id, error: None });
     }
 
     /// Stop every group stream of `sub`, optionally reporting each as stopped.
-    fn stop_groups_of(&mut self, sub: SubscriptionId, code: u64, report: bool) {
+    fn stop_groups_of(&mut self, sub: SubscriptionId, code: StreamCode, report: bool) {
         let groups: Vec<GroupRecvId> = self
             .group_recvs
             .iter()
@@ -229,7 +229,11 @@ impl Session {
                 self.emit(Event::SubscribeOk {
                     id,
                     info: SubscribeOkInfo {
-                        publisher: Some((ok.priority, ok.ordered, ok.max_latency)),
+                        publisher: Some(PublisherParams {
+                            priority: ok.priority,
+                            ordered: ok.ordered,
+                            max_latency: ok.max_latency,
+                        }),
                         start: ok.start,
                         end: ok.end,
                     },
@@ -260,7 +264,7 @@ impl Session {
                     id,
                     start: drop.start,
                     end: drop.end,
-                    code: drop.error,
+                    code: StreamCode(drop.error),
                 });
             }
         }
@@ -268,20 +272,25 @@ impl Session {
     }
 
     /// The publisher reset (or stopped) the subscribe stream.
-    pub(super) fn subscription_reset(&mut self, _now: Instant, sub: SubscriptionId, code: u64) {
+    pub(super) fn subscription_reset(
+        &mut self,
+        _now: Instant,
+        sub: SubscriptionId,
+        code: StreamCode,
+    ) {
         let Some(s) = self.subs.get(sub) else {
             return;
         };
         let stream = s.stream;
-        self.reset(stream, codes::stream::CANCEL);
+        self.reset(stream, StreamCode::CANCEL);
         if let StreamRef::Open(id) = stream {
-            self.stop_stream(id, codes::stream::CANCEL);
+            self.stop_stream(id, StreamCode::CANCEL);
         }
-        self.stop_groups_of(sub, codes::stream::CANCEL, true);
+        self.stop_groups_of(sub, StreamCode::CANCEL, true);
         self.subscription_publisher_done(sub, Some(code));
     }
 
-    fn subscription_publisher_done(&mut self, sub: SubscriptionId, error: Option<u64>) {
+    fn subscription_publisher_done(&mut self, sub: SubscriptionId, error: Option<StreamCode>) {
         let Some(s) = self.subs.get_mut(sub) else {
             return;
         };
@@ -325,11 +334,11 @@ impl Session {
         };
         let Some(&sub) = self.sub_by_wire.get(&header.subscribe_id) else {
             // Unknown or cancelled subscription: stop it, as the reference does (0x1).
-            self.stop_stream(id, codes::stream::CANCEL);
+            self.stop_stream(id, StreamCode::CANCEL);
             return Flow::Wait;
         };
         let Some(s) = self.subs.get_mut(sub) else {
-            self.stop_stream(id, codes::stream::CANCEL);
+            self.stop_stream(id, StreamCode::CANCEL);
             return Flow::Wait;
         };
         s.open_groups += 1;
@@ -407,10 +416,10 @@ impl Session {
 
     fn group_malformed(&mut self, key: GroupRecvId, err: DecodeError) {
         let code = match &err {
-            DecodeError::TooLarge { what: "frame", .. } => codes::stream::FRAME_TOO_LARGE,
-            DecodeError::TooLarge { .. } => codes::stream::GROUP_TOO_LARGE,
-            DecodeError::TimestampOutOfRange(_) => codes::stream::TIMESTAMP_MISMATCH,
-            _ => codes::stream::MALFORMED_TRACK,
+            DecodeError::TooLarge { what: "frame", .. } => StreamCode::FRAME_TOO_LARGE,
+            DecodeError::TooLarge { .. } => StreamCode::GROUP_TOO_LARGE,
+            DecodeError::TimestampOutOfRange(_) => StreamCode::TIMESTAMP_MISMATCH,
+            _ => StreamCode::MALFORMED_TRACK,
         };
         tracing::debug!(%err, "malformed group stream");
         if let Some(group) = self.group_recvs.get(key) {
@@ -435,7 +444,7 @@ impl Session {
         self.try_close_subscription(group.sub);
     }
 
-    pub(super) fn group_recv_reset(&mut self, _now: Instant, key: GroupRecvId, code: u64) {
+    pub(super) fn group_recv_reset(&mut self, _now: Instant, key: GroupRecvId, code: StreamCode) {
         self.finish_group_recv(key, GroupEnd::Reset(code));
     }
 
@@ -447,8 +456,8 @@ impl Session {
             .find(|(_, g)| g.sub == id && g.seq == seq)
             .map(|(k, g)| (k, g.stream));
         if let Some((key, stream)) = found {
-            self.stop_stream(stream, codes::stream::CANCEL);
-            self.finish_group_recv(key, GroupEnd::Stopped(codes::stream::CANCEL));
+            self.stop_stream(stream, StreamCode::CANCEL);
+            self.finish_group_recv(key, GroupEnd::Stopped(StreamCode::CANCEL));
         }
     }
 

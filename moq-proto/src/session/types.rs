@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::codes::{SessionCode, StreamCode};
 use crate::coding::Limits;
 use crate::wire::{Path, ProbeLevel, Role, TrackInfo, Version};
 
@@ -75,11 +76,22 @@ impl Default for SubscribeParams {
     }
 }
 
+/// The publisher's own delivery preferences, from a lite-03/04 SUBSCRIBE_OK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublisherParams {
+    /// Publisher priority (a tie-breaker after the subscriber's).
+    pub priority: u8,
+    /// True: the publisher prefers oldest group first.
+    pub ordered: bool,
+    /// How long the publisher keeps non-latest groups.
+    pub max_latency: Duration,
+}
+
 /// What the publisher told us in its first response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubscribeOkInfo {
-    /// lite-03/04: publisher priority, ordered flag and max latency.
-    pub publisher: Option<(u8, bool, Duration)>,
+    /// lite-03/04 only: the publisher's preferences.
+    pub publisher: Option<PublisherParams>,
     /// The first group served, if known (lite-05 always; lite-03/04 when resolved).
     pub start: Option<u64>,
     /// The last group served (lite-03/04 OK only).
@@ -97,14 +109,15 @@ pub struct TransportStats {
 
 /// How a group stream we were receiving ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum GroupEnd {
     /// FIN on a frame boundary: every frame arrived.
     Finished,
     /// The publisher reset the stream with this code (0x34 Old when it expired).
-    Reset(u64),
+    Reset(StreamCode),
     /// We abandoned it: malformed content, or the subscription went away. The code is what we
     /// sent in STOP_SENDING.
-    Stopped(u64),
+    Stopped(StreamCode),
 }
 
 /// A request toward the peer that the session refuses to send.
@@ -132,6 +145,100 @@ pub enum RequestError {
     /// The message could not be encoded (a name too long, a value out of range).
     #[error(transparent)]
     Encode(#[from] crate::coding::EncodeError),
+}
+
+/// The size of each of a session's tables, from [`super::Session::tables`]. Every count is
+/// bounded by a cap in [`Config`] (or, for queues, drained by the caller).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct SessionTables {
+    /// Streams tracked (both directions; at most `max_streams` of the peer's).
+    pub streams: usize,
+    /// Our stream opens waiting for transport credit.
+    pub pending_opens: usize,
+    /// Bytes written to those streams before they opened (at most `max_pending_bytes`).
+    pub pending_bytes: usize,
+    /// Subscribe streams whose final FIN is not acknowledged yet.
+    pub unacked_ends: usize,
+    /// Our subscriptions (at most `max_subscriptions`).
+    pub subscriptions: usize,
+    /// Group streams we are receiving.
+    pub group_recvs: usize,
+    /// The peer's subscriptions we serve (at most `max_subscriptions`).
+    pub serves: usize,
+    /// Group streams we are sending.
+    pub group_sends: usize,
+    /// Our announce requests (at most `max_announce_requests`).
+    pub interests: usize,
+    /// The peer's announce requests (at most `max_announce_requests`).
+    pub listeners: usize,
+    /// Our FETCHes (at most `max_requests`).
+    pub fetches: usize,
+    /// The peer's FETCHes we serve (at most `max_requests`).
+    pub fetch_serves: usize,
+    /// Our TRACK requests (at most `max_requests`).
+    pub track_queries: usize,
+    /// The peer's TRACK requests (at most `max_requests`).
+    pub track_serves: usize,
+    /// Commands not drained yet.
+    pub commands: usize,
+    /// Events not drained yet, including those held until a lite-05 client's SETUP.
+    pub events: usize,
+}
+
+impl SessionTables {
+    /// Every count with its name, in declaration order (the destructuring below makes a new
+    /// field a compile error here until it is listed).
+    pub fn entries(&self) -> [(&'static str, usize); 16] {
+        let Self {
+            streams,
+            pending_opens,
+            pending_bytes,
+            unacked_ends,
+            subscriptions,
+            group_recvs,
+            serves,
+            group_sends,
+            interests,
+            listeners,
+            fetches,
+            fetch_serves,
+            track_queries,
+            track_serves,
+            commands,
+            events,
+        } = *self;
+        [
+            ("streams", streams),
+            ("pending_opens", pending_opens),
+            ("pending_bytes", pending_bytes),
+            ("unacked_ends", unacked_ends),
+            ("subscriptions", subscriptions),
+            ("group_recvs", group_recvs),
+            ("serves", serves),
+            ("group_sends", group_sends),
+            ("interests", interests),
+            ("listeners", listeners),
+            ("fetches", fetches),
+            ("fetch_serves", fetch_serves),
+            ("track_queries", track_queries),
+            ("track_serves", track_serves),
+            ("commands", commands),
+            ("events", events),
+        ]
+    }
+}
+
+impl std::fmt::Display for SessionTables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, count)) in self.entries().iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{name}={count}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Which end of the connection this session is.
@@ -177,7 +284,7 @@ pub struct Config {
     /// Most bytes the transport may hold unaccepted (see
     /// [`super::Session::handle_send_backlog`]) before the session sheds groups: past it, a
     /// frame for a group that is not its subscription's newest aborts that group
-    /// ([`super::codes::stream::TOO_FAR_BEHIND`]) instead of queueing behind the backlog, so
+    /// ([`StreamCode::TOO_FAR_BEHIND`]) instead of queueing behind the backlog, so
     /// a subscriber that cannot keep up skips to the live edge and costs bounded memory.
     pub max_send_backlog: usize,
 }
@@ -207,6 +314,7 @@ impl Config {
 
 /// An instruction for the transport, drained with [`super::Session::poll_command`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Command {
     /// Open a stream when credit allows, then call `handle_open_granted(token, id)`. Higher
     /// `priority` streams should be granted first.
@@ -240,14 +348,14 @@ pub enum Command {
         /// The stream.
         stream: StreamId,
         /// Stream error code.
-        code: u64,
+        code: StreamCode,
     },
     /// Ask the peer to stop sending on a stream (STOP_SENDING); discard what arrives.
     Stop {
         /// The stream.
         stream: StreamId,
         /// Stream error code.
-        code: u64,
+        code: StreamCode,
     },
     /// Change a stream's send priority (higher first).
     SetPriority {
@@ -264,7 +372,7 @@ pub enum Command {
     /// Close the connection.
     Close {
         /// Session error code.
-        code: u64,
+        code: SessionCode,
         /// Human-readable reason.
         reason: String,
     },
@@ -273,6 +381,7 @@ pub enum Command {
 /// Something the application (or the [`crate::node::Node`]) must know, drained with
 /// [`super::Session::poll_event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// lite-05: the peer's SETUP arrived.
     Setup {
@@ -354,7 +463,7 @@ pub enum Event {
         /// Last group, inclusive.
         end: u64,
         /// Error code (0 = unavailable).
-        code: u64,
+        code: StreamCode,
     },
     /// lite-05 SUBSCRIBE_END: no group at or after `end` will come (a group equal to `end`
     /// from a peer that sends it inclusive is still accepted).
@@ -370,7 +479,7 @@ pub enum Event {
         /// The subscription.
         id: SubscriptionId,
         /// The reset code, if it did not end cleanly.
-        error: Option<u64>,
+        error: Option<StreamCode>,
     },
 
     // ----- our announce requests -----
@@ -390,7 +499,7 @@ pub enum Event {
         /// The request.
         id: InterestId,
         /// Reset code, if not a clean FIN.
-        error: Option<u64>,
+        error: Option<StreamCode>,
     },
 
     // ----- requests from the peer (we publish) -----
@@ -488,14 +597,14 @@ pub enum Event {
         /// The fetch.
         id: FetchId,
         /// Reset code, if it failed.
-        error: Option<u64>,
+        error: Option<StreamCode>,
     },
     /// The answer to a TRACK request: the properties, or the reset code.
     TrackInfo {
         /// The request.
         id: TrackQueryId,
         /// Properties or error code.
-        result: Result<TrackInfo, u64>,
+        result: Result<TrackInfo, StreamCode>,
     },
 
     // ----- session-wide -----
@@ -514,7 +623,7 @@ pub enum Event {
     /// The session is closed; every handle is dead.
     Closed {
         /// Session error code.
-        code: u64,
+        code: SessionCode,
         /// Reason text.
         reason: String,
         /// True when we closed it.

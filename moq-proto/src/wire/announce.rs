@@ -80,6 +80,7 @@ impl Message for AnnounceOk {
 
 /// Whether a broadcast is live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum AnnounceStatus {
     /// 0: the broadcast ended.
     Ended,

@@ -18,6 +18,7 @@ use crate::coding::{Cursor, DecodeError, Sink};
 
 /// The type of a bidirectional stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum BiStreamType {
     /// Announce (0x1): the side that wants announcements opens it.
     Announce,
@@ -35,6 +36,7 @@ pub enum BiStreamType {
 
 /// The type of a unidirectional stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum UniStreamType {
     /// Group (0x0): one group of one subscription.
     Group,

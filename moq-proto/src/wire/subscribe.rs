@@ -247,6 +247,7 @@ impl Message for SubscribeDrop {
 
 /// A publisher's reply on a Subscribe stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SubscribeResponse {
     /// lite-03/04 SUBSCRIBE_OK (type 0).
     Ok(SubscribeOk),

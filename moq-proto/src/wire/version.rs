@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 /// A MOQ Lite wire version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum Version {
     /// draft-lcurley-moq-lite-03, ALPN `moq-lite-03`.
     Lite03,

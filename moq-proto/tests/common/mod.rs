@@ -516,6 +516,7 @@ impl Msg {
             SubscribeResponse::Start(_) => SubscribeStart::NAME,
             SubscribeResponse::End(_) => SubscribeEnd::NAME,
             SubscribeResponse::Drop(_) => SubscribeDrop::NAME,
+            _ => panic!("a variant this test does not know"),
         })
     }
 

@@ -9,13 +9,13 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use moq_harness::testing::node_config;
 use moq_proto::node::{LocalSubId, NodeEvent, SubscriptionEvent};
 use moq_proto::origin::{PeerId, TrackId};
 use moq_proto::quic::{
     Certificate, ConnectionHandle, Endpoint, EngineConfig, EngineEvent, Verification,
 };
 use moq_proto::session::Side;
-use moq_proto::testing::node_config;
 use moq_proto::wire::{Path, TrackInfo, Version};
 use moq_tests::netsim::{LinkConfig, NetSim};
 

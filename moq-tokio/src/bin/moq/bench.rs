@@ -15,6 +15,7 @@ use moq_tokio::{SubscribeParams, TrackInfo};
 use tokio::sync::Mutex;
 
 use crate::common::{Common, Error};
+use moq_proto::codes::SessionCode;
 
 /// `moq bench` flags.
 #[derive(Args, Debug, Clone)]
@@ -166,7 +167,7 @@ pub(crate) async fn run(common: &Common, args: BenchArgs) -> Result<(), Error> {
     }
     drop(broadcasts);
     for (endpoint, _session) in &endpoints {
-        endpoint.close(0, "bench done");
+        endpoint.close(SessionCode(0), "bench done");
     }
     Ok(())
 }

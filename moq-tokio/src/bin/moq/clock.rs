@@ -115,8 +115,10 @@ async fn subscribe(mut subscription: moq_tokio::Subscription) -> Result<(), Erro
             }
         }
     }
-    match subscription.error() {
-        Some(Some(code)) => Err(format!("clock ended with error {code:#x}").into()),
+    match subscription.end() {
+        Some(moq_tokio::SubscriptionEnd::Failed(code)) => {
+            Err(format!("clock ended with error {code}").into())
+        }
         _ => Ok(()),
     }
 }

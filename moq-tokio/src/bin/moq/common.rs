@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use moq_proto::codes::SessionCode;
 use moq_proto::node::NodeConfig;
 use moq_proto::quic::tls;
 use moq_tokio::{Endpoint, EngineConfig, Session, TokioRuntime, Verification, Version};
@@ -118,7 +119,7 @@ impl Common {
 /// CONNECTION_CLOSE reaches the relay before the process exits. Otherwise the relay only
 /// notices at its idle timeout, and keeps announcing what this client published until then.
 pub(crate) async fn close(endpoint: &Endpoint) {
-    endpoint.close(0, "done");
+    endpoint.close(SessionCode(0), "done");
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.closed()).await;
 }
 

@@ -191,8 +191,10 @@ pub(crate) async fn subscribe(common: &Common, args: SubArgs) -> Result<(), Erro
                 None => ended = true,
             }
         }
-        match subscription.error() {
-            Some(Some(code)) => Err(format!("subscription ended with error {code:#x}").into()),
+        match subscription.end() {
+            Some(moq_tokio::SubscriptionEnd::Failed(code)) => {
+                Err(format!("subscription ended with error {code}").into())
+            }
             _ => Ok(()),
         }
     }

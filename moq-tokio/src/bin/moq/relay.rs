@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use clap::Args;
+use moq_proto::codes::SessionCode;
 use moq_proto::node::NodeConfig;
 use moq_proto::quic::tls;
 use moq_tokio::{Certificate, DriverConfig, Endpoint, EngineConfig, TokioRuntime};
@@ -120,7 +121,7 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
         _ = tokio::time::sleep(Duration::from_secs(args.drain) + Duration::from_millis(500)) => {}
         _ = shutdown_signal() => {}
     }
-    endpoint.close(0, "relay shutting down");
+    endpoint.close(SessionCode(0), "relay shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.closed()).await;
     accept.abort();
     Ok(())

@@ -1,13 +1,13 @@
 //! GOAWAY from a relay: peers are told (lite-04+), no new requests, existing subscriptions
 //! drain, then every session closes with 0x10.
-#![cfg(feature = "testing")]
 
 mod scenario_util;
 
 use std::time::Duration;
 
+use moq_proto::codes::SessionCode;
 use moq_proto::node::NodeEvent;
-use moq_proto::session::{SubscribeParams, codes};
+use moq_proto::session::SubscribeParams;
 use moq_proto::wire::TrackInfo;
 use scenario_util::*;
 
@@ -36,7 +36,7 @@ fn goaway_drains_then_closes_with_0x10() {
         let now = sim.now();
         sim.nodes[r].goaway(now, "");
         sim.run();
-        let r_peer = |sim: &moq_proto::testing::Sim, link: usize| sim.ends(link)[0].peer;
+        let r_peer = |sim: &moq_harness::testing::Sim, link: usize| sim.ends(link)[0].peer;
         for (node, link) in [(p, l_p), (s, l_s)] {
             let ev = sim.events(node);
             let goaways: Vec<&NodeEvent> = ev
@@ -83,7 +83,7 @@ fn goaway_drains_then_closes_with_0x10() {
         sim.advance(Duration::from_secs(6));
         for node in [p, s] {
             let ev = sim.events(node);
-            let closes: Vec<(u64, bool)> = ev
+            let closes: Vec<(SessionCode, bool)> = ev
                 .iter()
                 .filter_map(|e| match e {
                     NodeEvent::SessionClosed { code, local, .. } => Some((*code, *local)),
@@ -92,7 +92,7 @@ fn goaway_drains_then_closes_with_0x10() {
                 .collect();
             assert_eq!(
                 closes,
-                vec![(codes::session::GOAWAY_TIMEOUT, false)],
+                vec![(SessionCode::GOAWAY_TIMEOUT, false)],
                 "{run}: node {node}: {ev:?}"
             );
             if node == s {
@@ -105,7 +105,7 @@ fn goaway_drains_then_closes_with_0x10() {
             .iter()
             .filter(|e| {
                 matches!(e, NodeEvent::SessionClosed { code, local: true, .. }
-                    if *code == codes::session::GOAWAY_TIMEOUT)
+                    if *code == SessionCode::GOAWAY_TIMEOUT)
             })
             .count();
         assert_eq!(local_closes, 2, "{run}: {ev:?}");

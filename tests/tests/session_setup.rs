@@ -3,7 +3,7 @@
 
 mod session_support;
 
-use moq_proto::session::codes;
+use moq_proto::codes::{SessionCode, StreamCode};
 use moq_proto::session::{Command, Dir, Event, Side, SubscribeParams};
 use moq_proto::wire::{ProbeLevel, Role, Setup, Subscribe, Version, param};
 use session_support::*;
@@ -204,7 +204,7 @@ fn duplicate_setup_parameter_closes_with_protocol_violation() {
             &setup_stream(&[param_varint(param::PROBE, 1), param_varint(param::PROBE, 1)]),
             true,
         );
-        raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+        raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
         assert!(raw.s.poll_timeout().is_none());
     }
 }
@@ -239,7 +239,7 @@ fn second_setup_stream_closes_with_protocol_violation() {
     for side in [Side::Client, Side::Server] {
         let mut raw = Raw::ready(V05, side);
         raw.peer_uni_with(&setup_stream(&[]), true);
-        raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+        raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
     }
 }
 
@@ -250,29 +250,29 @@ fn malformed_setup_closes_the_session() {
     let mut bytes = setup_stream(&[]);
     bytes.push(0x00);
     raw.peer_uni_with(&bytes, true);
-    raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+    raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
 
     // A varint parameter with bytes after the varint.
     let mut raw = Raw::new(cfg(V05, Side::Server));
     raw.peer_uni_with(&setup_stream(&[param_bytes(param::PROBE, &[1, 0])]), true);
-    raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+    raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
 
     // FIN inside the SETUP message.
     let mut raw = Raw::new(cfg(V05, Side::Server));
     raw.peer_uni_with(&[0x01, 0x05, 0x01], true);
-    raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+    raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
 
     // The Setup stream reset before SETUP completed.
     let mut raw = Raw::new(cfg(V05, Side::Server));
     let id = raw.peer_uni_with(&[0x01], false);
-    raw.peer_reset(id, 0);
-    raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+    raw.peer_reset(id, StreamCode(0));
+    raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
 
     // More than 64 parameters.
     let mut raw = Raw::new(cfg(V05, Side::Server));
     let params: Vec<Vec<u8>> = (0..65).map(|i| param_varint(0x100 + i, 0)).collect();
     raw.peer_uni_with(&setup_stream(&params), true);
-    raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+    raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
 }
 
 #[test]
@@ -285,7 +285,7 @@ fn setup_stream_before_lite05_is_stopped_with_code_0() {
                 raw.take_cmds(),
                 vec![Command::Stop {
                     stream: id,
-                    code: codes::stream::INTERNAL
+                    code: StreamCode::INTERNAL
                 }],
                 "{v}"
             );
@@ -304,6 +304,6 @@ fn setup_stream_without_setup_is_a_violation() {
     for side in [Side::Client, Side::Server] {
         let mut raw = Raw::new(cfg(V05, side));
         raw.peer_uni_with(&[0x01], true);
-        raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+        raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
     }
 }

@@ -2,7 +2,8 @@
 
 mod session_support;
 
-use moq_proto::session::codes;
+use moq_proto::codes::SessionCode;
+use moq_proto::codes::StreamCode;
 use moq_proto::session::{Command, Dir, Event, RequestError, Side};
 use moq_proto::wire::{Announce, AnnounceOk, AnnounceRequest, AnnounceStatus, Path, Version};
 use session_support::*;
@@ -97,6 +98,7 @@ fn announced_paths_and_hop_lists_are_normalised() {
             Version::Lite05 => active("cam", &[37]),
             Version::Lite04 => active("cam", &[37, 123_456_789]),
             Version::Lite03 => active("cam", &[0, 0]),
+            _ => panic!("a variant this test does not know"),
         };
         raw.send(stream, &enc(&cam, v));
         // A broadcast equal to the prefix (empty suffix) and a nested one.
@@ -237,7 +239,7 @@ fn lite05_announce_ok_comes_first() {
     raw.pump();
     let stream = raw.last_opened();
     raw.send(stream, &enc(&active("b", &[]), v));
-    raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+    raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
 }
 
 #[test]
@@ -287,7 +289,7 @@ fn duplicate_active_is_a_violation_before_lite05_and_a_replace_on_lite05() {
                 [Event::Announced { active: false, .. }]
             ));
         } else {
-            raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+            raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
             assert!(raw.s.is_idle());
         }
     }
@@ -296,7 +298,7 @@ fn duplicate_active_is_a_violation_before_lite05_and_a_replace_on_lite05() {
         let mut raw = Raw::ready(v, Side::Client);
         let (_, stream) = interest(&mut raw, "a", 0);
         raw.send(stream, &[0x04, 0x02, 0x01, b'b', 0x00]);
-        raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+        raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
     }
 }
 
@@ -334,12 +336,12 @@ fn announce_stream_fin_or_reset_closes_the_interest() {
         // Reset: InterestClosed{Some(code)}; we FIN (never reset an announce stream).
         let mut raw = Raw::ready(v, Side::Client);
         let (id, stream) = interest(&mut raw, "a", 1);
-        raw.peer_reset(stream, 0x1);
+        raw.peer_reset(stream, StreamCode(0x1));
         assert_eq!(
             raw.take_events(),
             vec![Event::InterestClosed {
                 id,
-                error: Some(0x1)
+                error: Some(StreamCode(0x1))
             }]
         );
         assert_eq!(raw.take_cmds(), vec![Command::Finish { stream }]);
@@ -349,15 +351,21 @@ fn announce_stream_fin_or_reset_closes_the_interest() {
         // STOP_SENDING on our request side: we reset it with the echoed code, and report.
         let mut raw = Raw::ready(v, Side::Client);
         let (id, stream) = interest(&mut raw, "a", 1);
-        raw.peer_stop(stream, 0x5);
+        raw.peer_stop(stream, StreamCode(0x5));
         assert_eq!(
             raw.take_events(),
             vec![Event::InterestClosed {
                 id,
-                error: Some(0x5)
+                error: Some(StreamCode(0x5))
             }]
         );
-        assert_eq!(raw.cmds_on(stream)[0], Command::Reset { stream, code: 0x5 });
+        assert_eq!(
+            raw.cmds_on(stream)[0],
+            Command::Reset {
+                stream,
+                code: StreamCode(0x5)
+            }
+        );
         raw.assert_open();
     }
 }
@@ -501,6 +509,7 @@ fn announce_initial_per_version() {
             Version::Lite05 => [vec![], vec![5], vec![]],
             Version::Lite04 => [vec![77], vec![5, 77], vec![77]],
             Version::Lite03 => [vec![0], vec![0, 0], vec![0]],
+            _ => panic!("a variant this test does not know"),
         };
         for (suffix, hops) in ["x", "y", ""].iter().zip(expected) {
             let got: Announce = raw.next_msg(stream);
@@ -571,6 +580,7 @@ fn live_announcements_and_ends() {
             Version::Lite05 => vec![1],
             Version::Lite04 => vec![1, 8],
             Version::Lite03 => vec![0, 0],
+            _ => panic!("a variant this test does not know"),
         };
         let got: Announce = raw.next_msg(stream);
         assert_eq!(got, active("w", &hops), "{v}");
@@ -649,7 +659,7 @@ fn requester_fin_or_reset_gets_a_fin_never_a_reset() {
         // Reset from the requester (before any answer): still a FIN.
         let mut raw = Raw::ready(v, Side::Server);
         let (id, stream) = listener(&mut raw, b"/", 0);
-        raw.peer_reset(stream, 0x1);
+        raw.peer_reset(stream, StreamCode(0x1));
         assert_eq!(raw.take_cmds(), vec![Command::Finish { stream }], "{v}");
         assert_eq!(raw.take_events(), vec![Event::ListenerClosed { id }]);
         raw.assert_open();
@@ -679,6 +689,6 @@ fn bytes_after_the_announce_request_are_a_violation() {
         let mut raw = Raw::ready(v, Side::Server);
         let (_, stream) = listener(&mut raw, b"/", 0);
         raw.send(stream, &[0x00]);
-        raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+        raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
     }
 }

@@ -1,15 +1,15 @@
 //! The group cache (byte and time bounds) and FETCH, locally and through a relay.
-#![cfg(feature = "testing")]
 
 mod scenario_util;
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use moq_harness::testing::Sim;
+use moq_proto::codes::StreamCode;
 use moq_proto::node::FetchEvent;
 use moq_proto::origin::TrackId;
-use moq_proto::session::{SubscribeParams, codes};
-use moq_proto::testing::Sim;
+use moq_proto::session::SubscribeParams;
 use moq_proto::wire::{Path, TrackInfo};
 use scenario_util::*;
 
@@ -169,7 +169,7 @@ fn fetched(ev: &[FetchEvent]) -> (Vec<Bytes>, Option<Option<u64>>) {
         })
         .collect();
     let closed = ev.iter().find_map(|e| match e {
-        FetchEvent::Closed { error } => Some(*error),
+        FetchEvent::Closed { error } => Some(error.map(|c| c.0)),
         _ => None,
     });
     (frames, closed)
@@ -285,7 +285,7 @@ fn fetch_cached_in_progress_and_unknown_groups() {
             assert!(frames.is_empty(), "{run}");
             assert_eq!(
                 closed,
-                Some(Some(codes::stream::NOT_FOUND)),
+                Some(Some(StreamCode::NOT_FOUND.0)),
                 "{run}: node {node} {bpath} {track} {seq}"
             );
         }

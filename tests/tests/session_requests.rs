@@ -6,7 +6,7 @@ mod session_support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use moq_proto::session::codes;
+use moq_proto::codes::{SessionCode, StreamCode};
 use moq_proto::session::{
     Command, Dir, Event, FetchServeId, RequestError, Side, StreamId, SubscribeParams,
     TransportStats,
@@ -90,19 +90,19 @@ fn fetch_reset_and_malformed_replies() {
         let stream = raw.last_opened();
         raw.send(stream, &frame(v, 0, b"x"));
         raw.clear();
-        raw.peer_reset(stream, codes::stream::NOT_FOUND);
+        raw.peer_reset(stream, StreamCode::NOT_FOUND);
         assert_eq!(
             raw.take_events(),
             vec![Event::FetchClosed {
                 id,
-                error: Some(codes::stream::NOT_FOUND)
+                error: Some(StreamCode::NOT_FOUND)
             }]
         );
         assert_eq!(
             raw.take_cmds(),
             vec![Command::Reset {
                 stream,
-                code: codes::stream::CANCEL
+                code: StreamCode::CANCEL
             }]
         );
         raw.assert_idle();
@@ -118,13 +118,10 @@ fn fetch_reset_and_malformed_replies() {
             raw.take_events().last(),
             Some(&Event::FetchClosed {
                 id,
-                error: Some(codes::stream::MALFORMED_TRACK)
+                error: Some(StreamCode::MALFORMED_TRACK)
             })
         );
-        assert_eq!(
-            raw.resets.get(&stream),
-            Some(&codes::stream::MALFORMED_TRACK)
-        );
+        assert_eq!(raw.resets.get(&stream), Some(&StreamCode::MALFORMED_TRACK));
         raw.assert_idle();
 
         // cancel_fetch: reset and stop, no event.
@@ -139,11 +136,11 @@ fn fetch_reset_and_malformed_replies() {
             vec![
                 Command::Reset {
                     stream,
-                    code: codes::stream::CANCEL
+                    code: StreamCode::CANCEL
                 },
                 Command::Stop {
                     stream,
-                    code: codes::stream::CANCEL
+                    code: StreamCode::CANCEL
                 }
             ]
         );
@@ -218,13 +215,13 @@ fn fetch_serving_cancel_reject_and_half_close() {
         raw.s.fetch_frame(id, 0, 4, Bytes::from_static(b"ab"));
         raw.pump();
         raw.clear();
-        raw.peer_reset(stream, codes::stream::CANCEL);
+        raw.peer_reset(stream, StreamCode::CANCEL);
         assert_eq!(raw.take_events(), vec![Event::FetchServeClosed { id }]);
         assert_eq!(
             raw.take_cmds(),
             vec![Command::Reset {
                 stream,
-                code: codes::stream::CANCEL
+                code: StreamCode::CANCEL
             }]
         );
         assert!(!raw.s.fetch_payload(id, Bytes::from_static(b"cd")));
@@ -232,26 +229,26 @@ fn fetch_serving_cancel_reject_and_half_close() {
 
         // STOP_SENDING from the requester: the same.
         let (id, stream) = peer_fetch(&mut raw);
-        raw.peer_stop(stream, codes::stream::CANCEL);
+        raw.peer_stop(stream, StreamCode::CANCEL);
         assert_eq!(raw.take_events(), vec![Event::FetchServeClosed { id }]);
-        assert_eq!(raw.resets.get(&stream), Some(&codes::stream::CANCEL));
+        assert_eq!(raw.resets.get(&stream), Some(&StreamCode::CANCEL));
         raw.assert_idle();
 
         // Reject: reset with the code.
         let (id, stream) = peer_fetch(&mut raw);
         raw.clear();
-        raw.s.fetch_reject(id, codes::stream::NOT_FOUND);
+        raw.s.fetch_reject(id, StreamCode::NOT_FOUND);
         raw.pump();
         assert_eq!(
             raw.take_cmds(),
             vec![
                 Command::Stop {
                     stream,
-                    code: codes::stream::NOT_FOUND
+                    code: StreamCode::NOT_FOUND
                 },
                 Command::Reset {
                     stream,
-                    code: codes::stream::NOT_FOUND
+                    code: StreamCode::NOT_FOUND
                 }
             ]
         );
@@ -271,7 +268,7 @@ fn fetch_serving_cancel_reject_and_half_close() {
         // Bytes after FETCH: protocol violation.
         let (_, stream) = peer_fetch(&mut raw);
         raw.send(stream, &[0]);
-        raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+        raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
     }
 }
 
@@ -311,15 +308,15 @@ fn track_request_and_reply() {
     raw.pump();
     let stream = raw.last_opened();
     raw.clear();
-    raw.peer_reset(stream, codes::stream::NOT_FOUND);
+    raw.peer_reset(stream, StreamCode::NOT_FOUND);
     assert_eq!(
         raw.take_events(),
         vec![Event::TrackInfo {
             id,
-            result: Err(codes::stream::NOT_FOUND)
+            result: Err(StreamCode::NOT_FOUND)
         }]
     );
-    assert_eq!(raw.resets.get(&stream), Some(&codes::stream::CANCEL));
+    assert_eq!(raw.resets.get(&stream), Some(&StreamCode::CANCEL));
     raw.assert_idle();
 
     // Timescale 0 is invalid: protocol violation.
@@ -327,7 +324,7 @@ fn track_request_and_reply() {
     raw.pump();
     let stream = raw.last_opened();
     raw.send(stream, &[0x04, 0x7f, 0x00, 0x00, 0x00]);
-    raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+    raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
 }
 
 #[test]
@@ -375,10 +372,10 @@ fn track_serving() {
         panic!()
     };
     raw.clear();
-    raw.s.track_info_reply(id, Err(codes::stream::NOT_FOUND));
+    raw.s.track_info_reply(id, Err(StreamCode::NOT_FOUND));
     raw.pump();
-    assert_eq!(raw.resets.get(&stream), Some(&codes::stream::NOT_FOUND));
-    assert_eq!(raw.stops.get(&stream), Some(&codes::stream::NOT_FOUND));
+    assert_eq!(raw.resets.get(&stream), Some(&StreamCode::NOT_FOUND));
+    assert_eq!(raw.stops.get(&stream), Some(&StreamCode::NOT_FOUND));
     raw.assert_idle();
 
     // The requester gives up: our side is reset; a late reply is a no-op.
@@ -386,8 +383,8 @@ fn track_serving() {
     let Some(Event::TrackRequest { id, .. }) = raw.take_events().pop() else {
         panic!()
     };
-    raw.peer_reset(stream, codes::stream::CANCEL);
-    assert_eq!(raw.resets.get(&stream), Some(&codes::stream::CANCEL));
+    raw.peer_reset(stream, StreamCode::CANCEL);
+    assert_eq!(raw.resets.get(&stream), Some(&StreamCode::CANCEL));
     raw.clear();
     raw.s.track_info_reply(id, Ok(info));
     raw.pump();
@@ -413,11 +410,11 @@ fn track_is_lite05_only() {
             vec![
                 Command::Stop {
                     stream,
-                    code: codes::stream::CANCEL
+                    code: StreamCode::CANCEL
                 },
                 Command::Reset {
                     stream,
-                    code: codes::stream::CANCEL
+                    code: StreamCode::CANCEL
                 }
             ]
         );
@@ -553,11 +550,11 @@ fn lite05_probe_is_gated_by_setup() {
         vec![
             Command::Stop {
                 stream,
-                code: codes::stream::CANCEL
+                code: StreamCode::CANCEL
             },
             Command::Reset {
                 stream,
-                code: codes::stream::CANCEL
+                code: StreamCode::CANCEL
             }
         ]
     );
@@ -624,7 +621,7 @@ fn goaway_received() {
             uri: "https://other".into(),
         };
         raw.peer_bi_with(&typed(0x05, &goaway, v));
-        raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+        raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
     }
 }
 
@@ -644,7 +641,7 @@ fn goaway_with_a_uri() {
             }]
         );
         // The sender resets its side afterwards (as the reference does): not an error.
-        raw.peer_reset(stream, codes::stream::CANCEL);
+        raw.peer_reset(stream, StreamCode::CANCEL);
         raw.assert_open();
         raw.assert_idle();
     }
@@ -666,7 +663,7 @@ fn goaway_sent_then_deadline() {
             assert_eq!(raw.all_written(stream), &[0x05, 0x01, 0x00], "{v}");
             assert!(raw.finished.contains(&stream));
             // The peer resets its side of the stream: fine.
-            raw.peer_reset(stream, codes::stream::CANCEL);
+            raw.peer_reset(stream, StreamCode::CANCEL);
         } else {
             assert!(raw.cmds.is_empty(), "{v}: nothing is sent on lite-03");
         }
@@ -684,7 +681,7 @@ fn goaway_sent_then_deadline() {
         raw.assert_open();
         raw.clear();
         assert_eq!(raw.fire_timeout(), Some(ms(10_005)));
-        raw.assert_closed(codes::session::GOAWAY_TIMEOUT);
+        raw.assert_closed(SessionCode::GOAWAY_TIMEOUT);
         assert_eq!(raw.s.poll_timeout(), None);
         assert_eq!(
             raw.s.goaway(raw.now, "", Duration::ZERO),
@@ -698,8 +695,8 @@ fn goaway_stream_on_lite03_is_unknown() {
     let v = Version::Lite03;
     let mut raw = Raw::ready(v, Side::Client);
     let stream = raw.peer_bi_with(&[0x05, 0x01, 0x00]);
-    assert_eq!(raw.resets.get(&stream), Some(&codes::stream::CANCEL));
-    assert_eq!(raw.stops.get(&stream), Some(&codes::stream::CANCEL));
+    assert_eq!(raw.resets.get(&stream), Some(&StreamCode::CANCEL));
+    assert_eq!(raw.stops.get(&stream), Some(&StreamCode::CANCEL));
     assert!(raw.events.is_empty());
     raw.assert_open();
 }
@@ -717,10 +714,10 @@ fn track_reply_fin_without_track_info_fails_the_query() {
         raw.take_events(),
         vec![Event::TrackInfo {
             id,
-            result: Err(codes::stream::CANCEL)
+            result: Err(StreamCode::CANCEL)
         }]
     );
-    assert_eq!(raw.resets.get(&stream), Some(&codes::stream::CANCEL));
+    assert_eq!(raw.resets.get(&stream), Some(&StreamCode::CANCEL));
     raw.assert_idle();
     raw.assert_open();
 }
@@ -731,8 +728,8 @@ fn probe_stream_reset_frees_the_slot() {
         // Responder: a reset probe stream gets no more reports, and a new one is answered.
         let mut raw = Raw::ready(v, Side::Server);
         let first = raw.peer_bi_with(&[0x04]);
-        raw.peer_reset(first, codes::stream::CANCEL);
-        assert_eq!(raw.resets.get(&first), Some(&codes::stream::CANCEL));
+        raw.peer_reset(first, StreamCode::CANCEL);
+        assert_eq!(raw.resets.get(&first), Some(&StreamCode::CANCEL));
         let now = raw.now;
         raw.s.handle_stats(
             now,
@@ -749,7 +746,7 @@ fn probe_stream_reset_frees_the_slot() {
         );
         assert!(!raw.resets.contains_key(&second));
         // STOP_SENDING works the same way.
-        raw.peer_stop(second, codes::stream::CANCEL);
+        raw.peer_stop(second, StreamCode::CANCEL);
         let third = raw.peer_bi_with(&[0x04]);
         assert!(!raw.unread(third).is_empty(), "{v}");
         raw.assert_open();
@@ -759,7 +756,7 @@ fn probe_stream_reset_frees_the_slot() {
         raw.s.probe(None).expect("probe");
         raw.pump();
         let first = raw.last_opened();
-        raw.peer_reset(first, codes::stream::MALFORMED_TRACK);
+        raw.peer_reset(first, StreamCode::MALFORMED_TRACK);
         raw.s.probe(None).expect("probe again");
         raw.pump();
         assert_ne!(raw.last_opened(), first, "{v}");

@@ -6,7 +6,7 @@ mod session_support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use moq_proto::session::codes;
+use moq_proto::codes::{SessionCode, StreamCode};
 use moq_proto::session::{Command, Dir, Event, ServeId, Side, StreamId, SubscribeParams};
 use moq_proto::wire::{
     GroupHeader, Subscribe, SubscribeDrop, SubscribeEnd, SubscribeOk, SubscribeResponse,
@@ -306,8 +306,8 @@ fn end_serve_fins_only_after_every_group_is_accounted_for() {
         raw.ack(s5);
         assert!(!raw.finished.contains(&stream), "{v}: g6 and g7 still out");
         // g7 stopped by the subscriber: reset with its code, and accounted for.
-        raw.peer_stop(s7, 0x5);
-        assert_eq!(raw.resets.get(&s7), Some(&0x5));
+        raw.peer_stop(s7, StreamCode(0x5));
+        assert_eq!(raw.resets.get(&s7), Some(&StreamCode(0x5)));
         assert!(!raw.finished.contains(&stream));
         assert!(raw.events.is_empty());
         let _ = g7;
@@ -349,11 +349,11 @@ fn duplicate_subscribe_id_is_refused_alone() {
             vec![
                 Command::Stop {
                     stream: second,
-                    code: codes::stream::CANCEL
+                    code: StreamCode::CANCEL
                 },
                 Command::Reset {
                     stream: second,
-                    code: codes::stream::CANCEL
+                    code: StreamCode::CANCEL
                 },
             ],
             "{v}"
@@ -383,7 +383,7 @@ fn subscriber_fin_fins_back_and_cancels_groups() {
         assert!(cmds.contains(&Command::Finish { stream }), "{v}: {cmds:?}");
         assert!(cmds.contains(&Command::Reset {
             stream: s2,
-            code: codes::stream::CANCEL
+            code: StreamCode::CANCEL
         }));
         // The finished group is not reset.
         assert!(
@@ -406,15 +406,15 @@ fn subscriber_reset_resets_back() {
         open_group(&mut raw, id, 1);
         let s1 = raw.last_opened();
         raw.clear();
-        raw.peer_reset(stream, 0x1);
+        raw.peer_reset(stream, StreamCode(0x1));
         let cmds = raw.take_cmds();
         assert!(cmds.contains(&Command::Reset {
             stream,
-            code: codes::stream::CANCEL
+            code: StreamCode::CANCEL
         }));
         assert!(cmds.contains(&Command::Reset {
             stream: s1,
-            code: codes::stream::CANCEL
+            code: StreamCode::CANCEL
         }));
         assert_eq!(raw.take_events(), vec![Event::ServeClosed { id }]);
         raw.assert_idle();
@@ -468,14 +468,14 @@ fn subscribe_update_reports_and_reprioritises() {
         assert!(raw.cmds.is_empty());
         // A malformed update is a violation.
         raw.send(stream, &[0x01, 0x00]);
-        raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+        raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
     }
 }
 
 #[test]
 fn reject_serve_resets_with_the_code() {
     for v in VERSIONS {
-        for code in [codes::stream::UNROUTABLE, codes::stream::NOT_FOUND] {
+        for code in [StreamCode::UNROUTABLE, StreamCode::NOT_FOUND] {
             let mut raw = Raw::ready(v, Side::Server);
             let (id, stream) = peer_subscribe(&mut raw, &request(0));
             raw.s.reject_serve(id, code);
@@ -504,11 +504,11 @@ fn abort_serve_resets_everything_with_the_code() {
         open_group(&mut raw, id, 1);
         let s1 = raw.last_opened();
         raw.clear();
-        raw.s.abort_serve(id, 0x35);
+        raw.s.abort_serve(id, StreamCode(0x35));
         raw.pump();
-        assert_eq!(raw.resets.get(&stream), Some(&0x35));
-        assert_eq!(raw.stops.get(&stream), Some(&0x35));
-        assert_eq!(raw.resets.get(&s1), Some(&0x35));
+        assert_eq!(raw.resets.get(&stream), Some(&StreamCode(0x35)));
+        assert_eq!(raw.stops.get(&stream), Some(&StreamCode(0x35)));
+        assert_eq!(raw.resets.get(&s1), Some(&StreamCode(0x35)));
         assert_eq!(raw.take_events(), vec![Event::ServeClosed { id }]);
         raw.assert_idle();
     }
@@ -522,12 +522,12 @@ fn group_stopped_by_the_subscriber() {
         let g = open_group(&mut raw, id, 1);
         let s1 = raw.last_opened();
         raw.clear();
-        raw.peer_stop(s1, codes::stream::CANCEL);
+        raw.peer_stop(s1, StreamCode::CANCEL);
         assert_eq!(
             raw.take_cmds(),
             vec![Command::Reset {
                 stream: s1,
-                code: codes::stream::CANCEL
+                code: StreamCode::CANCEL
             }]
         );
         assert!(
@@ -547,7 +547,7 @@ fn drop_groups_bytes() {
     for v in VERSIONS {
         let mut raw = Raw::ready(v, Side::Server);
         let (id, stream) = serving(&mut raw, &request(0));
-        raw.s.drop_groups(id, 5, 7, 0);
+        raw.s.drop_groups(id, 5, 7, StreamCode(0));
         raw.pump();
         let expected: &[u8] = if v.is_lite05() {
             &[0x02, 0x03, 0x05, 0x07, 0x00]
@@ -724,7 +724,7 @@ fn unencodable_timestamp_aborts_the_group() {
     raw.pump();
     assert_eq!(
         raw.resets.get(&stream),
-        Some(&codes::stream::TIMESTAMP_MISMATCH)
+        Some(&StreamCode::TIMESTAMP_MISMATCH)
     );
     raw.s.end_serve(id, 1);
     raw.pump();

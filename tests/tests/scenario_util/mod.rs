@@ -5,11 +5,12 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use moq_harness::testing::{Mode, Sim, node_config};
+use moq_proto::codes::StreamCode;
 use moq_proto::node::{
     FetchEvent, LocalFetchId, LocalSubId, NodeConfig, NodeEvent, SubscriptionEvent, WatchId,
 };
 use moq_proto::origin::TrackId;
-use moq_proto::testing::{Mode, Sim, node_config};
 use moq_proto::wire::{Path, Version};
 
 /// Seeds every scenario runs with.
@@ -92,7 +93,7 @@ pub fn groups(events: &[SubscriptionEvent]) -> Vec<u64> {
 }
 
 /// The Closed event, if any.
-pub fn closed(events: &[SubscriptionEvent]) -> Option<Option<u64>> {
+pub fn closed(events: &[SubscriptionEvent]) -> Option<Option<StreamCode>> {
     events.iter().find_map(|e| match e {
         SubscriptionEvent::Closed { error } => Some(*error),
         _ => None,
@@ -154,7 +155,7 @@ pub fn session_summary(sim: &Sim, node: usize, link: usize) -> String {
     let end = sim.ends(link).into_iter().find(|e| e.node == node).unwrap();
     sim.nodes[node]
         .session(end.peer)
-        .map(|s| s.state_summary())
+        .map(|s| s.tables().to_string())
         .unwrap_or_else(|| "gone".into())
 }
 

@@ -14,15 +14,15 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use moq_harness::testing::{Mode, Sim, node_config};
+use moq_proto::codes::{SessionCode, StreamCode};
 use moq_proto::coding::{Cursor, MAX_DATAGRAM_SIZE, put_varint};
 use moq_proto::node::{Node, NodeConfig, NodeEvent, SubscriptionEvent};
 use moq_proto::origin::{GroupState, PeerId};
-use moq_proto::session::codes;
 use moq_proto::session::{
     Command, Config, Dir, Event, OpenToken, RequestError, ServeId, Side, StreamId, SubscribeParams,
     SubscriptionId, TransportStats,
 };
-use moq_proto::testing::{Mode, Sim, node_config};
 use moq_proto::wire::{
     Announce, AnnounceOk, AnnounceRequest, AnnounceStatus, Message, Path, Probe, ProbeLevel, Setup,
     Subscribe, SubscribeDrop, SubscribeOk, SubscribeResponse, SubscribeStart, TrackInfo,
@@ -178,8 +178,8 @@ struct NodePeer {
     written: HashMap<StreamId, Vec<u8>>,
     read_pos: HashMap<StreamId, usize>,
     finished: HashSet<StreamId>,
-    resets: HashMap<StreamId, u64>,
-    stops: HashMap<StreamId, u64>,
+    resets: HashMap<StreamId, StreamCode>,
+    stops: HashMap<StreamId, StreamCode>,
     events: Vec<NodeEvent>,
 }
 
@@ -276,6 +276,7 @@ impl NodePeer {
             }
             Command::SetPriority { .. } | Command::SendDatagram { .. } => {}
             Command::Close { code, reason } => panic!("session closed: {code:#x} {reason}"),
+            _ => panic!("a variant this test does not know"),
         }
     }
 
@@ -465,25 +466,25 @@ fn gotcha_10_peer_reset_of_our_announce_request_closes_only_that_interest() {
         let mut raw = Raw::ready(v, Side::Client);
         let (sub, _) = accepted(&mut raw);
         let (id, stream) = our_interest(&mut raw, "");
-        raw.peer_stop(stream, 0x5);
-        raw.peer_reset(stream, 0x5);
+        raw.peer_stop(stream, StreamCode(0x5));
+        raw.peer_reset(stream, StreamCode(0x5));
         assert_eq!(
             raw.take_events(),
             vec![Event::InterestClosed {
                 id,
-                error: Some(0x5)
+                error: Some(StreamCode(0x5))
             }],
             "{v}"
         );
         raw.assert_open();
         // A reset alone (no STOP_SENDING): the same, and we FIN our side.
         let (id, stream) = our_interest(&mut raw, "demo");
-        raw.peer_reset(stream, 0x5);
+        raw.peer_reset(stream, StreamCode(0x5));
         assert_eq!(
             raw.take_events(),
             vec![Event::InterestClosed {
                 id,
-                error: Some(0x5)
+                error: Some(StreamCode(0x5))
             }]
         );
         assert_eq!(raw.take_cmds(), vec![Command::Finish { stream }]);
@@ -536,7 +537,7 @@ fn gotcha_11_announce_streams_the_peer_opened_are_finished_never_reset() {
         raw.s.close_listener(id);
         raw.pump();
         assert_eq!(raw.take_cmds(), vec![Command::Finish { stream }], "{v}");
-        raw.peer_reset(stream, 0x1);
+        raw.peer_reset(stream, StreamCode(0x1));
         assert!(raw.take_cmds().is_empty());
 
         // The requester FINs: FIN back.
@@ -552,7 +553,7 @@ fn gotcha_11_announce_streams_the_peer_opened_are_finished_never_reset() {
 
         // The requester resets: still a FIN, and the session carries on.
         let (id, stream) = peer_announce_request(&mut raw, b"");
-        raw.peer_reset(stream, 0x1);
+        raw.peer_reset(stream, StreamCode(0x1));
         assert_eq!(raw.take_cmds(), vec![Command::Finish { stream }], "{v}");
         assert_eq!(raw.take_events(), vec![Event::ListenerClosed { id }]);
 
@@ -561,7 +562,7 @@ fn gotcha_11_announce_streams_the_peer_opened_are_finished_never_reset() {
         raw.fin(stream);
         assert_eq!(raw.take_cmds(), vec![Command::Finish { stream }], "{v}");
         let stream = raw.peer_bi_with(&[0x01]);
-        raw.peer_reset(stream, 0x1);
+        raw.peer_reset(stream, StreamCode(0x1));
         assert_eq!(raw.take_cmds(), vec![Command::Finish { stream }], "{v}");
         raw.assert_open();
         assert!(raw.events.is_empty());
@@ -581,7 +582,7 @@ fn gotcha_11_announce_streams_the_peer_opened_are_finished_never_reset() {
             "{v}"
         );
         assert!(raw.events.is_empty());
-        raw.peer_reset(second, 0x1);
+        raw.peer_reset(second, StreamCode(0x1));
         assert!(raw.take_cmds().is_empty());
         raw.assert_open();
     }
@@ -596,7 +597,7 @@ fn gotcha_11_announce_streams_the_peer_opened_are_finished_never_reset() {
         }
         raw.s.close_listener(streams[0].0);
         raw.fin(streams[1].1);
-        raw.peer_reset(streams[2].1, 0x5);
+        raw.peer_reset(streams[2].1, StreamCode(0x5));
         for (_, stream) in &streams {
             raw.fin(*stream);
             assert!(
@@ -643,7 +644,7 @@ fn gotcha_11_announce_streams_the_peer_opened_are_finished_never_reset() {
         if v.is_lite05() {
             raw.assert_open();
         } else {
-            raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+            raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
             assert!(
                 resets_on(&raw, stream).is_empty(),
                 "a session close, not a reset"
@@ -665,12 +666,12 @@ fn gotcha_12_fetch_reset_by_the_peer_is_a_failed_fetch_only() {
         raw.pump();
         let stream = raw.last_opened();
         raw.clear();
-        raw.peer_reset(stream, codes::stream::CANCEL);
+        raw.peer_reset(stream, StreamCode::CANCEL);
         assert_eq!(
             raw.take_events(),
             vec![Event::FetchClosed {
                 id,
-                error: Some(codes::stream::CANCEL)
+                error: Some(StreamCode::CANCEL)
             }],
             "{v}"
         );
@@ -678,7 +679,7 @@ fn gotcha_12_fetch_reset_by_the_peer_is_a_failed_fetch_only() {
             raw.take_cmds(),
             vec![Command::Reset {
                 stream,
-                code: codes::stream::CANCEL
+                code: StreamCode::CANCEL
             }]
         );
         raw.assert_open();
@@ -687,13 +688,13 @@ fn gotcha_12_fetch_reset_by_the_peer_is_a_failed_fetch_only() {
         raw.pump();
         let stream = raw.last_opened();
         raw.clear();
-        raw.peer_stop(stream, 0x1);
-        raw.peer_reset(stream, 0x1);
+        raw.peer_stop(stream, StreamCode(0x1));
+        raw.peer_reset(stream, StreamCode(0x1));
         assert_eq!(
             raw.take_events(),
             vec![Event::FetchClosed {
                 id,
-                error: Some(0x1)
+                error: Some(StreamCode(0x1))
             }]
         );
         // The subscription is untouched.
@@ -740,7 +741,7 @@ fn gotcha_13_probe_requester_sends_no_probe_and_responder_reports_without_a_targ
             }]
         );
         // The reference's responder resets a probe stream (0x12): no session error.
-        raw.peer_reset(stream, codes::stream::MALFORMED_TRACK);
+        raw.peer_reset(stream, StreamCode::MALFORMED_TRACK);
         raw.assert_open();
 
         // Responder: a bare Probe stream (no target) is answered at once.
@@ -940,7 +941,7 @@ fn gotcha_20_group_before_the_subscribe_is_granted_or_answered_is_delivered() {
 
         // Only an ID we never used is stopped (0x1, as the reference does).
         let stray = raw.peer_uni_with(&group_bytes(v, 9, 0, &[]), false);
-        assert_eq!(raw.stops.get(&stray), Some(&codes::stream::CANCEL));
+        assert_eq!(raw.stops.get(&stray), Some(&StreamCode::CANCEL));
         raw.assert_open();
     }
 }
@@ -1058,10 +1059,10 @@ fn gotcha_23_empty_goaway_uri_is_reported_and_new_requests_are_refused() {
         raw.assert_open();
         let now = raw.now;
         raw.s
-            .handle_connection_lost(now, codes::session::GOAWAY_TIMEOUT, "goaway timeout");
+            .handle_connection_lost(now, SessionCode::GOAWAY_TIMEOUT, "goaway timeout");
         raw.pump();
         assert!(raw.events.contains(&Event::Closed {
-            code: codes::session::GOAWAY_TIMEOUT,
+            code: SessionCode::GOAWAY_TIMEOUT,
             reason: "goaway timeout".into(),
             local: false
         }));
@@ -1077,10 +1078,10 @@ fn gotcha_23_empty_goaway_uri_is_reported_and_new_requests_are_refused() {
         raw.pump();
         let stream = raw.last_opened();
         assert_eq!(raw.all_written(stream), &[0x05, 0x01, 0x00], "{v}");
-        raw.peer_reset(stream, codes::stream::CANCEL);
+        raw.peer_reset(stream, StreamCode::CANCEL);
         raw.assert_open();
         assert_eq!(raw.fire_timeout(), Some(Duration::from_secs(10)));
-        raw.assert_closed(codes::session::GOAWAY_TIMEOUT);
+        raw.assert_closed(SessionCode::GOAWAY_TIMEOUT);
     }
 }
 
@@ -1092,39 +1093,40 @@ fn gotcha_23_empty_goaway_uri_is_reported_and_new_requests_are_refused() {
 #[test]
 fn gotcha_24_codes_we_send_follow_the_reference_tables() {
     // The constants, against WIRE.md §6.
-    use codes::{session as s, stream as st};
     assert_eq!(
         [
-            s::NO_ERROR,
-            s::INTERNAL,
-            s::UNAUTHORIZED,
-            s::PROTOCOL_VIOLATION,
-            s::GOAWAY_TIMEOUT,
-            s::TIMEOUT,
-            s::VERSION,
-            s::APP_BASE
-        ],
+            SessionCode::NO_ERROR,
+            SessionCode::INTERNAL,
+            SessionCode::UNAUTHORIZED,
+            SessionCode::PROTOCOL_VIOLATION,
+            SessionCode::GOAWAY_TIMEOUT,
+            SessionCode::TIMEOUT,
+            SessionCode::VERSION,
+            SessionCode::app(0),
+        ]
+        .map(u64::from),
         [0x0, 0x1, 0x2, 0x3, 0x10, 0x11, 0x15, 64]
     );
     assert_eq!(
         [
-            st::INTERNAL,
-            st::CANCEL,
-            st::DELIVERY_TIMEOUT,
-            st::SESSION_CLOSED,
-            st::GOING_AWAY,
-            st::TOO_FAR_BEHIND,
-            st::MALFORMED_TRACK,
-            st::CONTROL_TIMEOUT,
-            st::GROUP_TOO_LARGE,
-            st::NOT_FOUND,
-            st::OLD,
-            st::EVICTED,
-            st::UNROUTABLE,
-            st::WRONG_SIZE,
-            st::FRAME_TOO_LARGE,
-            st::TIMESTAMP_MISMATCH
-        ],
+            StreamCode::INTERNAL,
+            StreamCode::CANCEL,
+            StreamCode::DELIVERY_TIMEOUT,
+            StreamCode::SESSION_CLOSED,
+            StreamCode::GOING_AWAY,
+            StreamCode::TOO_FAR_BEHIND,
+            StreamCode::MALFORMED_TRACK,
+            StreamCode::CONTROL_TIMEOUT,
+            StreamCode::GROUP_TOO_LARGE,
+            StreamCode::NOT_FOUND,
+            StreamCode::OLD,
+            StreamCode::EVICTED,
+            StreamCode::UNROUTABLE,
+            StreamCode::WRONG_SIZE,
+            StreamCode::FRAME_TOO_LARGE,
+            StreamCode::TIMESTAMP_MISMATCH,
+        ]
+        .map(u64::from),
         [
             0x0, 0x1, 0x2, 0x3, 0x4, 0x5, 0x12, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38,
             0x39
@@ -1150,19 +1152,19 @@ fn gotcha_24_codes_we_send_follow_the_reference_tables() {
             .nth(1)
             .expect("group 0 stream");
         raw.advance(ms(100));
-        assert_eq!(raw.resets.get(&old_stream), Some(&st::OLD), "{v}");
+        assert_eq!(raw.resets.get(&old_stream), Some(&StreamCode::OLD), "{v}");
 
         // 0x1 Cancel: a GROUP for a Subscribe ID we never used.
         let stray = raw.peer_uni_with(&group_bytes(v, 42, 0, &[]), false);
-        assert_eq!(raw.stops.get(&stray), Some(&st::CANCEL));
+        assert_eq!(raw.stops.get(&stray), Some(&StreamCode::CANCEL));
         // 0x1 Cancel: an unknown bidi stream type, that stream only.
         let unknown = raw.peer_bi_with(&[0x3f]);
-        assert_eq!(raw.resets.get(&unknown), Some(&st::CANCEL));
-        assert_eq!(raw.stops.get(&unknown), Some(&st::CANCEL));
+        assert_eq!(raw.resets.get(&unknown), Some(&StreamCode::CANCEL));
+        assert_eq!(raw.stops.get(&unknown), Some(&StreamCode::CANCEL));
         // 0x0 Internal: a SETUP stream before lite-05.
         if !v.is_lite05() {
             let setup = raw.peer_uni_with(&[0x01, 0x00], false);
-            assert_eq!(raw.stops.get(&setup), Some(&st::INTERNAL));
+            assert_eq!(raw.stops.get(&setup), Some(&StreamCode::INTERNAL));
         }
         raw.assert_open();
 
@@ -1170,12 +1172,12 @@ fn gotcha_24_codes_we_send_follow_the_reference_tables() {
         // Subscribe NotFound) is reported raw on that request; the session stays open.
         let mut raw = Raw::ready(v, Side::Client);
         let (sub, stream) = accepted(&mut raw);
-        raw.peer_reset(stream, st::SESSION_CLOSED);
+        raw.peer_reset(stream, StreamCode::SESSION_CLOSED);
         assert_eq!(
             raw.take_events(),
             vec![Event::SubscriptionClosed {
                 id: sub,
-                error: Some(0x3)
+                error: Some(StreamCode(0x3))
             }]
         );
         raw.assert_open();
@@ -1183,7 +1185,7 @@ fn gotcha_24_codes_we_send_follow_the_reference_tables() {
         // Session 0x3 ProtocolViolation: a decode error on a control stream.
         let stream = raw.peer_bi_with(&[0x02]);
         raw.send(stream, &[0x01, 0xff]);
-        raw.assert_closed(s::PROTOCOL_VIOLATION);
+        raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
     }
 
     // 0x36 Unroutable: the node rejects a subscription to a broadcast nobody announced.
@@ -1201,8 +1203,8 @@ fn gotcha_24_codes_we_send_follow_the_reference_tables() {
         };
         let stream = np.open(Dir::Bi);
         np.send(stream, &typed(0x02, &m, v), false);
-        assert_eq!(np.resets.get(&stream), Some(&st::UNROUTABLE), "{v}");
-        assert_eq!(np.stops.get(&stream), Some(&st::UNROUTABLE));
+        assert_eq!(np.resets.get(&stream), Some(&StreamCode::UNROUTABLE), "{v}");
+        assert_eq!(np.stops.get(&stream), Some(&StreamCode::UNROUTABLE));
     }
     // 0x10 GoawayTimeout: see gotcha 23. 0x15 Version: the QUIC engine, on ALPN failure.
 }
@@ -1334,7 +1336,7 @@ fn gotcha_27_gomoqt_style_inputs_are_tolerated() {
             id: sub,
             start: 2,
             end: 2,
-            code: 0
+            code: StreamCode(0)
         }));
         raw.peer_uni_with(&group_bytes(v, 0, 3, &[(0, b"g3")]), true);
         assert_eq!(
@@ -1350,7 +1352,7 @@ fn gotcha_27_gomoqt_style_inputs_are_tolerated() {
         raw.s.unsubscribe(sub);
         raw.pump();
         assert!(raw.finished.contains(&stream));
-        assert_eq!(raw.stops.get(&open_group), Some(&codes::stream::CANCEL));
+        assert_eq!(raw.stops.get(&open_group), Some(&StreamCode::CANCEL));
         assert_eq!(
             raw.take_events(),
             vec![Event::SubscriptionClosed {
@@ -1363,7 +1365,7 @@ fn gotcha_27_gomoqt_style_inputs_are_tolerated() {
         let m: Subscribe = raw.next_msg(next);
         assert_eq!(m.id, 1, "{v}: Subscribe IDs are never reused");
         let late = raw.peer_uni_with(&group_bytes(v, 0, 5, &[]), false);
-        assert_eq!(raw.stops.get(&late), Some(&codes::stream::CANCEL));
+        assert_eq!(raw.stops.get(&late), Some(&StreamCode::CANCEL));
         raw.assert_open();
 
         // A subscriber that never FINs after we end the subscription: we are done anyway.
@@ -1394,7 +1396,7 @@ fn gotcha_27_gomoqt_style_inputs_are_tolerated() {
             end: None,
         };
         let dup = raw.peer_bi_with(&typed(0x02, &m, v));
-        assert_eq!(raw.resets.get(&dup), Some(&codes::stream::CANCEL), "{v}");
+        assert_eq!(raw.resets.get(&dup), Some(&StreamCode::CANCEL), "{v}");
         assert!(!raw.resets.contains_key(&first));
         raw.assert_open();
     }
@@ -1415,7 +1417,7 @@ fn gotcha_27_gomoqt_style_inputs_are_tolerated() {
             id: sub,
             start: 0,
             end: 0,
-            code: 0
+            code: StreamCode(0)
         }]
     );
     raw.assert_open();

@@ -2,9 +2,9 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use moq_harness::testing::{Mode, Sim, node_config};
 use moq_proto::node::{NodeEvent, SubscriptionEvent};
 use moq_proto::session::SubscribeParams;
-use moq_proto::testing::{Mode, Sim, node_config};
 use moq_proto::wire::{Path, TrackInfo, Version};
 
 #[test]
@@ -91,12 +91,9 @@ fn relay_shares_one_upstream_and_cleans_up() {
             let bsub = sim.nodes[sub_b].subscribe(now, &path, "clock", SubscribeParams::default());
             sim.run();
             let pub_peer = sim.ends(l0)[0].peer;
-            let serves = sim.nodes[publisher]
-                .session(pub_peer)
-                .unwrap()
-                .state_summary();
+            let serves = sim.nodes[publisher].session(pub_peer).unwrap().tables();
             assert!(
-                serves.contains("serves=1"),
+                serves.serves == 1,
                 "{version} seed {seed}: one upstream subscription expected: {serves}"
             );
             for g in 0..3u64 {
@@ -129,14 +126,8 @@ fn relay_shares_one_upstream_and_cleans_up() {
             sim.nodes[sub_a].unsubscribe(now, a);
             sim.nodes[sub_b].unsubscribe(now, bsub);
             sim.run();
-            let summary = sim.nodes[publisher]
-                .session(pub_peer)
-                .unwrap()
-                .state_summary();
-            assert!(
-                summary.contains("serves=0"),
-                "{version} seed {seed}: {summary}"
-            );
+            let summary = sim.nodes[publisher].session(pub_peer).unwrap().tables();
+            assert!(summary.serves == 0, "{version} seed {seed}: {summary}");
             sim.nodes[publisher].unpublish(now, b);
             sim.run();
             sim.advance(Duration::from_secs(10));

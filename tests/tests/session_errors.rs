@@ -6,7 +6,7 @@ mod session_support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use moq_proto::session::codes;
+use moq_proto::codes::{SessionCode, StreamCode};
 use moq_proto::session::{
     Command, Dir, Event, OpenToken, RequestError, Side, StreamId, SubscribeParams, TransportStats,
 };
@@ -61,18 +61,18 @@ fn unknown_bidi_stream_type_resets_only_that_stream() {
                     vec![
                         Command::Stop {
                             stream,
-                            code: codes::stream::CANCEL
+                            code: StreamCode::CANCEL
                         },
                         Command::Reset {
                             stream,
-                            code: codes::stream::CANCEL
+                            code: StreamCode::CANCEL
                         }
                     ],
                     "{v} {ty:02x?}"
                 );
                 assert!(raw.events.is_empty());
                 raw.send_fin(stream, b"more");
-                raw.peer_reset(stream, 0);
+                raw.peer_reset(stream, StreamCode(0));
                 assert!(raw.cmds.is_empty());
                 raw.assert_open();
             }
@@ -95,7 +95,7 @@ fn unknown_uni_stream_type_is_stopped() {
                 raw.take_cmds(),
                 vec![Command::Stop {
                     stream,
-                    code: codes::stream::CANCEL
+                    code: StreamCode::CANCEL
                 }],
                 "{v}"
             );
@@ -116,7 +116,7 @@ fn fin_before_any_message_just_closes_the_stream() {
             raw.take_cmds(),
             vec![Command::Reset {
                 stream,
-                code: codes::stream::CANCEL
+                code: StreamCode::CANCEL
             }]
         );
         // A Subscribe stream that ends right after its type.
@@ -126,7 +126,7 @@ fn fin_before_any_message_just_closes_the_stream() {
             raw.take_cmds(),
             vec![Command::Reset {
                 stream,
-                code: codes::stream::CANCEL
+                code: StreamCode::CANCEL
             }]
         );
         // An empty uni stream.
@@ -208,10 +208,10 @@ fn decode_errors_on_control_streams_close_with_0x3() {
             }
             assert_eq!(
                 raw.close_code(),
-                Some(codes::session::PROTOCOL_VIOLATION),
+                Some(SessionCode::PROTOCOL_VIOLATION),
                 "{v} {what}"
             );
-            raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+            raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
             // Everything is dropped and nothing more comes out.
             raw.assert_idle();
             raw.clear();
@@ -236,7 +236,7 @@ fn malformed_responses_on_our_requests_close_with_0x3() {
         raw.send(stream, &[0x00, 0x01]);
         raw.assert_open();
         raw.send(stream, &[0x40]);
-        raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+        raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
 
         // A duplicate non-zero hop in an announcement (04/05).
         if v.has_hops() {
@@ -257,7 +257,7 @@ fn malformed_responses_on_our_requests_close_with_0x3() {
                 );
             }
             raw.send(stream, &[0x06, 0x01, 0x01, b'x', 0x02, 0x07, 0x07]);
-            raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+            raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
         }
         // More than 32 hops.
         let mut raw = Raw::ready(v, Side::Client);
@@ -274,7 +274,7 @@ fn malformed_responses_on_our_requests_close_with_0x3() {
         let mut bytes = vec![body.len() as u8];
         bytes.extend(body);
         raw.send(stream, &bytes);
-        raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+        raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
     }
 }
 
@@ -289,7 +289,7 @@ fn oversized_partial_headers_hit_the_stream_buffer_cap() {
         raw.send(stream, &[0u8; 50]);
         raw.assert_open();
         raw.send(stream, &[0u8; 60]);
-        raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+        raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
 
         // A group stream: only that stream is stopped.
         let mut raw = Raw::ready_with(config);
@@ -299,10 +299,7 @@ fn oversized_partial_headers_hit_the_stream_buffer_cap() {
         raw.pump();
         let stream = raw.peer_uni_with(&[0x00, 0x41, 0x00], false);
         raw.send(stream, &[0u8; 110]);
-        assert_eq!(
-            raw.stops.get(&stream),
-            Some(&codes::stream::MALFORMED_TRACK)
-        );
+        assert_eq!(raw.stops.get(&stream), Some(&StreamCode::MALFORMED_TRACK));
         raw.assert_open();
     }
 }
@@ -341,11 +338,11 @@ fn max_subscriptions_cap() {
             vec![
                 Command::Stop {
                     stream: third,
-                    code: codes::stream::CANCEL
+                    code: StreamCode::CANCEL
                 },
                 Command::Reset {
                     stream: third,
-                    code: codes::stream::CANCEL
+                    code: StreamCode::CANCEL
                 }
             ],
             "{v}"
@@ -412,8 +409,8 @@ fn max_requests_cap() {
         raw.peer_bi_with(&typed(0x03, &fetch, v));
         raw.clear();
         let second = raw.peer_bi_with(&typed(0x03, &fetch, v));
-        assert_eq!(raw.resets.get(&second), Some(&codes::stream::CANCEL));
-        assert_eq!(raw.stops.get(&second), Some(&codes::stream::CANCEL));
+        assert_eq!(raw.resets.get(&second), Some(&StreamCode::CANCEL));
+        assert_eq!(raw.stops.get(&second), Some(&StreamCode::CANCEL));
         assert!(raw.events.is_empty());
         if v.is_lite05() {
             raw.s.track_info(p("a"), "t").expect("first track");
@@ -428,7 +425,7 @@ fn max_requests_cap() {
             raw.peer_bi_with(&typed(0x06, &track, v));
             raw.clear();
             let second = raw.peer_bi_with(&typed(0x06, &track, v));
-            assert_eq!(raw.resets.get(&second), Some(&codes::stream::CANCEL));
+            assert_eq!(raw.resets.get(&second), Some(&StreamCode::CANCEL));
             assert!(raw.events.is_empty());
         }
         raw.assert_open();
@@ -451,15 +448,15 @@ fn max_streams_cap() {
             vec![
                 Command::Stop {
                     stream: c,
-                    code: codes::stream::CANCEL
+                    code: StreamCode::CANCEL
                 },
                 Command::Reset {
                     stream: c,
-                    code: codes::stream::CANCEL
+                    code: StreamCode::CANCEL
                 },
                 Command::Stop {
                     stream: d,
-                    code: codes::stream::CANCEL
+                    code: StreamCode::CANCEL
                 },
             ],
             "{v}"
@@ -492,8 +489,8 @@ fn inputs_for_unknown_streams_and_tokens_are_ignored() {
         let ghost = StreamId(999_999);
         raw.s
             .handle_stream_data(now, ghost, Bytes::from_static(b"\x02\x00"), true);
-        raw.s.handle_stream_reset(now, ghost, 1);
-        raw.s.handle_stop_sending(now, ghost, 1);
+        raw.s.handle_stream_reset(now, ghost, StreamCode(1));
+        raw.s.handle_stop_sending(now, ghost, StreamCode(1));
         raw.s.handle_stream_finished(now, ghost);
         raw.pump();
         assert!(raw.cmds.is_empty() && raw.events.is_empty());
@@ -531,11 +528,11 @@ fn grant_after_cancel_resets_the_stream() {
         vec![
             Command::Reset {
                 stream: StreamId(4242),
-                code: codes::stream::CANCEL
+                code: StreamCode::CANCEL
             },
             Command::Reset {
                 stream: StreamId(4243),
-                code: codes::stream::CANCEL
+                code: StreamCode::CANCEL
             }
         ]
     );
@@ -555,10 +552,10 @@ fn close_and_connection_lost_drop_everything() {
         raw.pump();
         let pending: Vec<OpenToken> = raw.pending_opens().iter().map(|o| o.token).collect();
         raw.clear();
-        raw.s.close(codes::session::NO_ERROR, "bye");
+        raw.s.close(SessionCode::NO_ERROR, "bye");
         raw.pump();
         let mut expected = vec![Command::Close {
-            code: 0,
+            code: SessionCode(0),
             reason: "bye".into(),
         }];
         expected.extend(pending.iter().map(|t| Command::CancelOpen { token: *t }));
@@ -566,7 +563,7 @@ fn close_and_connection_lost_drop_everything() {
         assert_eq!(
             raw.take_events(),
             vec![Event::Closed {
-                code: 0,
+                code: SessionCode(0),
                 reason: "bye".into(),
                 local: true
             }]
@@ -578,9 +575,9 @@ fn close_and_connection_lost_drop_everything() {
             Err(RequestError::Closed)
         );
         // A second close, and any input, do nothing.
-        raw.s.close(1, "again");
+        raw.s.close(SessionCode(1), "again");
         let now = raw.now;
-        raw.s.handle_connection_lost(now, 2, "lost");
+        raw.s.handle_connection_lost(now, SessionCode(2), "lost");
         raw.peer_bi_with(&typed(0x02, &subscribe_msg(1), v));
         raw.pump();
         assert!(raw.cmds.is_empty() && raw.events.is_empty());
@@ -593,13 +590,14 @@ fn close_and_connection_lost_drop_everything() {
         raw.pump();
         raw.clear();
         let now = raw.now;
-        raw.s.handle_connection_lost(now, 0x10, "goaway timeout");
+        raw.s
+            .handle_connection_lost(now, SessionCode(0x10), "goaway timeout");
         raw.pump();
         assert!(raw.cmds.is_empty());
         assert_eq!(
             raw.take_events(),
             vec![Event::Closed {
-                code: 0x10,
+                code: SessionCode(0x10),
                 reason: "goaway timeout".into(),
                 local: false
             }]
@@ -875,8 +873,8 @@ fn garbage_never_panics() {
                             if let Some(stream) = all.get(rng.below(all.len() as u64 + 1) as usize)
                             {
                                 match rng.below(4) {
-                                    0 => raw.peer_reset(*stream, rng.below(0x40)),
-                                    1 => raw.peer_stop(*stream, rng.below(0x40)),
+                                    0 => raw.peer_reset(*stream, StreamCode(rng.below(0x40))),
+                                    1 => raw.peer_stop(*stream, StreamCode(rng.below(0x40))),
                                     2 => raw.ack(*stream),
                                     _ => raw.fin(*stream),
                                 }
@@ -898,7 +896,7 @@ fn garbage_never_panics() {
                                 match event {
                                     Event::Subscribe { id, .. } => {
                                         if rng.below(3) == 0 {
-                                            raw.s.reject_serve(id, codes::stream::NOT_FOUND);
+                                            raw.s.reject_serve(id, StreamCode::NOT_FOUND);
                                         } else if raw
                                             .s
                                             .accept_serve(id, TrackInfo::default(), Some(0))
@@ -987,7 +985,7 @@ fn garbage_never_panics() {
                     eprintln!("{v} {side:?} {seed}: {:?}", raw.closed);
                 }
                 // The contract holds whatever happened: closing always leaves nothing behind.
-                raw.s.close(0, "done");
+                raw.s.close(SessionCode(0), "done");
                 raw.pump();
                 raw.assert_idle();
             }

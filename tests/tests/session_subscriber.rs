@@ -4,10 +4,11 @@
 mod session_support;
 
 use bytes::Bytes;
+use moq_proto::codes::{SessionCode, StreamCode};
 use moq_proto::coding::Limits;
-use moq_proto::session::codes;
 use moq_proto::session::{
-    Command, Dir, Event, GroupEnd, Side, StreamId, SubscribeOkInfo, SubscribeParams, SubscriptionId,
+    Command, Dir, Event, GroupEnd, PublisherParams, Side, StreamId, SubscribeOkInfo,
+    SubscribeParams, SubscriptionId,
 };
 use moq_proto::wire::{
     Subscribe, SubscribeDrop, SubscribeEnd, SubscribeOk, SubscribeResponse, SubscribeStart,
@@ -137,7 +138,11 @@ fn lite03_04_responses() {
             vec![Event::SubscribeOk {
                 id,
                 info: SubscribeOkInfo {
-                    publisher: Some((1, false, ms(0))),
+                    publisher: Some(PublisherParams {
+                        priority: 1,
+                        ordered: false,
+                        max_latency: ms(0),
+                    }),
                     start: None,
                     end: None
                 }
@@ -160,12 +165,16 @@ fn lite03_04_responses() {
                     id,
                     start: 5,
                     end: 7,
-                    code: 0
+                    code: StreamCode(0)
                 },
                 Event::SubscribeOk {
                     id,
                     info: SubscribeOkInfo {
-                        publisher: Some((9, true, ms(300))),
+                        publisher: Some(PublisherParams {
+                            priority: 9,
+                            ordered: true,
+                            max_latency: ms(300),
+                        }),
                         start: Some(8),
                         end: Some(20)
                     }
@@ -179,14 +188,14 @@ fn lite03_04_responses() {
         let mut raw = Raw::ready(v, Side::Client);
         let (_, stream) = subscribe(&mut raw);
         raw.send(stream, &[0x01, 0x03, 0x05, 0x07, 0x00]);
-        raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+        raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
 
         // Type 2 does not exist before lite-05.
         let mut raw = Raw::ready(v, Side::Client);
         let (_, stream) = subscribe(&mut raw);
         raw.send(stream, &[0x00, 0x05, 0x01, 0x00, 0x00, 0x00, 0x00]);
         raw.send(stream, &[0x02, 0x03, 0x06, 0x06, 0x00]);
-        raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+        raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
     }
 }
 
@@ -219,7 +228,7 @@ fn lite05_responses() {
                 id,
                 start: 6,
                 end: 6,
-                code: 0
+                code: StreamCode(0)
             },
             Event::SubscribeOk {
                 id,
@@ -234,7 +243,7 @@ fn lite05_responses() {
                 id,
                 start: 9,
                 end: 300,
-                code: 0x34
+                code: StreamCode(0x34)
             },
         ]
     );
@@ -263,13 +272,13 @@ fn lite05_responses() {
     let (_, stream) = subscribe(&mut raw);
     raw.send(stream, &[0x00, 0x01, 0x05]);
     raw.send(stream, &[0x00, 0x01, 0x06]);
-    raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+    raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
 
     // An unknown response type is a violation.
     let mut raw = Raw::ready(v, Side::Client);
     let (_, stream) = subscribe(&mut raw);
     raw.send(stream, &[0x03, 0x01, 0x05]);
-    raw.assert_closed(codes::session::PROTOCOL_VIOLATION);
+    raw.assert_closed(SessionCode::PROTOCOL_VIOLATION);
 }
 
 #[test]
@@ -380,7 +389,7 @@ fn group_for_an_unknown_subscription_is_stopped() {
             raw.take_cmds(),
             vec![Command::Stop {
                 stream: group,
-                code: codes::stream::CANCEL
+                code: StreamCode::CANCEL
             }],
             "{v}"
         );
@@ -397,7 +406,7 @@ fn group_for_an_unknown_subscription_is_stopped() {
             raw.take_cmds(),
             vec![Command::Stop {
                 stream: group,
-                code: codes::stream::CANCEL
+                code: StreamCode::CANCEL
             }]
         );
         raw.assert_open();
@@ -420,11 +429,11 @@ fn unsubscribe_fins_and_stops_open_groups() {
         let mut expected = vec![
             Command::Stop {
                 stream: g1,
-                code: codes::stream::CANCEL,
+                code: StreamCode::CANCEL,
             },
             Command::Stop {
                 stream: g2,
-                code: codes::stream::CANCEL,
+                code: StreamCode::CANCEL,
             },
         ];
         expected.sort_by_key(|c| format!("{c:?}"));
@@ -492,7 +501,7 @@ fn publisher_reset_closes_with_the_code() {
         let (id, stream) = accepted(&mut raw);
         let group = raw.peer_uni_with(&group_bytes(v, 0, 1, &[(0, b"abc")])[..5], false);
         raw.clear();
-        raw.peer_reset(stream, codes::stream::NOT_FOUND);
+        raw.peer_reset(stream, StreamCode::NOT_FOUND);
         let mut cmds = raw.take_cmds();
         cmds.sort_by_key(|c| format!("{c:?}"));
         assert_eq!(
@@ -500,11 +509,11 @@ fn publisher_reset_closes_with_the_code() {
             vec![
                 Command::Reset {
                     stream,
-                    code: codes::stream::CANCEL
+                    code: StreamCode::CANCEL
                 },
                 Command::Stop {
                     stream: group,
-                    code: codes::stream::CANCEL
+                    code: StreamCode::CANCEL
                 },
             ],
             "{v}"
@@ -515,11 +524,11 @@ fn publisher_reset_closes_with_the_code() {
                 Event::GroupEnd {
                     id,
                     seq: 1,
-                    end: GroupEnd::Stopped(codes::stream::CANCEL)
+                    end: GroupEnd::Stopped(StreamCode::CANCEL)
                 },
                 Event::SubscriptionClosed {
                     id,
-                    error: Some(codes::stream::NOT_FOUND)
+                    error: Some(StreamCode::NOT_FOUND)
                 },
             ]
         );
@@ -530,12 +539,12 @@ fn publisher_reset_closes_with_the_code() {
         let mut raw = Raw::ready(v, Side::Client);
         let (id, stream) = subscribe(&mut raw);
         raw.clear();
-        raw.peer_reset(stream, codes::stream::UNROUTABLE);
+        raw.peer_reset(stream, StreamCode::UNROUTABLE);
         assert_eq!(
             raw.take_events(),
             vec![Event::SubscriptionClosed {
                 id,
-                error: Some(codes::stream::UNROUTABLE)
+                error: Some(StreamCode::UNROUTABLE)
             }]
         );
         raw.assert_idle();
@@ -549,13 +558,13 @@ fn group_reset_by_the_publisher() {
         let (id, _) = accepted(&mut raw);
         let group = raw.peer_uni_with(&group_bytes(v, 0, 4, &[(0, b"abc")])[..5], false);
         raw.clear();
-        raw.peer_reset(group, codes::stream::OLD);
+        raw.peer_reset(group, StreamCode::OLD);
         assert_eq!(
             raw.take_events(),
             vec![Event::GroupEnd {
                 id,
                 seq: 4,
-                end: GroupEnd::Reset(codes::stream::OLD)
+                end: GroupEnd::Reset(StreamCode::OLD)
             }]
         );
         assert!(raw.cmds.is_empty());
@@ -568,7 +577,7 @@ fn group_reset_by_the_publisher() {
             raw.take_cmds(),
             vec![Command::Stop {
                 stream: group,
-                code: codes::stream::CANCEL
+                code: StreamCode::CANCEL
             }]
         );
         assert_eq!(
@@ -576,7 +585,7 @@ fn group_reset_by_the_publisher() {
             vec![Event::GroupEnd {
                 id,
                 seq: 5,
-                end: GroupEnd::Stopped(codes::stream::CANCEL)
+                end: GroupEnd::Stopped(StreamCode::CANCEL)
             }]
         );
     }
@@ -595,24 +604,24 @@ fn malformed_group_stops_only_that_stream() {
         let (id, stream) = accepted(&mut raw);
         let healthy = raw.peer_uni_with(&group_bytes(v, 0, 1, &[(0, b"ok")]), false);
 
-        let cases: Vec<(Vec<u8>, bool, u64)> = vec![
+        let cases: Vec<(Vec<u8>, bool, StreamCode)> = vec![
             // A frame above the frame cap: 0x38.
             (
                 group_bytes(v, 0, 2, &[(0, &[0u8; 17])]),
                 false,
-                codes::stream::FRAME_TOO_LARGE,
+                StreamCode::FRAME_TOO_LARGE,
             ),
             // Too many frames in a group: 0x32.
             (
                 group_bytes(v, 0, 3, &[(0, b"a"), (0, b"b"), (0, b"c")]),
                 false,
-                codes::stream::GROUP_TOO_LARGE,
+                StreamCode::GROUP_TOO_LARGE,
             ),
             // FIN in the middle of a frame payload: 0x12.
             (
                 group_bytes(v, 0, 4, &[(0, b"abcdef")])[..8].to_vec(),
                 true,
-                codes::stream::MALFORMED_TRACK,
+                StreamCode::MALFORMED_TRACK,
             ),
         ];
         for (bytes, fin, code) in cases {
@@ -641,7 +650,7 @@ fn malformed_group_stops_only_that_stream() {
                 raw.take_cmds(),
                 vec![Command::Stop {
                     stream: group,
-                    code: codes::stream::TIMESTAMP_MISMATCH
+                    code: StreamCode::TIMESTAMP_MISMATCH
                 }]
             );
         }
@@ -652,7 +661,7 @@ fn malformed_group_stops_only_that_stream() {
             raw.take_cmds(),
             vec![Command::Stop {
                 stream: group,
-                code: codes::stream::MALFORMED_TRACK
+                code: StreamCode::MALFORMED_TRACK
             }]
         );
         assert!(raw.events.is_empty());

@@ -1,14 +1,13 @@
 //! Subscriptions through a relay: one shared upstream, late joiners, ranges, unsubscribe,
 //! track end and publisher loss.
-#![cfg(feature = "testing")]
 
 mod scenario_util;
 
 use bytes::Bytes;
+use moq_harness::testing::Sim;
 use moq_proto::node::SubscriptionEvent;
 use moq_proto::origin::GroupState;
 use moq_proto::session::SubscribeParams;
-use moq_proto::testing::Sim;
 use moq_proto::wire::TrackInfo;
 use scenario_util::*;
 

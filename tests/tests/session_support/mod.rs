@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use moq_proto::codes::{SessionCode, StreamCode};
 use moq_proto::coding::{Cursor, Limits, put_varint, zigzag_encode};
 use moq_proto::session::{
     Command, Config, Dir, Event, OpenToken, Session, Side, StreamId, SubscriptionId,
@@ -168,11 +169,11 @@ pub struct Raw {
     pub finished: HashSet<StreamId>,
     /// Streams whose data the test declared acknowledged ([`Raw::ack`]).
     pub acked: HashSet<StreamId>,
-    pub resets: HashMap<StreamId, u64>,
-    pub stops: HashMap<StreamId, u64>,
+    pub resets: HashMap<StreamId, StreamCode>,
+    pub stops: HashMap<StreamId, StreamCode>,
     pub priority: HashMap<StreamId, i32>,
     pub datagrams: Vec<Bytes>,
-    pub closed: Option<(u64, String)>,
+    pub closed: Option<(SessionCode, String)>,
     /// Streams the peer opened, with their direction.
     pub peer_streams: HashMap<StreamId, Dir>,
     /// Streams we opened (granted), with their direction.
@@ -344,6 +345,7 @@ impl Raw {
                 assert!(self.closed.is_none(), "second Close");
                 self.closed = Some((code, reason));
             }
+            _ => panic!("a variant this test does not know"),
         }
     }
 
@@ -503,13 +505,13 @@ impl Raw {
     }
 
     /// RESET_STREAM from the peer.
-    pub fn peer_reset(&mut self, id: StreamId, code: u64) {
+    pub fn peer_reset(&mut self, id: StreamId, code: StreamCode) {
         self.s.handle_stream_reset(self.now, id, code);
         self.pump();
     }
 
     /// STOP_SENDING from the peer.
-    pub fn peer_stop(&mut self, id: StreamId, code: u64) {
+    pub fn peer_stop(&mut self, id: StreamId, code: StreamCode) {
         self.s.handle_stop_sending(self.now, id, code);
         self.pump();
     }
@@ -711,12 +713,12 @@ impl Raw {
     }
 
     /// Session close code, if it closed.
-    pub fn close_code(&self) -> Option<u64> {
+    pub fn close_code(&self) -> Option<SessionCode> {
         self.closed.as_ref().map(|(code, _)| *code)
     }
 
     /// Assert the session closed itself with `code`, and reported it.
-    pub fn assert_closed(&self, code: u64) {
+    pub fn assert_closed(&self, code: SessionCode) {
         assert_eq!(
             self.close_code(),
             Some(code),
@@ -747,7 +749,7 @@ impl Raw {
 
     /// Assert every table is empty.
     pub fn assert_idle(&self) {
-        assert!(self.s.is_idle(), "not idle: {}", self.s.state_summary());
+        assert!(self.s.is_idle(), "not idle: {}", self.s.tables());
     }
 
     /// Frame and group events for one subscription, as a compact log.

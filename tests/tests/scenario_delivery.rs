@@ -1,6 +1,5 @@
 //! End-to-end delivery properties: max-latency expiry, stream priorities, TRACK_INFO and
 //! timestamps, datagrams.
-#![cfg(feature = "testing")]
 
 mod scenario_util;
 
@@ -8,10 +7,12 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use moq_harness::testing::node_config;
+use moq_proto::codes::SessionCode;
+use moq_proto::codes::StreamCode;
 use moq_proto::node::{Node, SubscriptionEvent};
 use moq_proto::origin::{GroupState, PeerId};
-use moq_proto::session::{Command, Config, Dir, OpenToken, Side, StreamId, SubscribeParams, codes};
-use moq_proto::testing::node_config;
+use moq_proto::session::{Command, Config, Dir, OpenToken, Side, StreamId, SubscribeParams};
 use moq_proto::wire::{Path, TrackInfo, Version};
 use scenario_util::*;
 
@@ -68,7 +69,7 @@ fn stale_groups_expire_for_a_low_latency_subscriber_only() {
         let ev = sub_events(&sim.events(3), hasty);
         let aborted_old = ev.contains(&SubscriptionEvent::GroupEnd {
             seq: g0,
-            state: GroupState::Aborted(codes::stream::OLD),
+            state: GroupState::Aborted(StreamCode::OLD),
         });
         let dropped = ev
             .iter()
@@ -112,11 +113,11 @@ fn stale_groups_expire_for_a_low_latency_subscriber_only() {
 enum Item {
     Grant(OpenToken, StreamId),
     Data(StreamId, Bytes, bool),
-    Reset(StreamId, u64),
-    Stop(StreamId, u64),
+    Reset(StreamId, StreamCode),
+    Stop(StreamId, StreamCode),
     Acked(StreamId),
     Datagram(Bytes),
-    Close(u64, String),
+    Close(SessionCode, String),
 }
 
 #[derive(Default)]
@@ -247,6 +248,7 @@ impl Net {
                 self.queue
                     .push_back((link, other, Item::Close(code, reason)))
             }
+            _ => panic!("a variant this test does not know"),
         }
     }
 

@@ -4,7 +4,7 @@
 mod session_support;
 
 use bytes::Bytes;
-use moq_proto::session::codes;
+use moq_proto::codes::StreamCode;
 use moq_proto::session::{Command, Event, GroupSendId, ServeId, Side, StreamId};
 use moq_proto::wire::{
     Subscribe, SubscribeDrop, SubscribeResponse, SubscribeStart, SubscribeUpdate, TrackInfo,
@@ -288,7 +288,7 @@ fn non_latest_group_expires_after_max_latency() {
             raw.take_cmds(),
             vec![Command::Reset {
                 stream: s0,
-                code: codes::stream::OLD
+                code: StreamCode::OLD
             }],
             "{v}"
         );
@@ -316,7 +316,7 @@ fn expiry_counts_from_the_groups_own_arrival() {
         group(&mut raw, &a, 1);
         assert_eq!(raw.timeout_offset(), Some(ms(1100)));
         raw.fire_timeout();
-        assert_eq!(raw.resets.get(&s0), Some(&codes::stream::OLD));
+        assert_eq!(raw.resets.get(&s0), Some(&StreamCode::OLD));
     }
 }
 
@@ -369,7 +369,7 @@ fn a_backlog_of_thousands_of_groups_expires_exactly_by_age() {
         for (seq, arrival, stream) in streams {
             let expired = seq < 2999 && now.duration_since(arrival) >= ms(500);
             assert_eq!(
-                raw.resets.get(&stream) == Some(&codes::stream::OLD),
+                raw.resets.get(&stream) == Some(&StreamCode::OLD),
                 expired,
                 "{v}: group {seq}"
             );
@@ -397,7 +397,7 @@ fn a_transport_backlog_sheds_older_groups_not_the_newest() {
         raw.pump();
         assert_eq!(
             raw.resets.get(&s0.unwrap()),
-            Some(&codes::stream::TOO_FAR_BEHIND),
+            Some(&StreamCode::TOO_FAR_BEHIND),
             "{v}"
         );
         assert!(!raw.resets.contains_key(&s1.unwrap()), "{v}");
@@ -414,7 +414,7 @@ fn zero_latency_keeps_only_the_latest_group() {
         let s0 = s0.unwrap();
         assert!(!raw.resets.contains_key(&s0));
         let (_, s1) = group(&mut raw, &a, 1);
-        assert_eq!(raw.resets.get(&s0), Some(&codes::stream::OLD), "{v}");
+        assert_eq!(raw.resets.get(&s0), Some(&StreamCode::OLD), "{v}");
         assert!(!raw.resets.contains_key(&s1.unwrap()));
         // An older group opened after a newer one is dropped at once.
         let now = raw.now;
@@ -462,11 +462,7 @@ fn acknowledged_groups_are_not_expired_but_unacknowledged_ones_are() {
         group(&mut raw, &a, 2);
         raw.advance(ms(1000));
         assert!(!raw.resets.contains_key(&s0.unwrap()), "{v}");
-        assert_eq!(
-            raw.resets.get(&s1.unwrap()),
-            Some(&codes::stream::OLD),
-            "{v}"
-        );
+        assert_eq!(raw.resets.get(&s1.unwrap()), Some(&StreamCode::OLD), "{v}");
     }
 }
 
@@ -486,7 +482,7 @@ fn lowering_max_latency_by_update_expires_at_once() {
             end: None,
         };
         raw.send(a.stream, &enc(&update, v));
-        assert_eq!(raw.resets.get(&s0.unwrap()), Some(&codes::stream::OLD));
+        assert_eq!(raw.resets.get(&s0.unwrap()), Some(&StreamCode::OLD));
     }
 }
 
@@ -528,7 +524,7 @@ fn lite05_timestamp_age_expires_groups() {
         raw.pump();
         assert_eq!(
             raw.resets.get(&s0.unwrap()),
-            Some(&codes::stream::OLD),
+            Some(&StreamCode::OLD),
             "timescale {timescale}"
         );
         assert!(!raw.resets.contains_key(&s1.unwrap()));
@@ -576,7 +572,7 @@ fn group_waiting_for_credit_is_cancelled_and_dropped() {
                         SubscribeResponse::Drop(SubscribeDrop {
                             start: 0,
                             end: 0,
-                            error: codes::stream::OLD
+                            error: StreamCode::OLD.0
                         }),
                         v
                     ))
@@ -612,7 +608,7 @@ fn lite05_first_group_expired_while_pending_still_sent_ok_first() {
         SubscribeResponse::Drop(SubscribeDrop {
             start: 0,
             end: 0,
-            error: codes::stream::OLD
+            error: StreamCode::OLD.0
         })
     );
     raw.assert_drained(a.stream);
@@ -641,7 +637,7 @@ fn finished_group_waiting_for_credit_is_dropped_when_stale() {
             SubscribeResponse::Drop(SubscribeDrop {
                 start: 0,
                 end: 0,
-                error: codes::stream::OLD
+                error: StreamCode::OLD.0
             })
         );
     }

@@ -30,10 +30,10 @@ use std::fmt::Debug;
 
 use bytes::Bytes;
 
-use crate::coding::{
+use moq_proto::coding::{
     Cursor, DecodeError, EncodeError, Limits, MAX_HOPS, MAX_PATH_LEN, MAX_PATH_SEGMENTS,
 };
-use crate::wire::{
+use moq_proto::wire::{
     Announce, AnnounceOk, AnnounceRequest, AnnounceStatus, BiStreamType, Datagram, Fetch,
     FrameDecoder, FrameHeader, FrameItem, Goaway, GroupHeader, GroupItem, GroupStreamReader,
     Message, Path, PathError, Probe, Setup, StreamReader, Subscribe, SubscribeResponse,
@@ -462,6 +462,7 @@ fn check_path(raw: &str) -> Option<Path> {
             assert_eq!(*count, model_segments.len());
             assert!(*count > MAX_PATH_SEGMENTS && model.len() <= MAX_PATH_LEN);
         }
+        Err(other) => panic!("normalising {raw:?}: unexpected error {other:?}"),
     }
     assert_eq!(raw.parse::<Path>(), result);
     let path = result.ok()?;
@@ -772,6 +773,7 @@ fn reference_group(
             }
             Err(DecodeError::Short) => return (events, short("stream type")),
             Err(err) => return (events, Outcome::Failed(err)),
+            _ => panic!("a variant this harness does not know"),
         }
         match GroupHeader::decode_with(&mut cursor, version, limits) {
             Ok(header) => events.push(GroupEvent::Header(header)),
@@ -1009,6 +1011,7 @@ impl Expect {
                 BiStreamType::Probe => Expect::Probe,
                 BiStreamType::Goaway => Expect::Goaway,
                 BiStreamType::Track => Expect::TrackRequest,
+                _ => panic!("a variant this harness does not know"),
             },
             ControlItem::Uni(UniStreamType::Group) => Expect::Group,
             ControlItem::Uni(UniStreamType::Setup) => Expect::Setup,
@@ -1232,7 +1235,7 @@ pub fn control_reader(data: &[u8]) {
 // The session state machine
 // ---------------------------------------------------------------------------------------------
 
-/// The whole [`Session`](crate::session::Session) state machine, driven by a scripted peer,
+/// The whole [`Session`](moq_proto::session::Session) state machine, driven by a scripted peer,
 /// transport and application.
 ///
 /// Input: byte 0 picks the version (`% 3`) and, in `byte / 3`, flags: bit 0 the side (set:
@@ -1244,7 +1247,7 @@ pub fn control_reader(data: &[u8]) {
 ///   encoded message fitting what the stream carries (SUBSCRIBE_UPDATE, subscribe responses,
 ///   ANNOUNCE_OK / ANNOUNCE, FRAMEs, TRACK_INFO, PROBE); RESET_STREAM; STOP_SENDING; a raw or
 ///   valid datagram;
-/// - transport: open grants for pending [`Command::Open`](crate::session::Command::Open)
+/// - transport: open grants for pending [`Command::Open`](moq_proto::session::Command::Open)
 ///   tokens, acknowledgements of finished streams, statistics, time passing (timeouts fire
 ///   when due);
 /// - application: subscribe / update / unsubscribe / stop a group, request and cancel
@@ -1258,7 +1261,7 @@ pub fn control_reader(data: &[u8]) {
 ///
 /// Checked: nothing panics; after every step the commands and events are drained, and nothing
 /// follows `Event::Closed` (no event, no command but `CancelOpen`); every table stays within its
-/// cap in [`Config`](crate::session::Config); with a strict transport the commands obey the
+/// cap in [`Config`](moq_proto::session::Config); with a strict transport the commands obey the
 /// transport's rules (streams written, finished, reset, stopped or re-prioritised exist and go
 /// the right way; no write or FIN after our FIN or reset; no second FIN or reset; grants and
 /// cancels name pending tokens), and once the application has cancelled everything and the
@@ -1274,13 +1277,14 @@ mod session_fuzz {
 
     use bytes::Bytes;
 
-    use crate::coding::Limits;
-    use crate::session::{
+    use moq_proto::codes::{SessionCode, StreamCode};
+    use moq_proto::coding::Limits;
+    use moq_proto::session::{
         Command, Config, Dir, Event, FetchId, FetchServeId, GroupSendId, InterestId, ListenerId,
         OpenToken, ServeId, Session, Side, StreamId, SubscribeParams, SubscriptionId, TrackQueryId,
         TrackServeId, TransportStats,
     };
-    use crate::wire::{
+    use moq_proto::wire::{
         Announce, AnnounceOk, AnnounceRequest, AnnounceStatus, BiStreamType, Datagram, Fetch,
         FrameHeader, Goaway, GroupHeader, Message, Path, Probe, ProbeLevel, Setup, Subscribe,
         SubscribeDrop, SubscribeEnd, SubscribeOk, SubscribeResponse, SubscribeStart,
@@ -1419,59 +1423,15 @@ mod session_fuzz {
         }
     }
 
-    fn encoded(f: impl FnOnce(&mut Vec<u8>) -> Result<(), crate::coding::EncodeError>) -> Vec<u8> {
+    fn encoded(
+        f: impl FnOnce(&mut Vec<u8>) -> Result<(), moq_proto::coding::EncodeError>,
+    ) -> Vec<u8> {
         let mut out = Vec::new();
         // A value this version cannot carry is simply not sent.
         if f(&mut out).is_err() {
             out.clear();
         }
         out
-    }
-
-    /// Counts parsed from [`Session::state_summary`].
-    #[derive(Debug, Default)]
-    struct Counts {
-        streams: usize,
-        pending: usize,
-        subs: usize,
-        group_recvs: usize,
-        serves: usize,
-        group_sends: usize,
-        interests: usize,
-        listeners: usize,
-        fetches: usize,
-        fetch_serves: usize,
-        queries: usize,
-        track_serves: usize,
-    }
-
-    fn counts(summary: &str) -> Counts {
-        let mut c = Counts::default();
-        for field in summary.split_whitespace() {
-            let (name, value) = field
-                .split_once('=')
-                .unwrap_or_else(|| panic!("unexpected state summary {summary:?}"));
-            let mut parts = value.split('/').map(|v| {
-                v.parse::<usize>()
-                    .unwrap_or_else(|_| panic!("unexpected state summary {summary:?}"))
-            });
-            let first = parts.next().unwrap_or(0);
-            let second = parts.next().unwrap_or(0);
-            match name {
-                "streams" => c.streams = first,
-                "pending" => c.pending = first,
-                "subs" => c.subs = first,
-                "group_recvs" => c.group_recvs = first,
-                "serves" => c.serves = first,
-                "group_sends" => c.group_sends = first,
-                "interests" => c.interests = first,
-                "listeners" => c.listeners = first,
-                "fetches" => (c.fetches, c.fetch_serves) = (first, second),
-                "tracks" => (c.queries, c.track_serves) = (first, second),
-                _ => {}
-            }
-        }
-        c
     }
 
     pub(super) fn run(data: &[u8]) {
@@ -1544,7 +1504,7 @@ mod session_fuzz {
             h.wind_down();
         }
         let now = h.now;
-        h.s.handle_connection_lost(now, crate::session::codes::session::INTERNAL, "lost");
+        h.s.handle_connection_lost(now, SessionCode::INTERNAL, "lost");
         h.drain();
         assert!(
             h.closed_event,
@@ -1553,7 +1513,7 @@ mod session_fuzz {
         assert!(
             h.s.is_idle(),
             "not idle after the connection was lost: {}",
-            h.s.state_summary()
+            h.s.tables()
         );
         assert!(h.s.poll_timeout().is_none(), "a timer after close");
     }
@@ -1584,59 +1544,46 @@ mod session_fuzz {
         }
 
         fn check_caps(&self) {
-            let c = counts(&self.s.state_summary());
+            let t = self.s.tables();
             let cfg = &self.cfg;
-            let summary = || self.s.state_summary();
-            assert!(c.subs <= cfg.max_subscriptions, "subs: {}", summary());
-            assert!(c.serves <= cfg.max_subscriptions, "serves: {}", summary());
-            assert!(
-                c.interests <= cfg.max_announce_requests,
-                "interests: {}",
-                summary()
-            );
-            assert!(
-                c.listeners <= cfg.max_announce_requests,
-                "listeners: {}",
-                summary()
-            );
-            assert!(c.fetches <= cfg.max_requests, "fetches: {}", summary());
-            assert!(
-                c.fetch_serves <= cfg.max_requests,
-                "fetch serves: {}",
-                summary()
-            );
-            assert!(
-                c.queries <= cfg.max_requests,
-                "track queries: {}",
-                summary()
-            );
-            assert!(
-                c.track_serves <= cfg.max_requests,
-                "track serves: {}",
-                summary()
-            );
-            // Incoming streams are refused at the cap; only our own opens go beyond it.
-            assert!(
-                c.streams <= cfg.max_streams + self.grants,
-                "streams: {}",
-                summary()
-            );
-            assert!(
-                c.group_recvs <= c.streams,
-                "group receivers without streams: {}",
-                summary()
-            );
-            assert!(
-                c.group_sends <= c.streams + c.pending,
-                "group senders without streams: {}",
-                summary()
-            );
+            // The cap each table is held to. A table the session reports that is not listed
+            // here fails the check, so a new table cannot escape it silently.
+            let caps = |name: &str| -> Option<usize> {
+                Some(match name {
+                    "subscriptions" | "serves" => cfg.max_subscriptions,
+                    "interests" | "listeners" => cfg.max_announce_requests,
+                    "fetches" | "fetch_serves" | "track_queries" | "track_serves" => {
+                        cfg.max_requests
+                    }
+                    // Incoming streams are refused at the cap; only our own opens go beyond.
+                    "streams" => cfg.max_streams + self.grants,
+                    "pending_bytes" => cfg.max_pending_bytes,
+                    // Bounded by the streams (and opens) they belong to.
+                    "group_recvs" | "unacked_ends" => t.streams,
+                    "group_sends" => t.streams + t.pending_opens,
+                    "pending_opens" => {
+                        cfg.max_subscriptions
+                            + cfg.max_announce_requests
+                            + 2 * cfg.max_requests
+                            + t.group_sends
+                            + 4
+                    }
+                    // Drained by the harness after every step.
+                    "commands" | "events" => usize::MAX,
+                    _ => return None,
+                })
+            };
+            for (name, count) in t.entries() {
+                let cap = caps(name).unwrap_or_else(|| {
+                    panic!("session table {name:?} has no cap in the fuzzer's check ({t})")
+                });
+                assert!(count <= cap, "{name}: {count} > {cap} ({t})");
+            }
             if self.strict {
                 assert_eq!(
-                    c.pending,
+                    t.pending_opens,
                     self.pending.len(),
-                    "pending opens disagree with the commands: {}",
-                    summary()
+                    "pending opens disagree with the commands: {t}"
                 );
             }
         }
@@ -1711,6 +1658,7 @@ mod session_fuzz {
                     assert!(!self.close_sent, "second Close");
                     self.close_sent = true;
                 }
+                _ => panic!("a variant this harness does not know"),
             }
         }
 
@@ -1848,7 +1796,7 @@ mod session_fuzz {
                     let Some(id) = self.pick_recv(input) else {
                         return;
                     };
-                    let code = input.value();
+                    let code = StreamCode(input.value());
                     if let Some(st) = self.streams.get_mut(&id.0) {
                         st.peer = Half::Reset;
                     }
@@ -1868,7 +1816,7 @@ mod session_fuzz {
                     let Some(id) = input.pick(&ids) else {
                         return;
                     };
-                    let code = input.value();
+                    let code = StreamCode(input.value());
                     self.s.handle_stop_sending(now, StreamId(id), code);
                 }
                 6 => {
@@ -1927,7 +1875,7 @@ mod session_fuzz {
                         return;
                     };
                     let result = if input.bool() {
-                        Err(input.value())
+                        Err(StreamCode(input.value()))
                     } else {
                         Ok(TrackInfo {
                             priority: input.u8(),
@@ -1943,7 +1891,7 @@ mod session_fuzz {
                     // Rarely: close the session (the rest of the script tests the aftermath).
                     let b = input.u8();
                     if b == 0xc1 {
-                        self.s.close(input.value(), "fuzz");
+                        self.s.close(SessionCode(input.value()), "fuzz");
                     } else if b & 1 == 1 {
                         // A duplicate open of a known stream is ignored.
                         if let Some(id) = self.pick_recv(input) {
@@ -2044,7 +1992,7 @@ mod session_fuzz {
                     Dir::Bi,
                     encoded(|out| {
                         if !version.has_goaway() {
-                            return Err(crate::coding::EncodeError::UnsupportedVersion {
+                            return Err(moq_proto::coding::EncodeError::UnsupportedVersion {
                                 what: "GOAWAY",
                                 version,
                             });
@@ -2346,14 +2294,14 @@ mod session_fuzz {
                     let _ = self.s.accept_serve(id, info, latest);
                 }
                 2 => {
-                    self.s.reject_serve(id, input.value());
+                    self.s.reject_serve(id, StreamCode(input.value()));
                     self.serves.retain(|s| *s != id);
                 }
                 3 => self.s.end_serve(id, input.value()),
-                4 => self.s.abort_serve(id, input.value()),
+                4 => self.s.abort_serve(id, StreamCode(input.value())),
                 _ => {
                     let (start, end, code) = (input.value(), input.value(), input.value());
-                    self.s.drop_groups(id, start, end, code);
+                    self.s.drop_groups(id, start, end, StreamCode(code));
                 }
             }
         }
@@ -2409,7 +2357,7 @@ mod session_fuzz {
                 4 => {
                     if let Some(ix) = input.pick(&(0..self.groups.len()).collect::<Vec<_>>()) {
                         let (group, _, _) = self.groups.remove(ix);
-                        self.s.abort_group(group, input.value());
+                        self.s.abort_group(group, StreamCode(input.value()));
                     }
                 }
                 _ => {
@@ -2472,7 +2420,7 @@ mod session_fuzz {
                     self.fetch_serves.retain(|f| *f != id);
                 }
                 _ => {
-                    self.s.fetch_reject(id, input.value());
+                    self.s.fetch_reject(id, StreamCode(input.value()));
                     self.fetch_serves.retain(|f| *f != id);
                 }
             }
@@ -2499,19 +2447,19 @@ mod session_fuzz {
                     self.s.cancel_fetch(id);
                 }
                 for (group, _, _) in std::mem::take(&mut self.groups) {
-                    self.s.abort_group(group, 0x1);
+                    self.s.abort_group(group, StreamCode(0x1));
                 }
                 for id in std::mem::take(&mut self.serves) {
-                    self.s.abort_serve(id, 0x1);
+                    self.s.abort_serve(id, StreamCode(0x1));
                 }
                 for id in std::mem::take(&mut self.listeners) {
                     self.s.close_listener(id);
                 }
                 for id in std::mem::take(&mut self.fetch_serves) {
-                    self.s.fetch_reject(id, 0x1);
+                    self.s.fetch_reject(id, StreamCode(0x1));
                 }
                 for id in std::mem::take(&mut self.track_serves) {
-                    self.s.track_info_reply(id, Err(0x1));
+                    self.s.track_info_reply(id, Err(StreamCode(0x1)));
                 }
                 self.drain();
                 let now = self.now;
@@ -2540,7 +2488,8 @@ mod session_fuzz {
                         self.s
                             .handle_stream_data(now, StreamId(id), Bytes::new(), true);
                     } else {
-                        self.s.handle_stream_reset(now, StreamId(id), 0x1);
+                        self.s
+                            .handle_stream_reset(now, StreamId(id), StreamCode(0x1));
                     }
                     self.drain();
                 }
@@ -2552,7 +2501,8 @@ mod session_fuzz {
                         .map(|(id, _)| *id)
                         .collect();
                     for id in sending {
-                        self.s.handle_stop_sending(now, StreamId(id), 0x1);
+                        self.s
+                            .handle_stop_sending(now, StreamId(id), StreamCode(0x1));
                         self.drain();
                     }
                 }
@@ -2574,7 +2524,7 @@ mod session_fuzz {
                 assert!(
                     self.s.is_idle(),
                     "not idle once everything was cancelled and closed: {}",
-                    self.s.state_summary()
+                    self.s.tables()
                 );
             }
         }

@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::node::{Node, NodeConfig, NodeEvent};
-use crate::origin::PeerId;
-use crate::session::{Command, Config, Dir, OpenToken, Side, StreamId};
-use crate::wire::{Path, Version};
+use moq_proto::codes::{SessionCode, StreamCode};
+use moq_proto::node::{Node, NodeConfig, NodeEvent};
+use moq_proto::origin::PeerId;
+use moq_proto::session::{Command, Config, Dir, OpenToken, Side, StreamId};
+use moq_proto::wire::{Path, Version};
 
 /// A small seeded RNG (splitmix64): enough for shuffling deliveries, no dependency.
 #[derive(Debug, Clone)]
@@ -72,11 +73,11 @@ pub struct End {
 enum Delivery {
     Grant(OpenToken, StreamId),
     Data(StreamId, Dir, Bytes, bool),
-    Reset(StreamId, Dir, u64),
-    Stop(StreamId, u64),
+    Reset(StreamId, Dir, StreamCode),
+    Stop(StreamId, StreamCode),
     Acked(StreamId),
     Datagram(Bytes),
-    Close(u64, String),
+    Close(SessionCode, String),
 }
 
 struct Direction {
@@ -261,11 +262,7 @@ impl Sim {
         self.links[link].alive = false;
         for end in ends {
             self.nodes[end.node].input(now, end.peer, |s, now| {
-                s.handle_connection_lost(
-                    now,
-                    crate::session::codes::session::INTERNAL,
-                    "connection lost",
-                )
+                s.handle_connection_lost(now, SessionCode::INTERNAL, "connection lost")
             });
         }
         self.run();
@@ -404,6 +401,7 @@ impl Sim {
             Command::Close { code, reason } => {
                 self.push(link, other, None, Delivery::Close(code, reason));
             }
+            _ => panic!("a variant this harness does not know"),
         }
     }
 
@@ -518,7 +516,7 @@ pub fn node_config(seed: u64) -> NodeConfig {
 /// One subscriber of a [`FanOut`].
 struct FanSub {
     peer: PeerId,
-    session: crate::session::Session,
+    session: moq_proto::session::Session,
     dirty: bool,
 }
 
@@ -529,7 +527,7 @@ pub struct FanOut {
     /// The publishing node.
     pub node: Node,
     /// The published track.
-    pub track: crate::origin::TrackId,
+    pub track: moq_proto::origin::TrackId,
     subs: Vec<FanSub>,
     index: slotmap::SecondaryMap<PeerId, usize>,
     /// Subscribers handed something since they were last drained.
@@ -555,7 +553,7 @@ impl FanOut {
         let path = Path::new("bench").unwrap_or_else(|_| Path::root());
         let track = node
             .publish(now, &path)
-            .and_then(|b| node.create_track(b, "data", crate::wire::TrackInfo::default()))
+            .and_then(|b| node.create_track(b, "data", moq_proto::wire::TrackInfo::default()))
             .unwrap_or_default();
         let mut fan = Self {
             node,
@@ -576,11 +574,11 @@ impl FanOut {
                     .add_session(now, Config::new(version, Side::Server), Some(Path::root()));
             let mut config = Config::new(version, Side::Client);
             config.setup_path = Some("/".into());
-            let mut session = crate::session::Session::new(config, now);
+            let mut session = moq_proto::session::Session::new(config, now);
             let _ = session.subscribe(
                 path.clone(),
                 "data",
-                crate::session::SubscribeParams::default(),
+                moq_proto::session::SubscribeParams::default(),
             );
             fan.index.insert(peer, fan.subs.len());
             fan.dirty.push(fan.subs.len());
@@ -682,11 +680,11 @@ impl FanOut {
                 }
                 while let Some(event) = self.subs[i].session.poll_event() {
                     match event {
-                        crate::session::Event::FrameStart { chunk, .. } => {
+                        moq_proto::session::Event::FrameStart { chunk, .. } => {
                             self.delivered_frames += 1;
                             self.delivered_bytes += chunk.len() as u64;
                         }
-                        crate::session::Event::FramePayload { chunk, .. } => {
+                        moq_proto::session::Event::FramePayload { chunk, .. } => {
                             self.delivered_bytes += chunk.len() as u64;
                         }
                         _ => {}
@@ -731,6 +729,7 @@ impl FanOut {
                 .session
                 .handle_connection_lost(now, code, &reason),
             Command::CancelOpen { .. } | Command::SetPriority { .. } => {}
+            _ => panic!("a variant this harness does not know"),
         }
     }
 
@@ -765,6 +764,7 @@ impl FanOut {
                 s.handle_connection_lost(now, code, &reason)
             }),
             Command::CancelOpen { .. } | Command::SetPriority { .. } => {}
+            _ => panic!("a variant this harness does not know"),
         }
     }
 }

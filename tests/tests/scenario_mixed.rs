@@ -1,6 +1,5 @@
 //! Mixed versions: one relay bridging a publisher on one version to subscribers on every
 //! version, and relay chains whose links use different versions.
-#![cfg(feature = "testing")]
 
 mod scenario_util;
 

@@ -1,6 +1,5 @@
 //! Announcements across several nodes: prefix filtering, relaying, withdrawal, connection
 //! loss, session roots and a relay loop.
-#![cfg(feature = "testing")]
 
 mod scenario_util;
 
@@ -229,7 +228,7 @@ fn relay_ring_converges_and_withdraws() {
             .unwrap();
         sim.run();
 
-        let hop = |sim: &moq_proto::testing::Sim, n: usize| sim.nodes[n].config().hop_id;
+        let hop = |sim: &moq_harness::testing::Sim, n: usize| sim.nodes[n].config().hop_id;
         for relay in [a, b, c, s] {
             let origin = sim.nodes[relay].origin();
             let id = origin

@@ -1,0 +1,3 @@
+//! HTTP/3 and WebTransport as a sans-IO adapter under the MOQ session.
+
+pub mod error_codes;
