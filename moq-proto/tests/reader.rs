@@ -532,7 +532,7 @@ proptest! {
     }
 }
 
-/// WIRE.md §4.14 D: the lite-05 group with timestamps 1000, 1020, 1010 and its 03/04 form.
+/// docs/wire.md §4.14 D: the lite-05 group with timestamps 1000, 1020, 1010 and its 03/04 form.
 #[test]
 fn reference_group_examples_bytewise() {
     let lite05 = common_hex("00 02 00 05 47 d0 05 68 65 6c 6c 6f 28 02 6f 6b 13 00");

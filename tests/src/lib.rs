@@ -2,6 +2,7 @@
 
 pub mod loopback;
 pub mod netsim;
+pub mod process;
 
 pub mod alloc;
 

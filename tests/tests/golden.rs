@@ -1,12 +1,12 @@
 //! Byte-exact golden vectors for every MOQ Lite message of lite-03, lite-04 and lite-05.
 //!
-//! Every expected byte string below was written by hand from WIRE.md (§2 primitives, §4 message
+//! Every expected byte string below was written by hand from docs/wire.md (§2 primitives, §4 message
 //! layouts, §4.14 worked examples), never produced by our encoder. Each vector is checked in
 //! both directions where that is meaningful: `decode(bytes) == value` (consuming every byte) and
 //! `encode(value) == bytes`.
 //!
-//! Path forms: the reference encoder (and so WIRE.md's examples) writes `demo/clock` and the
-//! root prefix as `""`; our encoder deliberately writes the form both peers accept (WIRE.md
+//! Path forms: the reference encoder (and so docs/wire.md's examples) writes `demo/clock` and the
+//! root prefix as `""`; our encoder deliberately writes the form both peers accept (docs/wire.md
 //! §5.1): paths `/a/b`, prefixes `/a/` (root `/`), suffixes without a leading slash. For those
 //! examples we check that the reference bytes decode, and add a second hand-made vector for our
 //! slashed encoding.
@@ -131,7 +131,7 @@ fn encode_uni(ty: UniStreamType) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Stream types (WIRE.md §3)
+// Stream types (docs/wire.md §3)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -191,7 +191,7 @@ fn uni_stream_types() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// ANNOUNCE_PLEASE (03) / ANNOUNCE_INTEREST (04) / ANNOUNCE_REQUEST (05), WIRE.md §4.1
+// ANNOUNCE_PLEASE (03) / ANNOUNCE_INTEREST (04) / ANNOUNCE_REQUEST (05), docs/wire.md §4.1
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -249,7 +249,7 @@ fn announce_request_lite03() {
 
 #[test]
 fn announce_request_lite04() {
-    // WIRE.md §4.14 B, after the stream type 01:
+    // docs/wire.md §4.14 B, after the stream type 01:
     //   06                 length 6
     //   04 6c 69 76 65     "live"
     //   00                 exclude hop: none
@@ -310,12 +310,12 @@ fn announce_request_lite05() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// ANNOUNCE_OK (05), WIRE.md §4.2
+// ANNOUNCE_OK (05), docs/wire.md §4.2
 // ---------------------------------------------------------------------------------------------
 
 #[test]
 fn announce_ok_lite05() {
-    // WIRE.md §4.14 E:
+    // docs/wire.md §4.14 E:
     //   05             length 5
     //   87 5b cd 15    hop id 123456789
     //   01             active count 1
@@ -367,7 +367,7 @@ fn announce_ok_absent_before_lite05() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// ANNOUNCE / ANNOUNCE_BROADCAST, WIRE.md §4.3
+// ANNOUNCE / ANNOUNCE_BROADCAST, docs/wire.md §4.3
 // ---------------------------------------------------------------------------------------------
 
 fn announce(status: AnnounceStatus, suffix: &str, hops: &[u64]) -> Announce {
@@ -380,7 +380,7 @@ fn announce(status: AnnounceStatus, suffix: &str, hops: &[u64]) -> Announce {
 
 #[test]
 fn announce_lite03() {
-    // WIRE.md §4.14 B, lite-03 one-hop active:
+    // docs/wire.md §4.14 B, lite-03 one-hop active:
     //   06             length 6
     //   01             status active (one raw byte)
     //   03 63 61 6d    "cam"
@@ -406,7 +406,7 @@ fn announce_lite03() {
 
 #[test]
 fn announce_lite04() {
-    // WIRE.md §4.14 B, "live/cam" under prefix "live" with hops 37 and 123456789:
+    // docs/wire.md §4.14 B, "live/cam" under prefix "live" with hops 37 and 123456789:
     //   0b             length 11
     //   01             status active
     //   03 63 61 6d    suffix "cam"
@@ -482,7 +482,7 @@ fn announce_lite05() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// SUBSCRIBE, WIRE.md §4.4 (identical in 03, 04, 05)
+// SUBSCRIBE, docs/wire.md §4.4 (identical in 03, 04, 05)
 // ---------------------------------------------------------------------------------------------
 
 fn example_a() -> Subscribe {
@@ -501,7 +501,7 @@ fn example_a() -> Subscribe {
 #[test]
 fn subscribe_all_versions() {
     for version in ALL {
-        // WIRE.md §4.14 A (reference path form), after the stream type 02:
+        // docs/wire.md §4.14 A (reference path form), after the stream type 02:
         //   1a                                  length 26
         //   01                                  subscribe id 1
         //   0a 64 65 6d 6f 2f 63 6c 6f 63 6b    "demo/clock"
@@ -551,7 +551,7 @@ fn subscribe_all_versions() {
 
 #[test]
 fn subscribe_ordered_any_nonzero_is_true() {
-    // WIRE.md §2: the Ordered byte is read as "non-zero is true"; we write 0/1.
+    // docs/wire.md §2: the Ordered byte is read as "non-zero is true"; we write 0/1.
     //   0b (length 11), 00 (id 0), 02 2f 61 ("/a"), 01 74 ("t"), 00 (priority),
     //   07 (ordered: any non-zero), 00 (0 ms), 00 (start latest), 00 (no end)
     let bytes = "0b 00 02 2f 61 01 74 00 07 00 00 00";
@@ -570,7 +570,7 @@ fn subscribe_ordered_any_nonzero_is_true() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// SUBSCRIBE_UPDATE, WIRE.md §4.5 (no type prefix)
+// SUBSCRIBE_UPDATE, docs/wire.md §4.5 (no type prefix)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -609,13 +609,13 @@ fn subscribe_update_all_versions() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Subscribe responses, WIRE.md §4.6: Type (i), then Message Length (i), then the body
+// Subscribe responses, docs/wire.md §4.6: Type (i), then Message Length (i), then the body
 // ---------------------------------------------------------------------------------------------
 
 #[test]
 fn subscribe_ok_lite03_lite04() {
     for version in [V3, V4] {
-        // WIRE.md §4.14 A, the reference's reply:
+        // docs/wire.md §4.14 A, the reference's reply:
         //   00     type 0 SUBSCRIBE_OK
         //   05     length 5
         //   01     publisher priority 1
@@ -653,7 +653,7 @@ fn subscribe_ok_lite03_lite04() {
 #[test]
 fn subscribe_drop_lite03_lite04() {
     for version in [V3, V4] {
-        // WIRE.md §4.14: the reference's lite-04 SUBSCRIBE_DROP of groups 5..=7:
+        // docs/wire.md §4.14: the reference's lite-04 SUBSCRIBE_DROP of groups 5..=7:
         //   01     type 1 SUBSCRIBE_DROP
         //   03     length 3
         //   05     start 5 (plain)
@@ -692,7 +692,7 @@ fn subscribe_drop_lite03_lite04() {
 
 #[test]
 fn subscribe_responses_lite05() {
-    // WIRE.md §4.14 E: SUBSCRIBE_OK(5) = 00 (type), 01 (length), 05 (group, plain).
+    // docs/wire.md §4.14 E: SUBSCRIBE_OK(5) = 00 (type), 01 (length), 05 (group, plain).
     response_golden(
         V5,
         "00 01 05",
@@ -704,7 +704,7 @@ fn subscribe_responses_lite05() {
         "00 02 43 e8",
         SubscribeResponse::Start(SubscribeStart { group: 1000 }),
     );
-    // WIRE.md §4.14 E: SUBSCRIBE_END(8) = 01 (type), 01 (length), 08 (group, plain).
+    // docs/wire.md §4.14 E: SUBSCRIBE_END(8) = 01 (type), 01 (length), 08 (group, plain).
     response_golden(
         V5,
         "01 01 08",
@@ -716,7 +716,7 @@ fn subscribe_responses_lite05() {
         "01 01 00",
         SubscribeResponse::End(SubscribeEnd { group: 0 }),
     );
-    // WIRE.md §4.14 E: SUBSCRIBE_DROP(6..=6, err 0) = 02 (type), 03 (length), 06, 06, 00.
+    // docs/wire.md §4.14 E: SUBSCRIBE_DROP(6..=6, err 0) = 02 (type), 03 (length), 06, 06, 00.
     response_golden(
         V5,
         "02 03 06 06 00",
@@ -791,7 +791,7 @@ fn subscribe_drop_range_must_be_ordered() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// FETCH, WIRE.md §4.7 (same layout in 03, 04, 05)
+// FETCH, docs/wire.md §4.7 (same layout in 03, 04, 05)
 // ---------------------------------------------------------------------------------------------
 
 fn fetch_demo() -> Fetch {
@@ -806,7 +806,7 @@ fn fetch_demo() -> Fetch {
 #[test]
 fn fetch_all_versions() {
     for version in ALL {
-        // WIRE.md §4.14 E (reference form), after the stream type 03:
+        // docs/wire.md §4.14 E (reference form), after the stream type 03:
         //   15                                  length 21
         //   0a 64 65 6d 6f 2f 63 6c 6f 63 6b    "demo/clock"
         //   07 73 65 63 6f 6e 64 73             "seconds"
@@ -842,7 +842,7 @@ fn fetch_all_versions() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// PROBE, WIRE.md §4.10: lite-03 has only the bitrate; lite-04/05 add the RTT
+// PROBE, docs/wire.md §4.10: lite-03 has only the bitrate; lite-04/05 add the RTT
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -871,7 +871,7 @@ fn probe_lite03() {
 #[test]
 fn probe_lite04_lite05() {
     for version in [V4, V5] {
-        // WIRE.md §4.14: lite-04 PROBE(2,000,000 bps, 25 ms):
+        // docs/wire.md §4.14: lite-04 PROBE(2,000,000 bps, 25 ms):
         //   05             length 5
         //   80 1e 84 80    bitrate 2,000,000
         //   19             rtt 25 ms
@@ -914,13 +914,13 @@ fn probe_layouts_differ_between_03_and_04() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// GOAWAY, WIRE.md §4.11 (lite-04+)
+// GOAWAY, docs/wire.md §4.11 (lite-04+)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
 fn goaway_lite04_lite05() {
     for version in [V4, V5] {
-        // WIRE.md §4.14 E, after the stream type 05: 01 (length 1), 00 (empty URI).
+        // docs/wire.md §4.14 E, after the stream type 05: 01 (length 1), 00 (empty URI).
         golden(version, "01 00", &Goaway { uri: String::new() });
         //   09                          length 9
         //   08 6d 6f 71 74 3a 2f 2f 62  "moqt://b"
@@ -944,7 +944,7 @@ fn goaway_lite04_lite05() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// TRACK and TRACK_INFO, WIRE.md §4.8 (lite-05)
+// TRACK and TRACK_INFO, docs/wire.md §4.8 (lite-05)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -953,7 +953,7 @@ fn track_request_lite05() {
         broadcast: p("demo/clock"),
         track: "seconds".into(),
     };
-    // WIRE.md §4.14 E (reference form), after the stream type 06:
+    // docs/wire.md §4.14 E (reference form), after the stream type 06:
     //   13                                  length 19
     //   0a 64 65 6d 6f 2f 63 6c 6f 63 6b    "demo/clock"
     //   07 73 65 63 6f 6e 64 73             "seconds"
@@ -978,7 +978,7 @@ fn track_request_lite05() {
 
 #[test]
 fn track_info_lite05() {
-    // WIRE.md §4.14 E: TRACK_INFO(127, 0, 5000 ms, 1000), the reference defaults:
+    // docs/wire.md §4.14 E: TRACK_INFO(127, 0, 5000 ms, 1000), the reference defaults:
     //   06         length 6
     //   7f         priority 127
     //   00         ordered 0
@@ -1010,13 +1010,13 @@ fn track_info_lite05() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// GROUP and FRAME, WIRE.md §4.12
+// GROUP and FRAME, docs/wire.md §4.12
 // ---------------------------------------------------------------------------------------------
 
 #[test]
 fn group_header_all_versions() {
     for version in ALL {
-        // WIRE.md §4.14 D: 02 (length 2), 00 (subscribe id 0), 05 (sequence 5).
+        // docs/wire.md §4.14 D: 02 (length 2), 00 (subscribe id 0), 05 (sequence 5).
         golden(
             version,
             "02 00 05",
@@ -1098,7 +1098,7 @@ fn frame_header_timestamp_only_on_lite05() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// DATAGRAM, WIRE.md §4.13 (lite-05)
+// DATAGRAM, docs/wire.md §4.13 (lite-05)
 // ---------------------------------------------------------------------------------------------
 
 fn datagram_golden(bytes: &str, value: &Datagram) {
@@ -1116,7 +1116,7 @@ fn datagram_golden(bytes: &str, value: &Datagram) {
 
 #[test]
 fn datagram_lite05() {
-    // WIRE.md §4.14 E: DATAGRAM(sub 1, seq 42, ts 1000, "hi"):
+    // docs/wire.md §4.14 E: DATAGRAM(sub 1, seq 42, ts 1000, "hi"):
     //   01         subscribe id 1
     //   2a         group 42 (plain)
     //   43 e8      timestamp 1000 (absolute)
@@ -1156,12 +1156,12 @@ fn datagram_lite05() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// SETUP, WIRE.md §4.9 (lite-05)
+// SETUP, docs/wire.md §4.9 (lite-05)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
 fn setup_lite05() {
-    // WIRE.md §4.14 C, after the uni stream type 01:
+    // docs/wire.md §4.14 C, after the uni stream type 01:
     //   10                                     length 16
     //   02                                     2 parameters
     //   01 01 01                               Probe, len 1, Report
@@ -1235,7 +1235,7 @@ fn setup_lite05() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// WIRE.md §4.14 worked examples, whole streams (stream type included)
+// docs/wire.md §4.14 worked examples, whole streams (stream type included)
 // ---------------------------------------------------------------------------------------------
 
 /// Decode a bidi stream type followed by one message from the same bytes.

@@ -1,6 +1,6 @@
-//! One test (or more) per interop gotcha of WIRE.md §7, for the part the wire codec owns.
+//! One test (or more) per interop gotcha of docs/wire.md §7, for the part the wire codec owns.
 //!
-//! Expected bytes are written by hand from WIRE.md, never produced by our encoder.
+//! Expected bytes are written by hand from docs/wire.md, never produced by our encoder.
 //!
 //! The session, node and QUIC halves are tested elsewhere, one test named after each gotcha
 //! (`S` = `moq-proto/tests/session_gotchas.rs`, `Q` = `tests/tests/sim_gotchas.rs`):
@@ -33,7 +33,7 @@
 //! - **23** (empty GOAWAY URI, 0x10 after the drain):
 //!   `S::gotcha_23_empty_goaway_uri_is_reported_and_new_requests_are_refused`.
 //! - **24** (error codes): `S::gotcha_24_codes_we_send_follow_the_reference_tables` (our
-//!   session and stream constants against WIRE.md §6, the codes we send for expiry, unknown
+//!   session and stream constants against docs/wire.md §6, the codes we send for expiry, unknown
 //!   Subscribe IDs, unknown stream types, a 03/04 SETUP stream, decode errors and unroutable
 //!   broadcasts, and a peer's stream 0x3 passed on raw without closing the session).
 //! - **26** (datagrams above 1200 bytes are dropped on receive unless `Limits` raise it):
@@ -45,7 +45,7 @@
 //! Still untested, and why:
 //! - **1** (WebTransport must send `wt-available-protocols`): WebTransport is not implemented
 //!   yet; only the ALPN tokens it would offer are checked below.
-//! - **24**, the HTTP/3 code mapping of WIRE.md §6: it belongs to WebTransport too.
+//! - **24**, the HTTP/3 code mapping of docs/wire.md §6: it belongs to WebTransport too.
 //! - **26**, the QUIC half: the engine does not derive the receive limit from the transport's
 //!   datagram size (as the reference does); it applies `Limits::max_datagram_size` from the
 //!   session config (1200 unless raised), which the session test covers.
@@ -124,7 +124,7 @@ fn gotcha_01_subprotocol_names_are_exact_alpn_tokens() {
     for version in ALL {
         assert_eq!(Version::from_alpn(version.alpn().as_bytes()), Some(version));
     }
-    // The WebTransport ALPN `h3`, the legacy `moql` and the unimplemented lite-06 (WIRE.md §8:
+    // The WebTransport ALPN `h3`, the legacy `moql` and the unimplemented lite-06 (docs/wire.md §8:
     // never offer it) are not versions we speak.
     for other in [
         &b"h3"[..],

@@ -1,4 +1,4 @@
-//! Raw-peer session tests: announcements in both roles (WIRE.md §3.1, §4.1-§4.3, §5.1-§5.4).
+//! Raw-peer session tests: announcements in both roles (docs/wire.md §3.1, §4.1-§4.3, §5.1-§5.4).
 
 mod session_support;
 
@@ -155,7 +155,7 @@ fn announced_paths_and_hop_lists_are_normalised() {
 
 #[test]
 fn lite04_announce_matches_the_byte_example() {
-    // WIRE.md §4.14 B.
+    // docs/wire.md §4.14 B.
     let v = Version::Lite04;
     let mut raw = Raw::ready(v, Side::Client);
     let (id, stream) = interest(&mut raw, "live", 0);

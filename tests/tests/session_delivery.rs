@@ -1,5 +1,5 @@
 //! Raw-peer session tests: delivery ranking (stream priorities) and max-latency expiry of the
-//! group streams we publish (WIRE.md §5.12, §5.13, §3.7).
+//! group streams we publish (docs/wire.md §5.12, §5.13, §3.7).
 
 mod session_support;
 

@@ -1,5 +1,5 @@
 //! Raw-peer session tests: unknown streams, malformed control streams, per-session caps,
-//! garbage input, session close and cleanup (WIRE.md §3, §6; DESIGN.md "sans-IO contract").
+//! garbage input, session close and cleanup (docs/wire.md §3, §6; the `moq_proto::session` contract).
 
 mod session_support;
 
@@ -1053,6 +1053,8 @@ fn everything_closed_leaves_the_session_idle() {
         raw.s.end_serve(serve, 1);
         raw.ack(group_stream);
         raw.fin(serve_stream);
+        // The subscription's end (our FIN) is delivered once the transport acknowledges it.
+        raw.ack(serve_stream);
 
         // Announce interest and listener.
         let interest = raw.s.request_announcements(p("a"), 0).expect("interest");

@@ -1,4 +1,4 @@
-//! One test per interop gotcha of WIRE.md §7 that has a session-level (or node-level) part,
+//! One test per interop gotcha of docs/wire.md §7 that has a session-level (or node-level) part,
 //! named `gotcha_NN_...` like the codec half in `tests/tests/gotchas.rs`.
 //!
 //! Each test drives a raw [`moq_proto::session::Session`] through the `session_support`
@@ -1086,13 +1086,13 @@ fn gotcha_23_empty_goaway_uri_is_reported_and_new_requests_are_refused() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 24. Error codes: ours follow the reference's tables (WIRE.md §6); peers' codes are passed
+// 24. Error codes: ours follow the reference's tables (docs/wire.md §6); peers' codes are passed
 //     on raw, never reinterpreted across the session/stream spaces.
 // ---------------------------------------------------------------------------------------------
 
 #[test]
 fn gotcha_24_codes_we_send_follow_the_reference_tables() {
-    // The constants, against WIRE.md §6.
+    // The constants, against docs/wire.md §6.
     assert_eq!(
         [
             SessionCode::NO_ERROR,

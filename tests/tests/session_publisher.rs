@@ -1,4 +1,4 @@
-//! Raw-peer session tests: serving a peer's subscriptions (WIRE.md §3.2, §3.7, §3.8, §4.6,
+//! Raw-peer session tests: serving a peer's subscriptions (docs/wire.md §3.2, §3.7, §3.8, §4.6,
 //! §4.12-§4.14, §5.5-§5.8).
 
 mod session_support;
@@ -199,7 +199,7 @@ fn group_stream_bytes() {
         assert!(raw.s.write_frame(now, g, 1010, 0, Bytes::new()));
         raw.s.finish_group(g);
         raw.pump();
-        // WIRE.md §4.14 D exactly.
+        // docs/wire.md §4.14 D exactly.
         assert_eq!(
             raw.all_written(stream),
             group_bytes(v, 0, 5, &[(1000, b"hello"), (20, b"ok"), (-10, b"")]).as_slice(),
@@ -314,8 +314,9 @@ fn end_serve_fins_only_after_every_group_is_accounted_for() {
         raw.ack(s6);
         assert!(raw.finished.contains(&stream), "{v}");
         assert_eq!(raw.take_events(), vec![Event::ServeClosed { id }]);
-        // The subscriber FINs back; everything is gone.
+        // The subscriber FINs back and our FIN is acknowledged; everything is gone.
         raw.fin(stream);
+        raw.ack(stream);
         raw.assert_idle();
         assert!(raw.s.serve_params(id).is_none());
     }
@@ -334,6 +335,7 @@ fn end_serve_with_no_open_groups_fins_at_once() {
         assert!(raw.finished.contains(&stream));
         assert_eq!(raw.take_events(), vec![Event::ServeClosed { id }]);
         raw.fin(stream);
+        raw.ack(stream);
         raw.assert_idle();
     }
 }

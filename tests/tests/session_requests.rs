@@ -1,4 +1,4 @@
-//! Raw-peer session tests: FETCH, TRACK, PROBE and GOAWAY in both roles (WIRE.md §3.3-§3.6,
+//! Raw-peer session tests: FETCH, TRACK, PROBE and GOAWAY in both roles (docs/wire.md §3.3-§3.6,
 //! §4.7, §4.8, §4.10, §4.11).
 
 mod session_support;

@@ -1,4 +1,4 @@
-//! Raw-peer session tests: the lite-05 SETUP exchange (WIRE.md §3.9, §4.9) and the Setup
+//! Raw-peer session tests: the lite-05 SETUP exchange (docs/wire.md §3.9, §4.9) and the Setup
 //! stream type on lite-03/04 (§3).
 
 mod session_support;

@@ -1,5 +1,5 @@
 //! Raw-peer session tests: our subscriptions, the publisher's responses, group streams and
-//! datagrams (WIRE.md §3.2, §3.7, §3.8, §4.4-§4.6, §4.12-§4.14).
+//! datagrams (docs/wire.md §3.2, §3.7, §3.8, §4.4-§4.6, §4.12-§4.14).
 
 mod session_support;
 
@@ -72,7 +72,7 @@ fn subscribe_bytes_and_ids() {
             raw.opens.last().map(|o| (o.dir, o.priority)),
             Some((Dir::Bi, i32::MAX))
         );
-        // WIRE.md §4.14 A, with the outbound path form `/demo/clock` and Subscribe ID 0.
+        // docs/wire.md §4.14 A, with the outbound path form `/demo/clock` and Subscribe ID 0.
         let mut expected = vec![0x02, 0x1b, 0x00, 0x0b, b'/'];
         expected.extend_from_slice(b"demo/clock");
         expected.push(0x07);
@@ -286,7 +286,7 @@ fn group_stream_events() {
     for v in VERSIONS {
         let mut raw = Raw::ready(v, Side::Client);
         let (id, _) = accepted(&mut raw);
-        // WIRE.md §4.14 D: group 5, frames "hello" @1000, "ok" @1020, "" @1010.
+        // docs/wire.md §4.14 D: group 5, frames "hello" @1000, "ok" @1020, "" @1010.
         let bytes: Vec<u8> = if v.is_lite05() {
             let mut b = vec![0x00, 0x02, 0x00, 0x05, 0x47, 0xd0, 0x05];
             b.extend_from_slice(b"hello");

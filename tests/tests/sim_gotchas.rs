@@ -1,4 +1,4 @@
-//! The QUIC-engine half of the WIRE.md §7 interop gotchas, over the simulated network. The
+//! The QUIC-engine half of the docs/wire.md §7 interop gotchas, over the simulated network. The
 //! codec halves are in `gotchas.rs`, the session and node halves in
 //! `moq-proto/tests/session_gotchas.rs`.
 use std::time::{Duration, Instant, SystemTime};

@@ -710,7 +710,7 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// The next group (`None` once the subscription is over; see [`Subscription::error`]).
+    /// The next group (`None` once the subscription is over; see [`Subscription::end`]).
     pub async fn next_group(&mut self) -> Option<GroupReader> {
         let seq = poll_fn(|cx| {
             let mut state = self.endpoint.shared.lock();

@@ -1,7 +1,7 @@
 //! A node: one [`Origin`] with any number of [`Session`]s attached, plus the local application.
 //!
-//! This is the transport-agnostic endpoint that [`crate::quic`] and the in-memory test harness
-//! wrap. Everything a relay does happens here, with no relay-specific code path:
+//! This is the transport-agnostic endpoint that the QUIC engine (`quic`, feature `quinn`) and
+//! the in-memory test harness wrap. Everything a relay does happens here, with no relay-specific code path:
 //!
 //! - Announcements flow from the origin to every session (and local watcher) that asked,
 //!   filtered by prefix, never back to the session a route came from, and skipping routes

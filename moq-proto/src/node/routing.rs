@@ -41,8 +41,8 @@ impl Node {
                     && t.info().is_none()
                 {
                     // The reference's lite-03/04 SUBSCRIBE_OK carries max latency 0 ("unknown",
-                    // WIRE.md §3.2): retention 0 would evict every open non-latest group at
-                    // once, so keep the default retention then (WIRE.md §5.13).
+                    // docs/wire.md §3.2): retention 0 would evict every open non-latest group at
+                    // once, so keep the default retention then (docs/wire.md §5.13).
                     let max_latency = if publisher.max_latency.is_zero() {
                         crate::origin::track::DEFAULT_RETENTION
                     } else {

@@ -249,7 +249,7 @@ impl Track {
         match self.ended {
             // A lite-05 SUBSCRIBE_END can overtake the group streams below it (the reference
             // sends it as soon as the track ends), so those are still accepted, and a group
-            // equal to the end too: gomoqt's END is inclusive (WIRE.md §5.7).
+            // equal to the end too: gomoqt's END is inclusive (docs/wire.md §5.7).
             Some(TrackEnd::Finished { end }) if seq <= end => {}
             Some(_) => return Err(OriginError::Ended),
             None => {}
@@ -363,7 +363,7 @@ impl Track {
     /// Drop non-latest groups past retention, then the oldest non-latest ones while over
     /// `max_bytes`. A group still open is not dropped for its age, only for the byte budget:
     /// it is still being delivered, and retention bounds caching, not delivery (as in the
-    /// reference, WIRE.md §5.13); under load a burst of small groups can stay open at a relay
+    /// reference, docs/wire.md §5.13); under load a burst of small groups can stay open at a relay
     /// for longer than the retention. Returns the sequences of evicted groups still open.
     pub fn evict(&mut self, now: Instant, max_bytes: u64) -> Vec<u64> {
         let retention = self.retention();

@@ -248,7 +248,7 @@ impl Endpoint {
             Event::HandshakeDataReady => {}
             Event::Connected => self.start_session(now, handle),
             Event::ConnectionLost { reason } => {
-                // The peer's application close code is the session code (WIRE.md §6).
+                // The peer's application close code is the session code (docs/wire.md §6).
                 let code = match &reason {
                     quinn_proto::ConnectionError::ApplicationClosed(close) => {
                         SessionCode(close.error_code.into_inner())

@@ -11,6 +11,88 @@
 //!   first applies what the sessions asked for), then [`Endpoint::poll_event`], then read
 //!   [`Endpoint::poll_timeout`].
 //!
+//! # Example
+//!
+//! Two engines, a server and a client, exchanging datagrams through a `Vec` instead of a
+//! socket, on a clock that only moves when both are idle: the shape of any embedding (a real
+//! one reads a socket and sleeps until `poll_timeout`; `moq-proto/examples/custom_loop.rs`).
+//!
+//! ```
+//! use std::net::{Ipv4Addr, SocketAddr};
+//! use std::time::{Instant, SystemTime};
+//!
+//! use bytes::BytesMut;
+//! use moq_proto::node::{NodeEvent, SubscriptionEvent};
+//! use moq_proto::quic::{Certificate, Endpoint, EngineConfig, EngineEvent, Verification};
+//! use moq_proto::session::SubscribeParams;
+//! use moq_proto::wire::{Path, TrackInfo};
+//!
+//! /// Everything `from` wants to send, delivered to `to` at once.
+//! fn deliver(from: &mut Endpoint, from_addr: SocketAddr, to: &mut Endpoint, now: Instant) -> bool {
+//!     let mut buf = Vec::new();
+//!     let mut sent = false;
+//!     while let Some(transmit) = from.poll_transmit(now, &mut buf) {
+//!         let datagram = BytesMut::from(&buf[..transmit.size]);
+//!         to.handle_datagram(now, from_addr, None, None, datagram);
+//!         sent = true;
+//!     }
+//!     sent
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (server_addr, client_addr): (SocketAddr, SocketAddr) =
+//!     ((Ipv4Addr::LOCALHOST, 4443).into(), (Ipv4Addr::LOCALHOST, 50000).into());
+//! let mut now = Instant::now();
+//!
+//! let mut config = EngineConfig::new(Default::default());
+//! config.certificate = Some(Certificate::generate(&["localhost".into()], SystemTime::now())?);
+//! let mut server = Endpoint::new(config)?;
+//! let mut config = EngineConfig::new(Default::default());
+//! let pin = server.certificate_hash().ok_or("no certificate")?;
+//! config.verification = Verification::PinnedSha256(vec![pin]);
+//! let mut client = Endpoint::new(config)?;
+//!
+//! // The server publishes one group; the client dials and subscribes (announcements route it).
+//! let path = Path::new("demo")?;
+//! let broadcast = server.node().publish(now, &path)?;
+//! let track = server.node().create_track(broadcast, "seconds", TrackInfo::default())?;
+//! let seq = server.node().append_group(now, track)?;
+//! server.node().write_frame(now, track, seq, 0, "12:00".into())?;
+//! server.node().finish_group(now, track, seq);
+//! client.connect(now, server_addr, "localhost", "/")?;
+//! let subscription = client.node().subscribe(now, &path, "seconds", SubscribeParams::default());
+//!
+//! let mut received = None;
+//! while received.is_none() {
+//!     // Drain the transmits of both sides (each delivery is an input to the other side).
+//!     while deliver(&mut client, client_addr, &mut server, now)
+//!         | deliver(&mut server, server_addr, &mut client, now)
+//!     {}
+//!     // Drain the events.
+//!     while let Some(event) = client.poll_event() {
+//!         if let EngineEvent::Node(NodeEvent::Subscription {
+//!             id,
+//!             event: SubscriptionEvent::Frame { payload, .. },
+//!         }) = event
+//!             && id == subscription
+//!         {
+//!             received = Some(payload);
+//!         }
+//!     }
+//!     while server.poll_event().is_some() {}
+//!     // Idle: move the clock to the earliest deadline and fire the timers.
+//!     if received.is_none() {
+//!         let next = [client.poll_timeout(), server.poll_timeout()].into_iter().flatten().min();
+//!         now = next.ok_or("stalled")?.max(now);
+//!         client.handle_timeout(now);
+//!         server.handle_timeout(now);
+//!     }
+//! }
+//! assert_eq!(received.as_deref(), Some(&b"12:00"[..]));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # How quinn-proto is driven
 //!
 //! Every `Incoming` is accepted, refused or retried by the accept policy (never dropped

@@ -1,4 +1,4 @@
-//! Announcements (WIRE.md §3.1, §4.1-§4.3, §5.1-§5.4).
+//! Announcements (docs/wire.md §3.1, §4.1-§4.3, §5.1-§5.4).
 //!
 //! As requester ([`InterestId`]) we send a prefix and read ANNOUNCE_OK (lite-05) and the
 //! announcements; hop lists are normalised to "origin to the peer, inclusive": on lite-05 the

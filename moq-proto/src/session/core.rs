@@ -430,7 +430,9 @@ impl Session {
 
     /// The peer asked us to stop sending on a stream.
     pub fn handle_stop_sending(&mut self, now: Instant, id: StreamId, code: StreamCode) {
-        self.unacked_ends.remove(&id);
+        if self.unacked_ends.remove(&id) {
+            self.forget_if_done(id);
+        }
         if self.closed {
             return;
         }
@@ -899,9 +901,21 @@ impl Session {
                     .is_some_and(|g| g.awaiting_ack()),
                 _ => false,
             };
+            let awaiting_ack = awaiting_ack || self.unacked_ends.contains(&id);
             if !stream.recv_open && !awaiting_ack {
                 self.streams.remove(&id);
             }
+        }
+    }
+
+    /// Forget a stream whose two sides are done and whose acknowledgement no one waits for.
+    fn forget_if_done(&mut self, id: StreamId) {
+        if self
+            .streams
+            .get(&id)
+            .is_some_and(|s| !s.send_open && !s.recv_open)
+        {
+            self.streams.remove(&id);
         }
     }
 
@@ -910,7 +924,7 @@ impl Session {
         if let Some(stream) = self.streams.get_mut(&id) {
             stream.recv_open = false;
             stream.reader.clear();
-            if !stream.send_open {
+            if !stream.send_open && !self.unacked_ends.contains(&id) {
                 self.streams.remove(&id);
             }
         }

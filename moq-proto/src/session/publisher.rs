@@ -1,5 +1,5 @@
 //! The publisher role: serving a peer's subscriptions with ranked, expiring group streams
-//! (WIRE.md §3.2, §3.7, §5.6-§5.8, §5.12, §5.13).
+//! (docs/wire.md §3.2, §3.7, §5.6-§5.8, §5.12, §5.13).
 //!
 //! **Ranking.** Every group stream gets a QUIC send priority (higher first) built from, most
 //! significant first: the subscriber priority (8 bits), the publisher priority (8 bits), the

@@ -1,4 +1,4 @@
-//! FETCH, TRACK, PROBE, GOAWAY and SETUP (WIRE.md §3.3-§3.6, §3.9).
+//! FETCH, TRACK, PROBE, GOAWAY and SETUP (docs/wire.md §3.3-§3.6, §3.9).
 //!
 //! - **Fetch**: the reply is bare FRAMEs (lite-05 timestamps from a baseline of 0), then FIN.
 //!   We keep our request side open until the reply ends (the reference reads an early FIN as a

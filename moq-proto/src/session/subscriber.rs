@@ -1,5 +1,5 @@
 //! The subscriber role: our SUBSCRIBEs, the publisher's responses, group streams and
-//! datagrams (WIRE.md §3.2, §3.7, §3.8).
+//! datagrams (docs/wire.md §3.2, §3.7, §3.8).
 
 use std::time::Instant;
 

@@ -1,4 +1,5 @@
-//! The Announce stream's messages (WIRE.md §3.1, §4.1-§4.3).
+//! The Announce stream's messages (draft-lcurley-moq-lite-03 §5.1.1, §7.4;
+//! draft-lcurley-moq-lite-05 §5.1.1, §7.4-§7.6; docs/wire.md §3.1, §4.1-§4.3).
 //!
 //! - [`AnnounceRequest`]: ANNOUNCE_PLEASE (03: prefix), ANNOUNCE_INTEREST (04) and
 //!   ANNOUNCE_REQUEST (05): prefix and Exclude Hop.

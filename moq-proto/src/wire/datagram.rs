@@ -1,4 +1,4 @@
-//! lite-05 DATAGRAM (WIRE.md §3.8, §4.13): one QUIC datagram carries one whole single-frame
+//! lite-05 DATAGRAM (draft-lcurley-moq-lite-05 §6.4; docs/wire.md §3.8, §4.13): one QUIC datagram carries one whole single-frame
 //! group: `Subscribe ID (i)`, `Group Sequence (i)`, absolute `Timestamp (i)`, then the payload
 //! (all remaining bytes). No type byte and no length. Bodies above 1200 bytes are never sent
 //! and, by default, dropped on receipt.

@@ -1,4 +1,5 @@
-//! FETCH (WIRE.md §3.3, §4.7): one group by sequence, answered with bare FRAMEs then FIN.
+//! FETCH (draft-lcurley-moq-lite-03 §5.1.3, §7.9; draft-lcurley-moq-lite-05 §5.1.3, §7.14;
+//! docs/wire.md §3.3, §4.7): one group by sequence, answered with bare FRAMEs then FIN.
 //!
 //! The layout is the same on 03, 04 and 05; the reference serves it only on 05. There is no
 //! FETCH_OK: errors are a stream reset.

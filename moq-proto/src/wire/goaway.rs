@@ -1,4 +1,4 @@
-//! GOAWAY (lite-04+, WIRE.md §3.6, §4.11): one field, the new session URI (at most 8192
+//! GOAWAY (lite-04+; draft-lcurley-moq-lite-05 §5.1.6, §7.16; docs/wire.md §3.6, §4.11): one field, the new session URI (at most 8192
 //! bytes, may be empty; from the reference relay empty means "reconnect to the same URL").
 
 use super::{Message, Version};

@@ -1,4 +1,5 @@
-//! Group streams (uni 0x0; WIRE.md §3.7, §4.12): `GROUP{subscribe_id, sequence}` (size-prefixed),
+//! Group streams (uni 0x0; draft-lcurley-moq-lite-03 §6.3.1, §7.11-§7.12;
+//! draft-lcurley-moq-lite-05 §6.3.2, §7.17-§7.18; docs/wire.md §3.7, §4.12): `GROUP{subscribe_id, sequence}` (size-prefixed),
 //! then FRAMEs, then FIN.
 //!
 //! A FRAME is not size-prefixed: lite-03/04 send `Size (i)` + payload; lite-05 sends

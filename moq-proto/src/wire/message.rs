@@ -91,7 +91,7 @@ pub trait Message: Sized {
 }
 
 /// Encode a typed message: `Type (i)`, then `Message Length (i)`, then the body. The type
-/// comes before the length and the length excludes it (subscribe responses, WIRE.md §4.6).
+/// comes before the length and the length excludes it (subscribe responses, docs/wire.md §4.6).
 pub(crate) fn encode_typed<S: Sink + ?Sized, M: Message>(
     sink: &mut S,
     ty: u64,

@@ -1,5 +1,5 @@
 //! Every MOQ Lite message of lite-03, lite-04 and lite-05, as typed structs with encode and
-//! decode (draft-lcurley-moq-lite-03/04/05 §"Messages"; byte-level reference in WIRE.md §4).
+//! decode (draft-lcurley-moq-lite-03 §7, draft-lcurley-moq-lite-05 §7; byte-level reference in docs/wire.md §4).
 //!
 //! - [`Version`]: the three versions and their ALPN / WebTransport subprotocol names.
 //! - [`BiStreamType`], [`UniStreamType`]: the varint that opens every stream, per version.

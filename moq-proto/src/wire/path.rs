@@ -1,4 +1,4 @@
-//! Broadcast paths, prefixes and suffixes (WIRE.md §5.1-§5.3).
+//! Broadcast paths, prefixes and suffixes (docs/wire.md §5.1-§5.3).
 //!
 //! Inbound, every path is normalised as the reference does: leading and trailing `/` are
 //! trimmed and runs of `/` collapse, so `//a//b/` is `a/b` and `/` is the empty path. A

@@ -1,4 +1,5 @@
-//! PROBE (WIRE.md §3.5, §4.10): from the requester a target bitrate, from the responder the
+//! PROBE (draft-lcurley-moq-lite-03 §5.1.4, §7.10; draft-lcurley-moq-lite-05 §5.1.5, §7.15;
+//! docs/wire.md §3.5, §4.10): from the requester a target bitrate, from the responder the
 //! current estimate. lite-04 added the smoothed RTT in milliseconds (0 = unknown).
 
 use super::{Message, Version};

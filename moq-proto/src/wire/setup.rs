@@ -1,4 +1,5 @@
-//! SETUP (lite-05, uni stream 0x1; WIRE.md §3.9, §4.9).
+//! SETUP (lite-05, uni stream 0x1; draft-lcurley-moq-lite-05 §6.3.1, §7.3; docs/wire.md §3.9,
+//! §4.9).
 //!
 //! `Parameter Count (i)` then `Count × {ID (i), Length (i), Value}`. At most 64 parameters, a
 //! 64 KiB body, no duplicate IDs; unknown IDs (the reference also sends Role 0x3, Cost 0x4 and

@@ -1,4 +1,5 @@
-//! Stream types (WIRE.md §3): the bare varint that opens every stream.
+//! Stream types (draft-lcurley-moq-lite-03 §7.2, draft-lcurley-moq-lite-05 §7.2; docs/wire.md
+//! §3): the bare varint that opens every stream.
 //!
 //! | bidi | type | versions | | uni | type | versions |
 //! |---|---|---|---|---|---|---|

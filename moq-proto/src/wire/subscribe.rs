@@ -1,4 +1,5 @@
-//! The Subscribe stream's messages (WIRE.md §3.2, §4.4-§4.6).
+//! The Subscribe stream's messages (draft-lcurley-moq-lite-03 §5.1.2, §7.5-§7.8;
+//! draft-lcurley-moq-lite-05 §5.1.2, §7.7-§7.13; docs/wire.md §3.2, §4.4-§4.6).
 //!
 //! The requester sends [`Subscribe`] then any number of [`SubscribeUpdate`] (no type prefix).
 //! The publisher answers with typed messages, `Type (i)` **before** `Message Length (i)`
@@ -204,7 +205,7 @@ impl Message for SubscribeEnd {
 
 /// SUBSCRIBE_DROP: groups `start..=end` will never be delivered.
 ///
-/// Both bounds are plain (gomoqt v0.17 writes them `+1` on lite-04, WIRE.md §7.6; we follow the
+/// Both bounds are plain (gomoqt v0.17 writes them `+1` on lite-04, docs/wire.md §7.6; we follow the
 /// reference and the draft).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubscribeDrop {

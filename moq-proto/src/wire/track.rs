@@ -1,4 +1,5 @@
-//! TRACK and TRACK_INFO (lite-05, WIRE.md §3.4, §4.8).
+//! TRACK and TRACK_INFO (lite-05; draft-lcurley-moq-lite-05 §5.1.4, §7.9-§7.10; docs/wire.md
+//! §3.4, §4.8).
 //!
 //! The reference subscriber sends TRACK and waits for TRACK_INFO (it needs the timescale)
 //! before it subscribes, so a lite-05 publisher must answer it. The timescale must be non-zero.

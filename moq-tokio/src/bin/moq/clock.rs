@@ -11,19 +11,20 @@ use time::OffsetDateTime;
 
 use crate::common::{Common, Error, shutdown_signal};
 
-/// `moq clock` flags.
+/// `moq clock` flags. They may come before or after the verb (`moq clock --url U publish` and
+/// `moq clock publish --url U` both work), so they are global to the verbs and checked here.
 #[derive(Args, Debug)]
 pub(crate) struct ClockArgs {
-    /// The relay URL (moqt://host:port/path).
-    #[arg(long)]
-    pub(crate) url: String,
+    /// The relay URL (moqt://host:port/path); required.
+    #[arg(long, global = true)]
+    pub(crate) url: Option<String>,
 
-    /// The broadcast name.
-    #[arg(long)]
-    pub(crate) broadcast: String,
+    /// The broadcast name; required.
+    #[arg(long, global = true)]
+    pub(crate) broadcast: Option<String>,
 
     /// The track name.
-    #[arg(long, default_value = "seconds")]
+    #[arg(long, global = true, default_value = "seconds")]
     pub(crate) track: String,
 
     #[command(subcommand)]
@@ -40,10 +41,12 @@ pub(crate) enum Role {
 }
 
 pub(crate) async fn run(common: &Common, args: ClockArgs) -> Result<(), Error> {
-    let (endpoint, session) = common.connect(&args.url).await?;
+    let url = args.url.ok_or("moq clock needs --url URL")?;
+    let broadcast = args.broadcast.ok_or("moq clock needs --broadcast NAME")?;
+    let (endpoint, session) = common.connect(&url).await?;
     let result = match args.role {
         Role::Publish => {
-            let broadcast = endpoint.publish(&args.broadcast)?;
+            let broadcast = endpoint.publish(&broadcast)?;
             let track = broadcast.create_track(&args.track, TrackInfo::default())?;
             tokio::select! {
                 result = publish(track) => result,
@@ -52,11 +55,8 @@ pub(crate) async fn run(common: &Common, args: ClockArgs) -> Result<(), Error> {
             }
         }
         Role::Subscribe => {
-            let subscription = endpoint.subscribe_with(
-                &args.broadcast,
-                &args.track,
-                SubscribeParams::default(),
-            )?;
+            let subscription =
+                endpoint.subscribe_with(&broadcast, &args.track, SubscribeParams::default())?;
             tokio::select! {
                 result = subscribe(subscription) => result,
                 reason = session.closed() => Err(format!("session closed: {reason}").into()),

@@ -1,5 +1,6 @@
 //! Flags every command shares, and building endpoints from them.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,10 @@ use clap::Args;
 use moq_proto::codes::SessionCode;
 use moq_proto::node::NodeConfig;
 use moq_proto::quic::tls;
-use moq_tokio::{Endpoint, EngineConfig, Session, TokioRuntime, Verification, Version};
+use moq_tokio::{
+    ConnectError, ConnectFailure, Endpoint, EngineConfig, Session, TokioRuntime, Verification,
+    Version,
+};
 
 /// An error for the user: one line, no backtrace.
 pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -44,9 +48,11 @@ pub(crate) fn init_logging(level: &str) {
         .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
         .or_else(|| tracing_subscriber::EnvFilter::try_new(level).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: a log file or a pipe gets plain text.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
@@ -109,9 +115,28 @@ impl Common {
         let endpoint = Endpoint::client(Arc::new(TokioRuntime), self.client_config()?)?;
         let session = tokio::time::timeout(Duration::from_secs(15), endpoint.connect(url))
             .await
-            .map_err(|_| format!("connection to {url} timed out"))??;
+            .map_err(|_| format!("connection to {url} timed out"))?
+            .map_err(explain_connect_error)?;
         tracing::info!(%url, version = %session.version(), "connected");
         Ok((endpoint, session))
+    }
+}
+
+/// A connection error in one line that says what to do: an untrusted certificate names its
+/// SHA-256 and the flags that trust it.
+pub(crate) fn explain_connect_error(err: ConnectError) -> Error {
+    match err {
+        ConnectError::Failed {
+            url,
+            failure: ConnectFailure::UntrustedCertificate(cert),
+        } => format!(
+            "{url}: {cert}; to trust it pass --tls-cert-hash {} (the hash the relay printed), \
+             --tls-root <CA PEM> for a CA-issued certificate, or --tls-disable-verify for local \
+             testing",
+            tls::hex(&cert.sha256)
+        )
+        .into(),
+        other => other.into(),
     }
 }
 

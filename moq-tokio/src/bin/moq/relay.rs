@@ -138,7 +138,10 @@ async fn cluster_link(endpoint: Endpoint, url: String) {
                 let reason = session.closed().await;
                 tracing::warn!(%url, %reason, "cluster link down");
             }
-            Err(err) => tracing::warn!(%url, %err, "cluster link failed"),
+            Err(err) => {
+                let err = crate::common::explain_connect_error(err);
+                tracing::warn!(%url, %err, "cluster link failed");
+            }
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(30));
