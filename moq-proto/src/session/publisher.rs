@@ -79,6 +79,8 @@ pub(crate) struct GroupSend {
     priority: i32,
     /// The priority the Open command asked for.
     open_priority: i32,
+    /// When its first byte reached us.
+    arrival: Instant,
 }
 
 impl GroupSend {
@@ -425,6 +427,7 @@ impl Session {
             state: SendState::Sending,
             priority: 0,
             open_priority: 0,
+            arrival,
         });
         let rebase = {
             let s = &mut self.serves[id];
@@ -722,6 +725,12 @@ impl Session {
         let Some((newest_seq, newest_id)) = s.groups.newest() else {
             return;
         };
+        if self
+            .latest_only_grace(max_latency, newest_id)
+            .is_some_and(|until| now < until)
+        {
+            return;
+        }
         // Every group still tracked is expirable, including one finished but not yet
         // acknowledged: the transport may still hold (and retransmit) its bytes.
         let expires = |seq: u64, id: GroupSendId| {
@@ -795,8 +804,9 @@ impl Session {
         self.serves
             .values()
             .filter_map(|s| {
-                let (newest, _) = s.groups.newest()?;
+                let (newest, newest_id) = s.groups.newest()?;
                 let max_latency = s.params.max_latency;
+                let grace = self.latest_only_grace(max_latency, newest_id);
                 let (arrival, _, _) = s.groups.by_arrival().find(|(_, seq, id)| {
                     *seq < newest
                         && self
@@ -805,11 +815,27 @@ impl Session {
                             .is_some_and(|g| expirable(g, max_latency))
                 })?;
                 // A max latency beyond the clock's range never expires anything.
-                arrival.checked_add(max_latency)
+                let due = arrival.checked_add(max_latency)?;
+                Some(grace.map_or(due, |until| due.max(until)))
             })
             .min()
     }
+
+    /// With max latency 0 ("latest group only"), older groups expire only
+    /// [`LATEST_ONLY_GRACE`] after the newest group began: a group's FIN travels on its own
+    /// stream and may reach us just after the next group's first bytes, and resetting a group
+    /// its publisher was finishing kills moq-net 0.1 subscribers (see [`expirable`]).
+    fn latest_only_grace(&self, max_latency: Duration, newest: GroupSendId) -> Option<Instant> {
+        if !max_latency.is_zero() {
+            return None;
+        }
+        let arrival = self.group_sends.get(newest)?.arrival;
+        arrival.checked_add(LATEST_ONLY_GRACE)
+    }
 }
+
+/// How long older groups survive the newest one's start at max latency 0.
+const LATEST_ONLY_GRACE: Duration = Duration::from_millis(500);
 
 /// Whether expiry may reset `g`. With max latency 0, a group already completely written (FIN
 /// sent, acknowledgement pending) is left to finish: the reference never resets a group after
