@@ -8,11 +8,11 @@ use bytes::Bytes;
 use quinn_proto::{ConnectionHandle, ReadError, StreamEvent, VarInt, WriteError};
 
 use super::{ConnectFailure, Endpoint, EngineEvent};
-use crate::codes::SessionCode;
-use crate::codes::StreamCode;
+use crate::codes::{SessionCode, StreamCode};
 use crate::origin::PeerId;
 use crate::session::{Command, Dir, OpenToken, Side, StreamId, TransportStats};
-use crate::webtransport::error_codes;
+use crate::webtransport::connect::ConnectRequest;
+use crate::webtransport::{H3Conn, Route, TransportCommand, error_codes};
 
 /// How often transport statistics are fed to the session (for PROBE reports).
 const STATS_INTERVAL: Duration = Duration::from_millis(100);
@@ -49,6 +49,10 @@ pub(super) struct Conn {
     pub(super) url_path: Option<String>,
     /// Client: the host name the server's certificate is verified for.
     pub(super) server_name: Option<String>,
+    /// WebTransport (ALPN `h3`): the HTTP/3 layer between QUIC and the MOQ session.
+    pub(super) wt: Option<Box<H3Conn>>,
+    /// Client over WebTransport: the CONNECT to send once the handshake completes.
+    pub(super) wt_request: Option<ConnectRequest>,
     /// Opens waiting for stream credit, per direction, in ascending priority (the next to grant
     /// is the last).
     opens: [Vec<(OpenToken, i32)>; 2],
@@ -58,7 +62,7 @@ pub(super) struct Conn {
     /// The backlog last reported to the session.
     reported_backlog: usize,
     last_stats: Option<Instant>,
-    lost: bool,
+    pub(super) lost: bool,
     /// Listed in the endpoint's active queue.
     pub(super) active: bool,
     /// The deadline last recorded in the endpoint's timer heap.
@@ -137,6 +141,8 @@ impl Conn {
             version: None,
             url_path,
             server_name: None,
+            wt: None,
+            wt_request: None,
             opens: [Vec::new(), Vec::new()],
             blocked: HashMap::new(),
             blocked_bytes: 0,
@@ -206,10 +212,6 @@ fn peer_stream_code(code: VarInt) -> StreamCode {
     error_codes::stream_code_from_wire(code.into_inner())
 }
 
-fn wire_stream_code(code: StreamCode) -> VarInt {
-    varint(error_codes::stream_code_to_wire(code))
-}
-
 impl Endpoint {
     /// Route a connection's endpoint events and application events until both are empty.
     pub(super) fn drive(&mut self, now: Instant, handle: ConnectionHandle) {
@@ -249,9 +251,18 @@ impl Endpoint {
             Event::Connected => self.start_session(now, handle),
             Event::ConnectionLost { reason } => {
                 // The peer's application close code is the session code (docs/wire.md §6).
+                // Over WebTransport it travels in the HTTP/3 mapping (as moq-dev's peers close).
+                let webtransport = self
+                    .conns
+                    .get(&handle)
+                    .is_some_and(|c| c.wt.is_some() || c.wt_request.is_some());
                 let code = match &reason {
                     quinn_proto::ConnectionError::ApplicationClosed(close) => {
-                        SessionCode(close.error_code.into_inner())
+                        let raw = close.error_code.into_inner();
+                        match error_codes::from_http3(raw) {
+                            Some(n) if webtransport => SessionCode(u64::from(n)),
+                            _ => SessionCode(raw),
+                        }
                     }
                     _ => SessionCode::INTERNAL,
                 };
@@ -262,17 +273,29 @@ impl Endpoint {
             Event::Stream(StreamEvent::Readable { id }) => self.read_stream(now, handle, id),
             Event::Stream(StreamEvent::Writable { id }) => self.unblock(handle, id),
             Event::Stream(StreamEvent::Finished { id }) => {
-                self.session_input(now, handle, |s, now| {
-                    s.handle_stream_finished(now, session_id(id))
-                });
+                let sid = session_id(id);
+                let for_session = match self.h3(handle) {
+                    Some(h3) => h3.handle_stream_finished(now, sid),
+                    None => true,
+                };
+                if for_session {
+                    self.session_input(now, handle, |s, now| s.handle_stream_finished(now, sid));
+                }
+                self.wt_drive(now, handle);
             }
             Event::Stream(StreamEvent::Stopped { id, error_code }) => {
                 if let Some(conn) = self.conns.get_mut(&handle) {
                     self.blocked_bytes -= conn.drop_blocked(id);
                 }
-                self.session_input(now, handle, |s, now| {
-                    s.handle_stop_sending(now, session_id(id), peer_stream_code(error_code))
-                });
+                let sid = session_id(id);
+                let code = match self.h3(handle) {
+                    Some(h3) => h3.handle_stop_sending(now, sid, error_code.into_inner()),
+                    None => Some(peer_stream_code(error_code)),
+                };
+                if let Some(code) = code {
+                    self.session_input(now, handle, |s, now| s.handle_stop_sending(now, sid, code));
+                }
+                self.wt_drive(now, handle);
             }
             Event::Stream(StreamEvent::Available { dir }) => self.grant_waiting(now, handle, dir),
             Event::DatagramReceived => loop {
@@ -283,14 +306,26 @@ impl Endpoint {
                 else {
                     break;
                 };
-                self.session_input(now, handle, |s, now| s.handle_datagram(now, data));
+                let data = match self.h3(handle) {
+                    Some(h3) => h3.handle_datagram(now, data),
+                    None => Some(data),
+                };
+                if let Some(data) = data {
+                    self.session_input(now, handle, |s, now| s.handle_datagram(now, data));
+                }
+                self.wt_drive(now, handle);
             },
             Event::DatagramsUnblocked => {}
         }
     }
 
+    /// The connection's HTTP/3 layer, if it runs WebTransport.
+    pub(super) fn h3(&mut self, handle: ConnectionHandle) -> Option<&mut H3Conn> {
+        self.conns.get_mut(&handle)?.wt.as_deref_mut()
+    }
+
     /// Feed a session input for the connection's peer.
-    fn session_input(
+    pub(super) fn session_input(
         &mut self,
         now: Instant,
         handle: ConnectionHandle,
@@ -383,9 +418,14 @@ impl Endpoint {
             .get_mut(&handle)
             .and_then(|c| c.quic.streams().accept(dir))
         {
-            self.session_input(now, handle, |s, now| {
-                s.handle_stream_opened(now, session_id(id), session_dir)
-            });
+            let sid = session_id(id);
+            match self.h3(handle) {
+                // The HTTP/3 layer decides what the stream is from its first bytes.
+                Some(h3) => h3.handle_stream_opened(now, sid, session_dir),
+                None => self.session_input(now, handle, |s, now| {
+                    s.handle_stream_opened(now, sid, session_dir)
+                }),
+            }
             // Data may already be buffered; quinn-proto does not always signal it separately.
             self.read_stream(now, handle, id);
         }
@@ -396,9 +436,10 @@ impl Endpoint {
         let Some(conn) = self.conns.get_mut(&handle) else {
             return;
         };
-        let Some(peer) = conn.peer else {
+        let peer = conn.peer;
+        if peer.is_none() && conn.wt.is_none() {
             return;
-        };
+        }
         let mut recv = conn.quic.recv_stream(id);
         let Ok(mut chunks) = recv.read(true) else {
             return;
@@ -418,24 +459,48 @@ impl Endpoint {
                 }
                 Err(ReadError::Blocked) => break,
                 Err(ReadError::Reset(code)) => {
-                    reset = Some(peer_stream_code(code));
+                    reset = Some(code.into_inner());
                     break;
                 }
             }
         }
         // Always finalize: it releases flow-control credit to the peer.
         let _ = chunks.finalize();
-        if !batch.is_empty() || fin {
-            self.node.input(now, peer, |s, now| {
-                s.handle_stream_chunks(now, sid, batch.drain(..), fin)
-            });
-        }
-        if let Some(code) = reset {
-            self.node
-                .input(now, peer, |s, now| s.handle_stream_reset(now, sid, code));
+        let webtransport = conn.wt.is_some();
+        let mut opened = None;
+        let mut to_session = !batch.is_empty() || fin;
+        let reset = match conn.wt.as_deref_mut() {
+            Some(h3) => {
+                if to_session {
+                    match h3.handle_stream_data(now, sid, &mut batch, fin) {
+                        Route::Session { opened: o } => opened = o,
+                        Route::Consumed => to_session = false,
+                    }
+                }
+                reset.and_then(|code| h3.handle_stream_reset(now, sid, code))
+            }
+            None => reset.map(error_codes::stream_code_from_wire),
+        };
+        if let Some(peer) = peer {
+            if let Some(dir) = opened {
+                self.node
+                    .input(now, peer, |s, now| s.handle_stream_opened(now, sid, dir));
+            }
+            if to_session {
+                self.node.input(now, peer, |s, now| {
+                    s.handle_stream_chunks(now, sid, batch.drain(..), fin)
+                });
+            }
+            if let Some(code) = reset {
+                self.node
+                    .input(now, peer, |s, now| s.handle_stream_reset(now, sid, code));
+            }
         }
         batch.clear();
         self.read_batch = batch;
+        if webtransport {
+            self.wt_drive(now, handle);
+        }
     }
 
     /// Retry writes quinn-proto refused earlier.
@@ -482,10 +547,28 @@ impl Endpoint {
                 return;
             };
             let _ = conn.quic.send_stream(id).set_priority(priority);
-            self.session_input(now, handle, |s, now| {
-                s.handle_open_granted(now, token, session_id(id))
-            });
+            self.grant_open(now, handle, token, id);
         }
+    }
+
+    /// A stream was opened for `token`: the HTTP/3 layer's own, or the session's (after the
+    /// layer wrote its WebTransport prefix).
+    fn grant_open(
+        &mut self,
+        now: Instant,
+        handle: ConnectionHandle,
+        token: OpenToken,
+        id: quinn_proto::StreamId,
+    ) {
+        let sid = session_id(id);
+        let token = match self.h3(handle) {
+            Some(h3) => h3.handle_open_granted(now, token, sid),
+            None => Some(token),
+        };
+        if let Some(token) = token {
+            self.session_input(now, handle, |s, now| s.handle_open_granted(now, token, sid));
+        }
+        self.wt_drive(now, handle);
     }
 
     /// Feed transport statistics to the session for PROBE reports, at most every 100 ms.
@@ -518,7 +601,7 @@ impl Endpoint {
             let handle = self.by_peer.get(&peer).copied();
             while let Some(command) = self.node.poll_command(peer) {
                 match handle {
-                    Some(handle) => self.apply(now, handle, command),
+                    Some(handle) => self.session_command(now, handle, command),
                     None => tracing::trace!(?command, "dropping a command for a detached session"),
                 }
             }
@@ -528,7 +611,24 @@ impl Endpoint {
         }
     }
 
-    fn apply(&mut self, now: Instant, handle: ConnectionHandle, command: Command) {
+    /// A command of the connection's MOQ session: through the HTTP/3 layer over WebTransport,
+    /// straight to quinn-proto otherwise.
+    fn session_command(&mut self, now: Instant, handle: ConnectionHandle, command: Command) {
+        match self.h3(handle) {
+            Some(h3) => {
+                h3.send(now, command);
+                self.wt_drive(now, handle);
+            }
+            None => self.apply(now, handle, TransportCommand::from_session(command)),
+        }
+    }
+
+    pub(super) fn apply(
+        &mut self,
+        now: Instant,
+        handle: ConnectionHandle,
+        command: TransportCommand,
+    ) {
         self.wake(handle);
         let Some(conn) = self.conns.get_mut(&handle) else {
             return;
@@ -537,7 +637,7 @@ impl Endpoint {
             return;
         }
         match command {
-            Command::Open {
+            TransportCommand::Open {
                 token,
                 dir,
                 priority,
@@ -551,9 +651,7 @@ impl Endpoint {
                 match opened {
                     Some(id) => {
                         let _ = conn.quic.send_stream(id).set_priority(priority);
-                        self.session_input(now, handle, |s, now| {
-                            s.handle_open_granted(now, token, session_id(id))
-                        });
+                        self.grant_open(now, handle, token, id);
                     }
                     None => {
                         // No credit: wait for StreamEvent::Available, highest priority first.
@@ -565,18 +663,18 @@ impl Endpoint {
                     }
                 }
             }
-            Command::CancelOpen { token } => {
+            TransportCommand::CancelOpen { token } => {
                 for queue in &mut conn.opens {
                     queue.retain(|(t, _)| *t != token);
                 }
             }
-            Command::Write { stream, data } => {
+            TransportCommand::Write { stream, data } => {
                 let Some(id) = quic_id(stream) else {
                     return;
                 };
                 self.blocked_bytes += conn.write(id, data);
             }
-            Command::Finish { stream } => {
+            TransportCommand::Finish { stream } => {
                 let Some(id) = quic_id(stream) else {
                     return;
                 };
@@ -587,31 +685,31 @@ impl Endpoint {
                     }
                 }
             }
-            Command::Reset { stream, code } => {
+            TransportCommand::Reset { stream, code } => {
                 let Some(id) = quic_id(stream) else {
                     return;
                 };
                 self.blocked_bytes -= conn.drop_blocked(id);
-                let _ = conn.quic.send_stream(id).reset(wire_stream_code(code));
+                let _ = conn.quic.send_stream(id).reset(varint(code));
             }
-            Command::Stop { stream, code } => {
+            TransportCommand::Stop { stream, code } => {
                 if let Some(id) = quic_id(stream) {
-                    let _ = conn.quic.recv_stream(id).stop(wire_stream_code(code));
+                    let _ = conn.quic.recv_stream(id).stop(varint(code));
                 }
             }
-            Command::SetPriority { stream, priority } => {
+            TransportCommand::SetPriority { stream, priority } => {
                 if let Some(id) = quic_id(stream) {
                     let _ = conn.quic.send_stream(id).set_priority(priority);
                 }
             }
-            Command::SendDatagram { data } => {
+            TransportCommand::SendDatagram { data } => {
                 if let Err(err) = conn.quic.datagrams().send(data, true) {
                     tracing::trace!(%err, "datagram not sent");
                 }
             }
-            Command::Close { code, reason } => {
+            TransportCommand::Close { code, reason } => {
                 conn.quic
-                    .close(now, varint(code.0), Bytes::from(reason.into_bytes()));
+                    .close(now, varint(code), Bytes::from(reason.into_bytes()));
             }
         }
     }

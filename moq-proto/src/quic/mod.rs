@@ -106,6 +106,7 @@
 mod conn;
 pub mod tls;
 mod url;
+mod webtransport;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -126,6 +127,7 @@ use crate::fxhash::FxHashMap;
 use crate::node::{Node, NodeConfig, NodeEvent};
 use crate::origin::PeerId;
 use crate::session::{self, Side};
+use crate::webtransport::connect::ConnectRequest;
 use crate::wire::{Path, Version};
 
 /// Engine configuration.
@@ -137,8 +139,11 @@ pub struct EngineConfig {
     pub certificate: Option<Certificate>,
     /// How our outgoing connections verify servers.
     pub verification: Verification,
-    /// Versions a server accepts, in preference order (the server's order wins).
+    /// Versions a server accepts, in preference order (the server's order wins on raw QUIC;
+    /// over WebTransport the client's first supported choice wins, as with the reference).
     pub server_versions: Vec<Version>,
+    /// A server also accepts WebTransport (ALPN `h3`) on the same port.
+    pub webtransport: bool,
     /// Versions a client offers, newest first.
     pub client_versions: Vec<Version>,
     /// Template for every session (version and side are filled in per connection).
@@ -176,6 +181,7 @@ impl EngineConfig {
             certificate: None,
             verification: Verification::SystemRoots,
             server_versions: Version::ALL.to_vec(),
+            webtransport: true,
             client_versions: Version::ALL.to_vec(),
             session: session::Config::new(Version::Lite05, Side::Client),
             max_connections: 10_000,
@@ -255,6 +261,10 @@ pub enum ConnectFailure {
     /// Client and server have no MOQ version (ALPN) in common.
     #[error("no common MOQ version (ALPN): {0}")]
     NoCommonVersion(String),
+    /// The server would not open the WebTransport session (no WebTransport, an HTTP error
+    /// status, or no version in common).
+    #[error("WebTransport session refused: {0}")]
+    Refused(String),
     /// The handshake failed otherwise (timeout, refused, transport or TLS error), as text.
     #[error("{0}")]
     Transport(String),
@@ -292,11 +302,15 @@ impl Endpoint {
         let transport = Arc::new(transport_config(&cfg));
         let server = match &cfg.certificate {
             Some(cert) => {
-                let alpns = cfg
+                // MOQ versions first (the server's order wins on raw QUIC), then h3.
+                let mut alpns: Vec<Vec<u8>> = cfg
                     .server_versions
                     .iter()
                     .map(|v| v.alpn().as_bytes().to_vec())
                     .collect();
+                if cfg.webtransport {
+                    alpns.push(H3_ALPN.to_vec());
+                }
                 let tls = tls::server_config(cert, alpns)?;
                 let crypto = quinn_proto::crypto::rustls::QuicServerConfig::try_from(tls)
                     .map_err(|e| EngineError::Crypto(e.to_string()))?;
@@ -317,9 +331,14 @@ impl Endpoint {
         let client = if cfg.client_versions.is_empty() {
             None
         } else {
+            let alpns = cfg
+                .client_versions
+                .iter()
+                .map(|v| v.alpn().as_bytes().to_vec())
+                .collect();
             Some(client_config(
-                &cfg,
-                &cfg.client_versions,
+                &cfg.verification,
+                alpns,
                 transport,
                 refusals.clone(),
             )?)
@@ -391,8 +410,8 @@ impl Endpoint {
         self.conns.get(&conn).and_then(|c| c.version)
     }
 
-    /// Dial `remote` (verifying it as `server_name`) with the configured versions. `path` is
-    /// the URL path: sent in SETUP on lite-05, not sent on lite-03/04.
+    /// Dial `remote` (verifying it as `server_name`) over raw QUIC with the configured
+    /// versions. `path` is the URL path: sent in SETUP on lite-05, not sent on lite-03/04.
     pub fn connect(
         &mut self,
         now: Instant,
@@ -400,11 +419,10 @@ impl Endpoint {
         server_name: &str,
         path: &str,
     ) -> Result<ConnectionHandle, EngineError> {
-        let client = self.client.clone().ok_or(EngineError::NoVersion)?;
-        self.connect_with(now, remote, server_name, path, client)
+        self.dial(now, Dial::new(remote, server_name, path))
     }
 
-    /// Dial offering only `versions` (newest first), e.g. to pin one.
+    /// Dial over raw QUIC offering only `versions` (newest first), e.g. to pin one.
     pub fn connect_versions(
         &mut self,
         now: Instant,
@@ -413,34 +431,59 @@ impl Endpoint {
         path: &str,
         versions: &[Version],
     ) -> Result<ConnectionHandle, EngineError> {
+        let mut dial = Dial::new(remote, server_name, path);
+        dial.versions = versions.to_vec();
         if versions.is_empty() {
             return Err(EngineError::NoVersion);
         }
-        let client = client_config(
-            &self.cfg,
-            versions,
-            Arc::new(transport_config(&self.cfg)),
-            self.refusals.clone(),
-        )?;
-        self.connect_with(now, remote, server_name, path, client)
+        self.dial(now, dial)
     }
 
-    fn connect_with(
-        &mut self,
-        now: Instant,
-        remote: SocketAddr,
-        server_name: &str,
-        path: &str,
-        client: quinn_proto::ClientConfig,
-    ) -> Result<ConnectionHandle, EngineError> {
-        let (handle, connection) = self.quic.connect(now, client, remote, server_name)?;
-        let path = if path.is_empty() {
+    /// Dial as `dial` says: raw QUIC or WebTransport, these versions, this verification.
+    pub fn dial(&mut self, now: Instant, dial: Dial) -> Result<ConnectionHandle, EngineError> {
+        let versions = if dial.versions.is_empty() {
+            self.cfg.client_versions.clone()
+        } else {
+            dial.versions.clone()
+        };
+        if versions.is_empty() {
+            return Err(EngineError::NoVersion);
+        }
+        let custom =
+            !dial.versions.is_empty() || dial.verification.is_some() || dial.webtransport.is_some();
+        let client = match (&self.client, custom) {
+            (Some(client), false) => client.clone(),
+            _ => {
+                let verification = dial.verification.as_ref().unwrap_or(&self.cfg.verification);
+                let alpns = match &dial.webtransport {
+                    // Over WebTransport the versions travel in the CONNECT; QUIC says h3.
+                    Some(_) => vec![H3_ALPN.to_vec()],
+                    None => versions
+                        .iter()
+                        .map(|v| v.alpn().as_bytes().to_vec())
+                        .collect(),
+                };
+                client_config(
+                    verification,
+                    alpns,
+                    Arc::new(transport_config(&self.cfg)),
+                    self.refusals.clone(),
+                )?
+            }
+        };
+        let (handle, connection) =
+            self.quic
+                .connect(now, client, dial.remote, &dial.server_name)?;
+        let path = if dial.path.is_empty() {
             "/".to_string()
         } else {
-            path.to_string()
+            dial.path.clone()
         };
-        let mut conn = Conn::new(connection, Side::Client, Some(path));
-        conn.server_name = Some(server_name.to_string());
+        let mut conn = Conn::new(connection, Side::Client, Some(path.clone()));
+        conn.server_name = Some(dial.server_name.clone());
+        if let Some(authority) = &dial.webtransport {
+            conn.wt_request = Some(ConnectRequest::new(authority, &path, &versions));
+        }
         self.conns.insert(handle, conn);
         self.wake(handle);
         Ok(handle)
@@ -559,6 +602,10 @@ impl Endpoint {
             }
             conn.timer = None;
             conn.quic.handle_timeout(now);
+            if let Some(h3) = conn.wt.as_deref_mut() {
+                h3.handle_timeout(now);
+            }
+            self.wt_drive(now, handle);
             self.drive(now, handle);
         }
         if self.node.poll_timeout().is_some_and(|t| t <= now) {
@@ -647,7 +694,14 @@ impl Endpoint {
         let Some(conn) = self.conns.get_mut(&handle) else {
             return;
         };
-        let deadline = conn.quic.poll_timeout();
+        // The HTTP/3 layer's close linger shares the connection's timer.
+        let deadline = match (
+            conn.quic.poll_timeout(),
+            conn.wt.as_deref().and_then(|h3| h3.poll_timeout()),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if deadline != conn.timer {
             conn.timer = deadline;
             if let Some(at) = deadline {
@@ -685,6 +739,10 @@ impl Endpoint {
                     .ok()
             })
             .and_then(|d| d.protocol);
+        if alpn.as_deref() == Some(H3_ALPN) {
+            self.start_webtransport(now, handle);
+            return;
+        }
         let Some(version) = alpn.as_deref().and_then(Version::from_alpn) else {
             tracing::debug!(?alpn, "no common MOQ version");
             conn.quic.close(
@@ -726,6 +784,9 @@ impl Endpoint {
     }
 }
 
+/// The ALPN of HTTP/3, which WebTransport runs over.
+const H3_ALPN: &[u8] = b"h3";
+
 fn transport_config(cfg: &EngineConfig) -> TransportConfig {
     let mut transport = TransportConfig::default();
     transport.max_concurrent_bidi_streams(VarInt::from_u32(cfg.max_streams));
@@ -742,19 +803,48 @@ fn transport_config(cfg: &EngineConfig) -> TransportConfig {
 }
 
 fn client_config(
-    cfg: &EngineConfig,
-    versions: &[Version],
+    verification: &Verification,
+    alpns: Vec<Vec<u8>>,
     transport: Arc<TransportConfig>,
     refusals: Arc<tls::RefusalLog>,
 ) -> Result<quinn_proto::ClientConfig, EngineError> {
-    let alpns = versions
-        .iter()
-        .map(|v| v.alpn().as_bytes().to_vec())
-        .collect();
-    let tls = tls::client_config(&cfg.verification, alpns, refusals)?;
+    let tls = tls::client_config(verification, alpns, refusals)?;
     let crypto = quinn_proto::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| EngineError::Crypto(e.to_string()))?;
     let mut client = quinn_proto::ClientConfig::new(Arc::new(crypto));
     client.transport_config(transport);
     Ok(client)
+}
+
+/// How to dial a server: the address, the name its certificate must carry, the URL path,
+/// and optionally WebTransport, versions and a verification for this connection only.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Dial {
+    /// Where.
+    pub remote: SocketAddr,
+    /// The host name the certificate must be valid for.
+    pub server_name: String,
+    /// The URL path (and query): the session root on the server.
+    pub path: String,
+    /// WebTransport (HTTP/3 CONNECT) with this `:authority` instead of raw QUIC.
+    pub webtransport: Option<String>,
+    /// Versions to offer, newest first; empty for the endpoint's configured list.
+    pub versions: Vec<Version>,
+    /// Verify the server this way instead of the endpoint's configured verification.
+    pub verification: Option<Verification>,
+}
+
+impl Dial {
+    /// Raw QUIC to `remote`, verified as `server_name`, rooted at `path`.
+    pub fn new(remote: SocketAddr, server_name: &str, path: &str) -> Self {
+        Self {
+            remote,
+            server_name: server_name.to_string(),
+            path: path.to_string(),
+            webtransport: None,
+            versions: Vec::new(),
+            verification: None,
+        }
+    }
 }

@@ -616,7 +616,9 @@ impl Session {
                 self.write(StreamRef::Open(stream), bytes);
             }
         }
+        let prefix = self.cfg.datagram_prefix.clone();
         let Ok(data) = self.encode(|sink| {
+            sink.put_slice(&prefix);
             datagram.encode_header(sink, version)?;
             sink.put_slice(&datagram.payload);
             Ok(())

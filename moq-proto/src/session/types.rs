@@ -281,6 +281,10 @@ pub struct Config {
     pub max_stream_buffer: usize,
     /// Most bytes buffered for streams still waiting for transport credit.
     pub max_pending_bytes: usize,
+    /// Bytes put in front of every datagram we send (WebTransport: the quarter stream ID
+    /// of the session, RFC 9297 §2.1); empty on raw QUIC. Encoded in the same buffer as the
+    /// datagram, so it costs no copy.
+    pub datagram_prefix: bytes::Bytes,
     /// Most bytes the transport may hold unaccepted (see
     /// [`super::Session::handle_send_backlog`]) before the session sheds groups: past it, a
     /// frame for a group that is not its subscription's newest aborts that group
@@ -308,6 +312,7 @@ impl Config {
             max_streams: 20_000,
             max_pending_bytes: 64 * 1024 * 1024,
             max_send_backlog: 4 * 1024 * 1024,
+            datagram_prefix: bytes::Bytes::new(),
         }
     }
 }

@@ -7,6 +7,51 @@
 
 use crate::codes::StreamCode;
 
+/// HTTP/3 and QPACK error codes (RFC 9114 §8.1, RFC 9204 §6), and WebTransport's own (the
+/// WebTransport-over-HTTP/3 drafts). These travel raw, never through the application mapping.
+pub mod h3 {
+    /// No error.
+    pub const NO_ERROR: u64 = 0x100;
+    /// A protocol error with no more specific code.
+    pub const GENERAL_PROTOCOL_ERROR: u64 = 0x101;
+    /// An internal error.
+    pub const INTERNAL_ERROR: u64 = 0x102;
+    /// A stream type or stream the peer may not open.
+    pub const STREAM_CREATION_ERROR: u64 = 0x103;
+    /// A control or QPACK stream was closed.
+    pub const CLOSED_CRITICAL_STREAM: u64 = 0x104;
+    /// A frame that is not allowed where it arrived.
+    pub const FRAME_UNEXPECTED: u64 = 0x105;
+    /// A malformed frame.
+    pub const FRAME_ERROR: u64 = 0x106;
+    /// The peer is generating excessive load.
+    pub const EXCESSIVE_LOAD: u64 = 0x107;
+    /// A stream or push ID used wrongly.
+    pub const ID_ERROR: u64 = 0x108;
+    /// A malformed SETTINGS frame.
+    pub const SETTINGS_ERROR: u64 = 0x109;
+    /// The control stream did not begin with SETTINGS.
+    pub const MISSING_SETTINGS: u64 = 0x10a;
+    /// A request refused without any processing.
+    pub const REQUEST_REJECTED: u64 = 0x10b;
+    /// A request cancelled.
+    pub const REQUEST_CANCELLED: u64 = 0x10c;
+    /// A request stream ended before the request was complete.
+    pub const REQUEST_INCOMPLETE: u64 = 0x10d;
+    /// A malformed HTTP message.
+    pub const MESSAGE_ERROR: u64 = 0x10e;
+    /// The CONNECT request failed.
+    pub const CONNECT_ERROR: u64 = 0x10f;
+    /// A QPACK field section could not be decoded (e.g. a dynamic-table reference).
+    pub const QPACK_DECOMPRESSION_FAILED: u64 = 0x200;
+    /// An HTTP datagram with an invalid quarter stream ID (RFC 9297 §2.1).
+    pub const DATAGRAM_ERROR: u64 = 0x33;
+    /// A WebTransport stream arrived before its session and could not be buffered.
+    pub const WT_BUFFERED_STREAM_REJECTED: u64 = 0x3994_bd84;
+    /// A WebTransport stream for a session that does not exist (any more).
+    pub const WT_SESSION_GONE: u64 = 0x170d_7b68;
+}
+
 /// The first HTTP/3 code of the WebTransport range (application code 0).
 pub const FIRST: u64 = 0x52e4_a40f_a8db;
 /// The last HTTP/3 code of the WebTransport range (application code `u32::MAX`).

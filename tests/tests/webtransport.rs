@@ -1,0 +1,806 @@
+//! The HTTP/3 + WebTransport layer (`moq_proto::webtransport::H3Conn`): a client and a server
+//! wired to each other in memory, with real QUIC stream IDs, through the handshake, session
+//! streams both ways, datagrams, early streams, the close handshake and every kind of bad
+//! input a peer can send on the HTTP/3 streams.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Instant;
+
+use bytes::Bytes;
+use moq_proto::codes::{SessionCode, StreamCode};
+use moq_proto::coding::put_varint;
+use moq_proto::session::{Command, Dir, OpenToken, StreamId};
+use moq_proto::webtransport::connect::ConnectRequest;
+use moq_proto::webtransport::error_codes::{self, h3};
+use moq_proto::webtransport::{H3Config, H3Conn, H3Event, Route, SessionInput, TransportCommand};
+use moq_proto::webtransport::{frame, qpack, settings::Settings};
+use moq_proto::wire::Version;
+
+/// What one side's MOQ session received through the layer.
+#[derive(Default, Debug)]
+struct SessionSide {
+    opened: Vec<(StreamId, Dir)>,
+    data: BTreeMap<u64, Vec<u8>>,
+    fins: Vec<StreamId>,
+    resets: Vec<(StreamId, StreamCode)>,
+    datagrams: Vec<Bytes>,
+    lost: Option<(SessionCode, String)>,
+    grants: Vec<(OpenToken, StreamId)>,
+}
+
+struct End {
+    h3: H3Conn,
+    client: bool,
+    next: [u64; 2],
+    session: SessionSide,
+    events: Vec<H3Event>,
+    closed: Option<(u64, String)>,
+    /// Stream codes this end sent.
+    resets_sent: Vec<(StreamId, u64)>,
+    stops_sent: Vec<(StreamId, u64)>,
+}
+
+impl End {
+    fn new(h3: H3Conn, client: bool) -> Self {
+        Self {
+            h3,
+            client,
+            next: [0, 0],
+            session: SessionSide::default(),
+            events: Vec::new(),
+            closed: None,
+            resets_sent: Vec::new(),
+            stops_sent: Vec::new(),
+        }
+    }
+
+    /// The next QUIC stream ID this end opens in `dir` (RFC 9000 §2.1).
+    fn allocate(&mut self, dir: Dir) -> StreamId {
+        let index = usize::from(dir == Dir::Uni);
+        let n = self.next[index];
+        self.next[index] += 1;
+        let kind = u64::from(!self.client) | if dir == Dir::Uni { 2 } else { 0 };
+        StreamId(n * 4 + kind)
+    }
+}
+
+/// Two ends and a perfect network between them.
+struct Pair {
+    now: Instant,
+    ends: [End; 2],
+    /// Bytes written by an end on each stream, for inspection: (writer, stream) -> bytes.
+    wire: BTreeMap<(usize, u64), Vec<u8>>,
+    /// Deliveries in order: (to, what).
+    queue: VecDeque<(usize, Delivery)>,
+}
+
+enum Delivery {
+    Opened(StreamId, Dir),
+    Data(StreamId, Bytes, bool),
+    Reset(StreamId, u64),
+    Stop(StreamId, u64),
+    Acked(StreamId),
+    Datagram(Bytes),
+}
+
+const CLIENT: usize = 0;
+const SERVER: usize = 1;
+
+impl Pair {
+    fn new(versions: &[Version], path: &str) -> Self {
+        let request = ConnectRequest::new("localhost:4443", path, versions);
+        let client = H3Conn::client(H3Config::default(), request);
+        let server = H3Conn::server(H3Config::default());
+        let mut pair = Self {
+            now: Instant::now(),
+            ends: [End::new(client, true), End::new(server, false)],
+            wire: BTreeMap::new(),
+            queue: VecDeque::new(),
+        };
+        pair.run();
+        pair
+    }
+
+    /// Apply every command and deliver everything until quiet.
+    fn run(&mut self) {
+        for _ in 0..10_000 {
+            let mut progressed = false;
+            for side in [CLIENT, SERVER] {
+                while let Some(command) = self.ends[side].h3.poll_command() {
+                    progressed = true;
+                    self.apply(side, command);
+                }
+                while let Some(event) = self.ends[side].h3.poll_event() {
+                    progressed = true;
+                    self.ends[side].events.push(event);
+                }
+                while let Some(input) = self.ends[side].h3.poll_session_input() {
+                    progressed = true;
+                    self.session_input(side, input);
+                }
+            }
+            if let Some((to, delivery)) = self.queue.pop_front() {
+                progressed = true;
+                self.deliver(to, delivery);
+            }
+            if !progressed {
+                return;
+            }
+        }
+        panic!("the pair did not settle");
+    }
+
+    fn apply(&mut self, side: usize, command: TransportCommand) {
+        let other = 1 - side;
+        let now = self.now;
+        if self.ends[side].closed.is_some() {
+            return;
+        }
+        match command {
+            TransportCommand::Open { token, dir, .. } => {
+                let id = self.ends[side].allocate(dir);
+                if let Some(token) = self.ends[side].h3.handle_open_granted(now, token, id) {
+                    self.ends[side].session.grants.push((token, id));
+                }
+                self.queue.push_back((other, Delivery::Opened(id, dir)));
+            }
+            TransportCommand::Write { stream, data } => {
+                self.wire
+                    .entry((side, stream.0))
+                    .or_default()
+                    .extend_from_slice(&data);
+                self.queue
+                    .push_back((other, Delivery::Data(stream, data, false)));
+            }
+            TransportCommand::Finish { stream } => {
+                self.queue
+                    .push_back((other, Delivery::Data(stream, Bytes::new(), true)));
+                self.queue.push_back((side, Delivery::Acked(stream)));
+            }
+            TransportCommand::Reset { stream, code } => {
+                self.ends[side].resets_sent.push((stream, code));
+                self.queue.push_back((other, Delivery::Reset(stream, code)));
+            }
+            TransportCommand::Stop { stream, code } => {
+                self.ends[side].stops_sent.push((stream, code));
+                self.queue.push_back((other, Delivery::Stop(stream, code)));
+            }
+            TransportCommand::SendDatagram { data } => {
+                self.queue.push_back((other, Delivery::Datagram(data)));
+            }
+            TransportCommand::Close { code, reason } => {
+                self.ends[side].closed = Some((code, reason));
+            }
+            TransportCommand::CancelOpen { .. } | TransportCommand::SetPriority { .. } => {}
+            _ => panic!("a command this test does not know"),
+        }
+    }
+
+    fn deliver(&mut self, to: usize, delivery: Delivery) {
+        let now = self.now;
+        if self.ends[to].closed.is_some() {
+            return;
+        }
+        let end = &mut self.ends[to];
+        match delivery {
+            Delivery::Opened(id, dir) => end.h3.handle_stream_opened(now, id, dir),
+            Delivery::Data(id, data, fin) => {
+                let mut chunks = if data.is_empty() { vec![] } else { vec![data] };
+                match end.h3.handle_stream_data(now, id, &mut chunks, fin) {
+                    Route::Session { opened } => {
+                        if let Some(dir) = opened {
+                            end.session.opened.push((id, dir));
+                        }
+                        let buf = end.session.data.entry(id.0).or_default();
+                        for chunk in chunks {
+                            buf.extend_from_slice(&chunk);
+                        }
+                        if fin {
+                            end.session.fins.push(id);
+                        }
+                    }
+                    Route::Consumed => {}
+                }
+            }
+            Delivery::Reset(id, code) => {
+                if let Some(code) = end.h3.handle_stream_reset(now, id, code) {
+                    end.session.resets.push((id, code));
+                }
+            }
+            Delivery::Stop(id, code) => {
+                if let Some(code) = end.h3.handle_stop_sending(now, id, code) {
+                    end.session.resets.push((id, code));
+                }
+            }
+            Delivery::Acked(id) => {
+                end.h3.handle_stream_finished(now, id);
+            }
+            Delivery::Datagram(data) => {
+                if let Some(payload) = end.h3.handle_datagram(now, data) {
+                    end.session.datagrams.push(payload);
+                }
+            }
+        }
+    }
+
+    fn session_input(&mut self, side: usize, input: SessionInput) {
+        let session = &mut self.ends[side].session;
+        match input {
+            SessionInput::StreamOpened { stream, dir } => session.opened.push((stream, dir)),
+            SessionInput::StreamData { stream, data, fin } => {
+                session
+                    .data
+                    .entry(stream.0)
+                    .or_default()
+                    .extend_from_slice(&data);
+                if fin {
+                    session.fins.push(stream);
+                }
+            }
+            SessionInput::Datagram { data } => session.datagrams.push(data),
+            SessionInput::ConnectionLost { code, reason } => session.lost = Some((code, reason)),
+            _ => panic!("an input this test does not know"),
+        }
+    }
+
+    fn send(&mut self, side: usize, command: Command) {
+        let now = self.now;
+        self.ends[side].h3.send(now, command);
+        self.run();
+    }
+
+    /// Accept the server's pending request with the version it chose.
+    fn accept(&mut self) -> Version {
+        let request = self.ends[SERVER]
+            .events
+            .iter()
+            .find_map(|e| match e {
+                H3Event::Request(r) => Some(r.clone()),
+                _ => None,
+            })
+            .expect("a CONNECT reached the server");
+        let version = request.choose(&Version::ALL).expect("a common version");
+        let now = self.now;
+        self.ends[SERVER].h3.accept(now, version);
+        self.run();
+        version
+    }
+
+    /// The server's bytes written to the client (and back) on one stream.
+    fn written(&self, side: usize, stream: u64) -> &[u8] {
+        self.wire.get(&(side, stream)).map_or(&[], Vec::as_slice)
+    }
+}
+
+fn established(end: &End) -> Option<(Version, String)> {
+    end.events.iter().find_map(|e| match e {
+        H3Event::Established { version, path } => Some((*version, path.clone())),
+        _ => None,
+    })
+}
+
+#[test]
+fn handshake_negotiates_the_clients_first_version_and_roots_at_the_path() {
+    let mut pair = Pair::new(&[Version::Lite04, Version::Lite05], "/anon?jwt=t");
+    // Both control streams carry SETTINGS first; the CONNECT went out on client bidi 0.
+    for side in [CLIENT, SERVER] {
+        let control = if side == CLIENT { 2 } else { 3 };
+        let bytes = pair.written(side, control);
+        assert_eq!(bytes[0], 0x00, "control stream type");
+        let mut view = &bytes[1..];
+        let header = frame::decode_header(&mut view).expect("a frame");
+        assert_eq!(header.ty, frame::SETTINGS);
+        let settings = Settings::decode(&view[..header.len as usize]).expect("settings");
+        assert_eq!(settings, Settings::ours());
+    }
+    assert!(!pair.written(CLIENT, 0).is_empty(), "CONNECT on stream 0");
+    assert_eq!(pair.accept(), Version::Lite04);
+    assert_eq!(
+        established(&pair.ends[CLIENT]),
+        Some((Version::Lite04, "/anon?jwt=t".into()))
+    );
+    assert_eq!(
+        established(&pair.ends[SERVER]),
+        Some((Version::Lite04, "/anon?jwt=t".into()))
+    );
+    assert_eq!(pair.ends[SERVER].h3.session_id(), Some(0));
+    assert_eq!(
+        pair.ends[SERVER].h3.datagram_prefix(),
+        Bytes::from_static(&[0])
+    );
+    // The response is 200 with wt-protocol, in the client's (string) form.
+    let response = pair.written(SERVER, 0);
+    let mut view = response;
+    let header = frame::decode_header(&mut view).expect("HEADERS");
+    assert_eq!(header.ty, frame::HEADERS);
+    let fields = qpack::decode(&view[..header.len as usize], 16_384).expect("fields");
+    assert!(fields.contains(&(":status".into(), "200".into())));
+    assert!(fields.contains(&("wt-protocol".into(), "\"moq-lite-04\"".into())));
+    assert!(pair.ends.iter().all(|e| e.closed.is_none()));
+}
+
+#[test]
+fn session_streams_carry_their_prefix_and_arrive_without_it() {
+    let mut pair = Pair::new(&[Version::Lite05], "/");
+    pair.accept();
+    for (from, dir) in [(SERVER, Dir::Uni), (CLIENT, Dir::Bi), (CLIENT, Dir::Uni)] {
+        let to = 1 - from;
+        let token = OpenToken(7);
+        pair.send(
+            from,
+            Command::Open {
+                token,
+                dir,
+                priority: 0,
+            },
+        );
+        let (_, stream) = *pair.ends[from]
+            .session
+            .grants
+            .last()
+            .expect("granted to the session");
+        pair.send(
+            from,
+            Command::Write {
+                stream,
+                data: Bytes::from_static(b"hello"),
+            },
+        );
+        pair.send(from, Command::Finish { stream });
+        // On the wire: 0x54 (uni) or 0x41 (bidi) as a 2-byte varint, the session ID 0.
+        let signal: &[u8] = if dir == Dir::Uni {
+            &[0x40, 0x54, 0x00]
+        } else {
+            &[0x40, 0x41, 0x00]
+        };
+        assert_eq!(pair.written(from, stream.0), [signal, b"hello"].concat());
+        // At the other end the session sees the stream, its bytes, and its end.
+        let got = &pair.ends[to].session;
+        assert!(got.opened.contains(&(stream, dir)), "{dir:?}");
+        assert_eq!(
+            got.data.get(&stream.0).map(Vec::as_slice),
+            Some(&b"hello"[..])
+        );
+        assert!(got.fins.contains(&stream));
+    }
+    // A reply on a stream the client opened goes to the client's session as is.
+    let bidi = pair.ends[CLIENT].session.grants[0].1;
+    pair.send(
+        SERVER,
+        Command::Write {
+            stream: bidi,
+            data: Bytes::from_static(b"reply"),
+        },
+    );
+    assert_eq!(
+        pair.ends[CLIENT]
+            .session
+            .data
+            .get(&bidi.0)
+            .map(Vec::as_slice),
+        Some(&b"reply"[..])
+    );
+}
+
+#[test]
+fn stream_codes_are_mapped_both_ways() {
+    let mut pair = Pair::new(&[Version::Lite05], "/");
+    pair.accept();
+    pair.send(
+        SERVER,
+        Command::Open {
+            token: OpenToken(1),
+            dir: Dir::Uni,
+            priority: 0,
+        },
+    );
+    let stream = pair.ends[SERVER].session.grants[0].1;
+    pair.send(
+        SERVER,
+        Command::Write {
+            stream,
+            data: Bytes::from_static(b"x"),
+        },
+    );
+    pair.send(
+        SERVER,
+        Command::Reset {
+            stream,
+            code: StreamCode::OLD,
+        },
+    );
+    assert_eq!(
+        pair.ends[SERVER].resets_sent,
+        vec![(stream, error_codes::to_http3(0x34))]
+    );
+    assert_eq!(
+        pair.ends[CLIENT].session.resets,
+        vec![(stream, StreamCode::OLD)]
+    );
+}
+
+#[test]
+fn datagrams_carry_the_quarter_stream_id() {
+    let mut pair = Pair::new(&[Version::Lite05], "/");
+    pair.accept();
+    let prefix = pair.ends[SERVER].h3.datagram_prefix();
+    let body = [&prefix[..], b"moq datagram"].concat();
+    pair.send(SERVER, Command::SendDatagram { data: body.into() });
+    assert_eq!(
+        pair.ends[CLIENT].session.datagrams,
+        vec![Bytes::from_static(b"moq datagram")]
+    );
+    // Another quarter stream ID is not this session's: dropped.
+    pair.send(
+        SERVER,
+        Command::SendDatagram {
+            data: Bytes::from_static(&[0x01, b'x']),
+        },
+    );
+    assert_eq!(pair.ends[CLIENT].session.datagrams.len(), 1);
+}
+
+#[test]
+fn streams_and_datagrams_before_the_session_are_held_then_released() {
+    let mut pair = Pair::new(&[Version::Lite05], "/");
+    // The client's session could not open streams yet, so forge what an eager peer sends:
+    // a WebTransport uni stream for session 0 and a datagram, before the server accepted.
+    let stream = StreamId(6);
+    let now = pair.now;
+    let server = &mut pair.ends[SERVER].h3;
+    server.handle_stream_opened(now, stream, Dir::Uni);
+    let mut chunks = vec![
+        Bytes::from_static(&[0x40, 0x54, 0x00]),
+        Bytes::from_static(b"early"),
+    ];
+    assert_eq!(
+        server.handle_stream_data(now, stream, &mut chunks, true),
+        Route::Consumed
+    );
+    assert_eq!(
+        server.handle_datagram(now, Bytes::from_static(b"\x00dg")),
+        None
+    );
+    pair.accept();
+    let session = &pair.ends[SERVER].session;
+    assert_eq!(session.opened, vec![(stream, Dir::Uni)]);
+    assert_eq!(session.data.get(&6).map(Vec::as_slice), Some(&b"early"[..]));
+    assert_eq!(session.fins, vec![stream]);
+    assert_eq!(session.datagrams, vec![Bytes::from_static(b"dg")]);
+}
+
+#[test]
+fn too_many_early_streams_are_refused_with_the_webtransport_code() {
+    let mut pair = Pair::new(&[Version::Lite05], "/");
+    let now = pair.now;
+    let limit = H3Config::default().max_buffered_streams;
+    for i in 0..=limit as u64 {
+        let stream = StreamId(100 + 4 * i + 2);
+        let server = &mut pair.ends[SERVER].h3;
+        server.handle_stream_opened(now, stream, Dir::Uni);
+        let mut chunks = vec![Bytes::from_static(&[0x40, 0x54, 0x00, 1, 2, 3])];
+        server.handle_stream_data(now, stream, &mut chunks, false);
+    }
+    pair.run();
+    assert_eq!(
+        pair.ends[SERVER].stops_sent,
+        vec![(
+            StreamId(100 + 4 * limit as u64 + 2),
+            h3::WT_BUFFERED_STREAM_REJECTED
+        )]
+    );
+}
+
+#[test]
+fn our_close_sends_the_capsule_then_closes_quic_with_the_mapped_code() {
+    let mut pair = Pair::new(&[Version::Lite05], "/");
+    pair.accept();
+    pair.send(
+        CLIENT,
+        Command::Close {
+            code: SessionCode(0x42),
+            reason: "bye".into(),
+        },
+    );
+    // The server's session learns the code and reason from the capsule.
+    assert_eq!(
+        pair.ends[SERVER].session.lost,
+        Some((SessionCode(0x42), "bye".into()))
+    );
+    // The client closed QUIC once its FIN was acknowledged, with the mapped code.
+    assert_eq!(
+        pair.ends[CLIENT].closed,
+        Some((error_codes::to_http3(0x42), "bye".into()))
+    );
+    // The server answered with its FIN, and closed once that was acknowledged.
+    assert_eq!(
+        pair.ends[SERVER].closed.as_ref().map(|c| c.0),
+        Some(h3::NO_ERROR)
+    );
+}
+
+#[test]
+fn a_close_whose_delivery_is_never_acknowledged_still_closes_after_the_linger() {
+    let mut pair = Pair::new(&[Version::Lite05], "/");
+    pair.accept();
+    let now = pair.now;
+    pair.ends[CLIENT].h3.send(
+        now,
+        Command::Close {
+            code: SessionCode(0x1),
+            reason: String::new(),
+        },
+    );
+    // Drain the client's commands without delivering anything (a dead network).
+    let commands: Vec<_> = std::iter::from_fn(|| pair.ends[CLIENT].h3.poll_command()).collect();
+    assert!(
+        !commands
+            .iter()
+            .any(|c| matches!(c, TransportCommand::Close { .. }))
+    );
+    let linger = H3Config::default().close_linger;
+    assert_eq!(pair.ends[CLIENT].h3.poll_timeout(), Some(now + linger));
+    pair.ends[CLIENT].h3.handle_timeout(now + linger);
+    assert!(
+        std::iter::from_fn(|| pair.ends[CLIENT].h3.poll_command()).any(|c| c
+            == TransportCommand::Close {
+                code: error_codes::to_http3(1),
+                reason: String::new()
+            })
+    );
+}
+
+#[test]
+fn a_fin_on_the_connect_stream_ends_the_session_with_no_error() {
+    let mut pair = Pair::new(&[Version::Lite05], "/");
+    pair.accept();
+    pair.queue
+        .push_back((SERVER, Delivery::Data(StreamId(0), Bytes::new(), true)));
+    pair.run();
+    assert_eq!(
+        pair.ends[SERVER].session.lost.as_ref().map(|l| l.0),
+        Some(SessionCode::NO_ERROR)
+    );
+}
+
+/// Feed raw bytes to a fresh server as the client's stream `id` and return its close code.
+fn server_close_code(streams: &[(u64, Dir, Vec<u8>)]) -> Option<u64> {
+    let mut server = H3Conn::server(H3Config::default());
+    let now = Instant::now();
+    let mut closed = None;
+    for (id, dir, bytes) in streams {
+        server.handle_stream_opened(now, StreamId(*id), *dir);
+        let mut chunks = vec![Bytes::from(bytes.clone())];
+        server.handle_stream_data(now, StreamId(*id), &mut chunks, false);
+        while let Some(command) = server.poll_command() {
+            if let TransportCommand::Close { code, .. } = command {
+                closed = Some(code);
+            }
+        }
+    }
+    closed
+}
+
+fn control_with(frames: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    let mut out = vec![0x00];
+    for (ty, payload) in frames {
+        frame::encode(&mut out, *ty, payload);
+    }
+    out
+}
+
+fn our_settings() -> Vec<u8> {
+    let mut payload = Vec::new();
+    Settings::ours().encode(&mut payload);
+    payload
+}
+
+#[test]
+fn bad_control_streams_are_connection_errors_with_the_right_code() {
+    // The first frame is not SETTINGS.
+    assert_eq!(
+        server_close_code(&[(2, Dir::Uni, control_with(&[(frame::GOAWAY, vec![0])]))]),
+        Some(h3::MISSING_SETTINGS)
+    );
+    // A second SETTINGS.
+    assert_eq!(
+        server_close_code(&[(
+            2,
+            Dir::Uni,
+            control_with(&[(frame::SETTINGS, our_settings()), (frame::SETTINGS, vec![])])
+        )]),
+        Some(h3::FRAME_UNEXPECTED)
+    );
+    // DATA and HEADERS on the control stream, and a reserved HTTP/2 frame type.
+    for ty in [frame::DATA, frame::HEADERS, 0x2] {
+        assert_eq!(
+            server_close_code(&[(
+                2,
+                Dir::Uni,
+                control_with(&[(frame::SETTINGS, our_settings()), (ty, vec![1])])
+            )]),
+            Some(h3::FRAME_UNEXPECTED),
+            "{ty:#x}"
+        );
+    }
+    // A duplicate setting.
+    assert_eq!(
+        server_close_code(&[(
+            2,
+            Dir::Uni,
+            control_with(&[(frame::SETTINGS, vec![0x33, 0x01, 0x33, 0x01])])
+        )]),
+        Some(h3::SETTINGS_ERROR)
+    );
+    // A second control stream.
+    let control = control_with(&[(frame::SETTINGS, our_settings())]);
+    assert_eq!(
+        server_close_code(&[
+            (2, Dir::Uni, control.clone()),
+            (6, Dir::Uni, control.clone())
+        ]),
+        Some(h3::STREAM_CREATION_ERROR)
+    );
+    // Unknown frames (GREASE) and unknown settings are fine.
+    let mut grease = our_settings();
+    put_varint(&mut grease, 0x1f * 7 + 0x21).expect("varint");
+    put_varint(&mut grease, 5).expect("varint");
+    assert_eq!(
+        server_close_code(&[(
+            2,
+            Dir::Uni,
+            control_with(&[(frame::SETTINGS, grease), (0x21, b"grease".to_vec())])
+        )]),
+        None
+    );
+}
+
+#[test]
+fn unknown_uni_streams_are_refused_alone_and_qpack_streams_read_and_ignored() {
+    let mut server = H3Conn::server(H3Config::default());
+    let now = Instant::now();
+    for (id, ty) in [(2u64, 0x02u8), (6, 0x03), (10, 0x21)] {
+        server.handle_stream_opened(now, StreamId(id), Dir::Uni);
+        let mut chunks = vec![Bytes::from(vec![ty, 1, 2, 3])];
+        assert_eq!(
+            server.handle_stream_data(now, StreamId(id), &mut chunks, false),
+            Route::Consumed
+        );
+    }
+    let commands: Vec<TransportCommand> = std::iter::from_fn(|| server.poll_command()).collect();
+    assert!(commands.contains(&TransportCommand::Stop {
+        stream: StreamId(10),
+        code: h3::STREAM_CREATION_ERROR
+    }));
+    // The QPACK streams were never stopped (closing them is a connection error).
+    assert!(!commands.iter().any(|c| matches!(c,
+        TransportCommand::Stop { stream, .. } if stream.0 == 2 || stream.0 == 6)));
+    assert!(
+        !commands
+            .iter()
+            .any(|c| matches!(c, TransportCommand::Close { .. }))
+    );
+}
+
+/// A client request stream with these fields (after the client's SETTINGS).
+fn request_answer(fields: &[(&str, &str)]) -> (Vec<TransportCommand>, Vec<H3Event>) {
+    let mut server = H3Conn::server(H3Config::default());
+    let now = Instant::now();
+    server.handle_stream_opened(now, StreamId(2), Dir::Uni);
+    let mut chunks = vec![Bytes::from(control_with(&[(
+        frame::SETTINGS,
+        our_settings(),
+    )]))];
+    server.handle_stream_data(now, StreamId(2), &mut chunks, false);
+    let mut block = Vec::new();
+    qpack::encode(fields, &mut block);
+    let mut headers = Vec::new();
+    frame::encode(&mut headers, frame::HEADERS, &block);
+    server.handle_stream_opened(now, StreamId(0), Dir::Bi);
+    let mut chunks = vec![Bytes::from(headers)];
+    server.handle_stream_data(now, StreamId(0), &mut chunks, false);
+    let commands = std::iter::from_fn(|| server.poll_command()).collect();
+    let events = std::iter::from_fn(|| server.poll_event()).collect();
+    (commands, events)
+}
+
+fn status_sent(commands: &[TransportCommand]) -> Option<String> {
+    commands.iter().find_map(|c| match c {
+        TransportCommand::Write { stream, data } if stream.0 == 0 => {
+            let mut view = &data[..];
+            let header = frame::decode_header(&mut view).ok()?;
+            let fields = qpack::decode(&view[..header.len as usize], 16_384).ok()?;
+            fields
+                .into_iter()
+                .find(|(n, _)| n == ":status")
+                .map(|(_, v)| v)
+        }
+        _ => None,
+    })
+}
+
+#[test]
+fn requests_that_are_not_webtransport_connects_are_answered_and_refused() {
+    let base = [(":scheme", "https"), (":authority", "h"), (":path", "/")];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut all: Vec<(&str, &str)> = base.to_vec();
+        all.extend_from_slice(extra);
+        request_answer(&all)
+    };
+    let (commands, events) = with(&[(":method", "GET")]);
+    assert_eq!(status_sent(&commands).as_deref(), Some("405"));
+    assert!(events.is_empty());
+    let (commands, _) = with(&[(":method", "CONNECT"), (":protocol", "websocket")]);
+    assert_eq!(status_sent(&commands).as_deref(), Some("400"));
+    // A WebTransport CONNECT reaches the application.
+    let (_, events) = with(&[
+        (":method", "CONNECT"),
+        (":protocol", "webtransport"),
+        ("wt-available-protocols", "moq-lite-03"),
+    ]);
+    assert!(matches!(&events[..], [H3Event::Request(r)] if r.protocols == ["moq-lite-03"]));
+}
+
+#[test]
+fn a_second_connect_is_rejected() {
+    let mut pair = Pair::new(&[Version::Lite05], "/");
+    pair.accept();
+    let now = pair.now;
+    let fields = ConnectRequest::new("h", "/", &[Version::Lite05]).to_fields();
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let mut block = Vec::new();
+    qpack::encode(&fields, &mut block);
+    let mut headers = Vec::new();
+    frame::encode(&mut headers, frame::HEADERS, &block);
+    let server = &mut pair.ends[SERVER].h3;
+    server.handle_stream_opened(now, StreamId(4), Dir::Bi);
+    let mut chunks = vec![Bytes::from(headers)];
+    server.handle_stream_data(now, StreamId(4), &mut chunks, false);
+    pair.run();
+    assert!(
+        pair.ends[SERVER]
+            .resets_sent
+            .contains(&(StreamId(4), h3::REQUEST_REJECTED))
+    );
+    assert!(pair.ends[SERVER].closed.is_none());
+}
+
+#[test]
+fn a_client_refuses_a_server_without_webtransport_settings() {
+    let request = ConnectRequest::new("h", "/", &[Version::Lite05]);
+    let mut client = H3Conn::client(H3Config::default(), request);
+    let now = Instant::now();
+    client.handle_stream_opened(now, StreamId(3), Dir::Uni);
+    // Datagrams only, no WebTransport setting.
+    let mut chunks = vec![Bytes::from(control_with(&[(
+        frame::SETTINGS,
+        vec![0x33, 0x01],
+    )]))];
+    client.handle_stream_data(now, StreamId(3), &mut chunks, false);
+    assert!(matches!(client.poll_event(), Some(H3Event::Refused { .. })));
+    assert!(
+        std::iter::from_fn(|| client.poll_command())
+            .any(|c| matches!(c, TransportCommand::Close { .. }))
+    );
+}
+
+#[test]
+fn every_truncation_of_the_handshake_streams_is_handled() {
+    // Whatever prefix of the client's streams arrives, the server never panics, and a FIN
+    // in the middle of the control stream is a critical-stream error.
+    let control = control_with(&[(frame::SETTINGS, our_settings())]);
+    for end in 0..control.len() {
+        let mut server = H3Conn::server(H3Config::default());
+        let now = Instant::now();
+        server.handle_stream_opened(now, StreamId(2), Dir::Uni);
+        let mut chunks = vec![Bytes::copy_from_slice(&control[..end])];
+        server.handle_stream_data(now, StreamId(2), &mut chunks, true);
+        let closed = std::iter::from_fn(|| server.poll_command()).find_map(|c| match c {
+            TransportCommand::Close { code, .. } => Some(code),
+            _ => None,
+        });
+        if end > 0 {
+            assert_eq!(closed, Some(h3::CLOSED_CRITICAL_STREAM), "cut at {end}");
+        }
+    }
+}
