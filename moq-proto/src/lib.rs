@@ -20,7 +20,8 @@
 //! | [`node`] | an origin with sessions attached: fan-out, announcements, upstream sharing (a relay) |
 //! | `quic` (feature `quinn`) | the quinn-proto engine: TLS, ALPN version negotiation, a node per endpoint |
 //! | `driver` (feature `driver`) | runtime-agnostic async handles over the engine |
-//! | [`webtransport`] | HTTP/3 and WebTransport pieces that know nothing of QUIC libraries |
+//! | [`webtransport`] | HTTP/3 and WebTransport as a layer between QUIC and the session, knowing no QUIC library |
+//! | [`http1`] | the small HTTP/1.1 side of a relay's TCP port (`/certificate.sha256`) |
 //!
 //! ## Which one to embed
 //!
@@ -155,6 +156,7 @@ pub mod coding;
 #[cfg(feature = "driver")]
 pub mod driver;
 mod fxhash;
+pub mod http1;
 pub mod node;
 pub mod origin;
 #[cfg(feature = "quinn")]

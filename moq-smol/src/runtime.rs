@@ -9,7 +9,10 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use async_io::{Async, Timer as IoTimer};
-use moq_proto::driver::{AsyncTimer, AsyncUdpSocket, RecvMeta, Resolving, Runtime, UdpTransmit};
+use moq_proto::driver::{
+    AsyncTcpListener, AsyncTcpStream, AsyncTimer, AsyncUdpSocket, Connecting, RecvMeta, Resolving,
+    Runtime, UdpTransmit,
+};
 
 /// Requested UDP send and receive buffer size.
 const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
@@ -30,6 +33,20 @@ impl Runtime for SmolRuntime {
     fn resolve(&self, host: String, port: u16) -> Resolving {
         // async-net resolves on smol's blocking thread pool, off the executor.
         Box::pin(async move { smol::net::resolve((host.as_str(), port)).await })
+    }
+
+    fn bind_tcp(&self, addr: SocketAddr) -> io::Result<Box<dyn AsyncTcpListener>> {
+        Ok(Box::new(TcpListener(Async::<std::net::TcpListener>::bind(
+            addr,
+        )?)))
+    }
+
+    fn connect_tcp(&self, addr: SocketAddr) -> Connecting {
+        Box::pin(async move {
+            let stream = Async::<std::net::TcpStream>::connect(addr).await?;
+            let _ = stream.get_ref().set_nodelay(true);
+            Ok(Box::new(TcpStream(stream)) as Box<dyn AsyncTcpStream>)
+        })
     }
 
     fn bind_udp(&self, addr: SocketAddr) -> io::Result<Arc<dyn AsyncUdpSocket>> {
@@ -107,5 +124,59 @@ impl AsyncUdpSocket for Udp {
 
     fn max_receive_segments(&self) -> usize {
         self.state.gro_segments()
+    }
+}
+
+#[derive(Debug)]
+struct TcpListener(Async<std::net::TcpListener>);
+
+impl AsyncTcpListener for TcpListener {
+    fn poll_accept(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<(Box<dyn AsyncTcpStream>, SocketAddr)>> {
+        loop {
+            ready!(self.0.poll_readable(cx))?;
+            match self.0.get_ref().accept() {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    let stream = Async::new(stream)?;
+                    return Poll::Ready(Ok((Box::new(TcpStream(stream)), addr)));
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().local_addr()
+    }
+}
+
+#[derive(Debug)]
+struct TcpStream(Async<std::net::TcpStream>);
+
+impl AsyncTcpStream for TcpStream {
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        use std::io::Read;
+        loop {
+            ready!(self.0.poll_readable(cx))?;
+            match (&mut self.0.get_ref()).read(buf) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        use std::io::Write;
+        loop {
+            ready!(self.0.poll_writable(cx))?;
+            match (&mut self.0.get_ref()).write(buf) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return Poll::Ready(result),
+            }
+        }
     }
 }

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use moq_proto::driver::{AsyncTimer, AsyncUdpSocket, RecvMeta, Resolving, Runtime, UdpTransmit};
+use moq_proto::driver::{
+    AsyncTcpListener, AsyncTcpStream, AsyncTimer, AsyncUdpSocket, Connecting, RecvMeta, Resolving,
+    Runtime, UdpTransmit,
+};
 use tokio::io::Interest;
 
 /// Requested UDP send and receive buffer size.
@@ -32,6 +35,22 @@ impl Runtime for TokioRuntime {
             tokio::net::lookup_host((host.as_str(), port))
                 .await
                 .map(|addrs| addrs.collect())
+        })
+    }
+
+    fn bind_tcp(&self, addr: SocketAddr) -> io::Result<Box<dyn AsyncTcpListener>> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        Ok(Box::new(TcpListener(tokio::net::TcpListener::from_std(
+            listener,
+        )?)))
+    }
+
+    fn connect_tcp(&self, addr: SocketAddr) -> Connecting {
+        Box::pin(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            let _ = stream.set_nodelay(true);
+            Ok(Box::new(TcpStream(stream)) as Box<dyn AsyncTcpStream>)
         })
     }
 
@@ -116,5 +135,48 @@ impl AsyncUdpSocket for Udp {
 
     fn max_receive_segments(&self) -> usize {
         self.state.gro_segments()
+    }
+}
+
+#[derive(Debug)]
+struct TcpListener(tokio::net::TcpListener);
+
+impl AsyncTcpListener for TcpListener {
+    fn poll_accept(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<(Box<dyn AsyncTcpStream>, SocketAddr)>> {
+        let (stream, addr) = ready!(self.0.poll_accept(cx))?;
+        let _ = stream.set_nodelay(true);
+        Poll::Ready(Ok((Box::new(TcpStream(stream)), addr)))
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+#[derive(Debug)]
+struct TcpStream(tokio::net::TcpStream);
+
+impl AsyncTcpStream for TcpStream {
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read(buf) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return Poll::Ready(result),
+            }
+        }
     }
 }

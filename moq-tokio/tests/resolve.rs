@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use moq_proto::driver::{AsyncTimer, AsyncUdpSocket, Resolving, Runtime};
+use moq_proto::driver::{
+    AsyncTcpListener, AsyncTimer, AsyncUdpSocket, Connecting, Resolving, Runtime,
+};
 use moq_tokio::{
     Certificate, ConnectError, DriverConfig, Endpoint, EngineConfig, NodeConfig, TokioRuntime,
     TrackInfo, Verification,
@@ -34,6 +36,14 @@ impl Runtime for HangingResolver {
 
     fn bind_udp(&self, addr: SocketAddr) -> std::io::Result<Arc<dyn AsyncUdpSocket>> {
         TokioRuntime.bind_udp(addr)
+    }
+
+    fn bind_tcp(&self, addr: SocketAddr) -> std::io::Result<Box<dyn AsyncTcpListener>> {
+        TokioRuntime.bind_tcp(addr)
+    }
+
+    fn connect_tcp(&self, addr: SocketAddr) -> Connecting {
+        TokioRuntime.connect_tcp(addr)
     }
 
     fn resolve(&self, host: String, _port: u16) -> Resolving {

@@ -4,20 +4,27 @@ use std::future::poll_fn;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::Runtime;
+use super::http::HttpHandler;
 use super::shared::{Connect, Shared, State, SubSlot, WatchSlot};
 use super::task::Driver;
 use crate::codes::{SessionCode, StreamCode};
 use crate::node::{LocalSubId, PublishError, WatchId};
 use crate::origin::{BroadcastId, GroupState, PeerId, TrackId};
-use crate::quic::{ConnectFailure, EngineConfig, EngineError, MoqUrl, UrlError};
+use crate::quic::{
+    ConnectFailure, Dial, EngineConfig, EngineError, MoqUrl, Scheme, UrlError, Verification, tls,
+};
 use crate::session::SubscribeParams;
 use crate::wire::{Path, PathError, TrackInfo, Version};
+
+/// Where a development server publishes its certificate's SHA-256 (moq-dev's convention).
+const CERT_HASH_PATH: &str = "/certificate.sha256";
 
 /// Limits of the async layer.
 #[derive(Debug, Clone)]
@@ -45,6 +52,14 @@ pub enum ConnectError {
     /// The URL is not usable.
     #[error(transparent)]
     Url(#[from] UrlError),
+    /// `http://`: the certificate hash could not be fetched from the server's HTTP port.
+    #[error("cannot get the certificate hash of {url}: {reason}")]
+    CertificateHash {
+        /// The URL dialled.
+        url: String,
+        /// Why.
+        reason: String,
+    },
     /// The host name did not resolve.
     #[error("cannot resolve {host}: {reason}")]
     Resolve {
@@ -196,6 +211,10 @@ impl Endpoint {
     }
 
     /// Connect offering only `versions` (newest first; empty = the configured list).
+    ///
+    /// `moqt://` dials MOQ over QUIC, `https://` over WebTransport, and `http://` over
+    /// WebTransport after fetching `http://host:port/certificate.sha256` and pinning that
+    /// hash (for development servers with a generated certificate).
     pub async fn connect_versions(
         &self,
         url: &str,
@@ -203,19 +222,19 @@ impl Endpoint {
     ) -> Result<Session, ConnectError> {
         let parsed = MoqUrl::parse(url)?;
         let remote = self.resolve(&parsed).await?;
+        let mut dial = Dial::new(remote, &parsed.host, &parsed.path);
+        dial.versions = versions.to_vec();
+        if parsed.scheme.is_webtransport() {
+            dial.webtransport = Some(parsed.authority());
+        }
+        if parsed.scheme == Scheme::Http {
+            dial.verification = Some(self.fetch_certificate_hash(&parsed, remote).await?);
+        }
         let handle = self.with_state(|state, now| {
             if state.closed {
                 return Err(ConnectError::Closed);
             }
-            let handle = if versions.is_empty() {
-                state
-                    .engine
-                    .connect(now, remote, &parsed.host, &parsed.path)?
-            } else {
-                state
-                    .engine
-                    .connect_versions(now, remote, &parsed.host, &parsed.path, versions)?
-            };
+            let handle = state.engine.dial(now, dial)?;
             state.connects.insert(handle, Connect::Pending(None));
             Ok(handle)
         })?;
@@ -250,6 +269,84 @@ impl Endpoint {
             version,
             remote,
         })
+    }
+
+    /// `GET /certificate.sha256` from the server's TCP port: the hash to pin.
+    async fn fetch_certificate_hash(
+        &self,
+        url: &MoqUrl,
+        remote: SocketAddr,
+    ) -> Result<Verification, ConnectError> {
+        let failed = |reason: String| ConnectError::CertificateHash {
+            url: url.to_string(),
+            reason,
+        };
+        // The UDP address in the TCP family: an IPv4 peer behind a mapped address.
+        let tcp = match remote {
+            SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+                Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+                None => remote,
+            },
+            v4 => v4,
+        };
+        let (status, body) =
+            super::http::get(self.runtime.clone(), tcp, &url.authority(), CERT_HASH_PATH)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+        if status != 200 {
+            return Err(failed(format!("HTTP status {status}")));
+        }
+        let text = String::from_utf8_lossy(&body);
+        let hash = tls::parse_hash(text.trim()).map_err(|e| failed(e.to_string()))?;
+        Ok(Verification::PinnedSha256(vec![hash]))
+    }
+
+    /// Serve plain HTTP on TCP `addr` with `handler` (a relay's `/certificate.sha256`, and
+    /// its other HTTP endpoints): one request per connection, capped, with a deadline, at
+    /// most 256 connections at once. Returns the bound address.
+    pub fn serve_http(&self, addr: SocketAddr, handler: HttpHandler) -> io::Result<SocketAddr> {
+        let listener = self.runtime.bind_tcp(addr)?;
+        let local = listener.local_addr()?;
+        let runtime = self.runtime.clone();
+        let shared = self.shared.clone();
+        let active = Arc::new(AtomicUsize::new(0));
+        self.runtime.spawn(Box::pin(async move {
+            loop {
+                let accepted = poll_fn(|cx| {
+                    if shared.lock().closed {
+                        return Poll::Ready(None);
+                    }
+                    match listener.poll_accept(cx) {
+                        Poll::Ready(result) => Poll::Ready(Some(result)),
+                        Poll::Pending => {
+                            // The endpoint's close wakes this too.
+                            shared.lock().writers.push(cx.waker().clone());
+                            Poll::Pending
+                        }
+                    }
+                })
+                .await;
+                let stream = match accepted {
+                    None => return,
+                    Some(Ok((stream, _))) => stream,
+                    Some(Err(err)) => {
+                        tracing::debug!(%err, "HTTP accept");
+                        continue;
+                    }
+                };
+                if active.load(Ordering::Relaxed) >= super::http::MAX_HTTP_CONNECTIONS {
+                    continue; // dropped: closes it
+                }
+                active.fetch_add(1, Ordering::Relaxed);
+                runtime.spawn(Box::pin(super::http::serve_connection(
+                    runtime.clone(),
+                    stream,
+                    handler.clone(),
+                    active.clone(),
+                )));
+            }
+        }));
+        Ok(local)
     }
 
     /// The address to dial for `url`: an IP literal as it is, a name through the runtime's

@@ -17,6 +17,7 @@
 //! wire (unsubscribe, end of track, unpublish, session close).
 
 mod api;
+mod http;
 mod shared;
 mod task;
 
@@ -34,6 +35,7 @@ pub use api::{
     Announcements, BroadcastPublisher, ConnectError, DriverConfig, Endpoint, Frame, GroupPublisher,
     GroupReader, Session, Subscription, SubscriptionEnd, TrackPublisher,
 };
+pub use http::HttpHandler;
 pub use quinn_udp::{RecvMeta, Transmit as UdpTransmit};
 
 /// A UDP socket the driver can poll.
@@ -64,6 +66,30 @@ pub trait AsyncUdpSocket: Send + Sync + Debug + 'static {
     }
 }
 
+/// A connected TCP stream the driver can poll (the relay's HTTP side, the `http://` client).
+pub trait AsyncTcpStream: Send + Sync + Debug + 'static {
+    /// Read into `buf`, registering for readability if nothing is there; `Ok(0)` at the end.
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
+
+    /// Write from `buf`, registering for writability if the socket is full.
+    fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
+}
+
+/// A TCP listener the driver can poll.
+pub trait AsyncTcpListener: Send + Sync + Debug + 'static {
+    /// The next connection, registering for readability if none is waiting.
+    fn poll_accept(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<(Box<dyn AsyncTcpStream>, SocketAddr)>>;
+
+    /// The bound address.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+/// A TCP connection in progress.
+pub type Connecting = Pin<Box<dyn Future<Output = io::Result<Box<dyn AsyncTcpStream>>> + Send>>;
+
 /// A timer the driver resets to the engine's next deadline.
 pub trait AsyncTimer: Send + Debug + 'static {
     /// Fire at `deadline` instead.
@@ -90,6 +116,12 @@ pub trait Runtime: Send + Sync + Debug + 'static {
     /// Resolve `host` (a name, not an IP literal) to socket addresses with `port`, without
     /// blocking the executor: other connections keep running while DNS answers.
     fn resolve(&self, host: String, port: u16) -> Resolving;
+
+    /// Bind a TCP listener to `addr`.
+    fn bind_tcp(&self, addr: SocketAddr) -> io::Result<Box<dyn AsyncTcpListener>>;
+
+    /// Connect to `addr` over TCP.
+    fn connect_tcp(&self, addr: SocketAddr) -> Connecting;
 
     /// The current time.
     fn now(&self) -> Instant {

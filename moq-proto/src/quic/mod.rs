@@ -119,7 +119,7 @@ use bytes::BytesMut;
 pub use quinn_proto::{ConnectionHandle, EcnCodepoint, Transmit};
 use quinn_proto::{DatagramEvent, TransportConfig, VarInt};
 
-pub use self::url::{MoqUrl, UrlError};
+pub use self::url::{MoqUrl, Scheme, UrlError};
 use conn::Conn;
 pub use tls::{Certificate, CertificateProblem, TlsError, UntrustedCertificate, Verification};
 

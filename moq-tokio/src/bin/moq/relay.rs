@@ -12,9 +12,10 @@ use std::time::{Duration, SystemTime};
 
 use clap::Args;
 use moq_proto::codes::SessionCode;
+use moq_proto::http1;
 use moq_proto::node::NodeConfig;
 use moq_proto::quic::tls;
-use moq_tokio::{Certificate, DriverConfig, Endpoint, EngineConfig, TokioRuntime};
+use moq_tokio::{Certificate, DriverConfig, Endpoint, EngineConfig, HttpHandler, TokioRuntime};
 
 use crate::common::{Common, Error, random_hop_id, shutdown_signal};
 
@@ -53,6 +54,15 @@ pub(crate) struct RelayArgs {
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(16..=100_000))]
     pub(crate) max_streams: u32,
 
+    /// TCP address of the plain-HTTP listener (`GET /certificate.sha256` for browsers and
+    /// `http://` clients); default: the QUIC address and port, over TCP.
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_web_http")]
+    pub(crate) web_http_listen: Option<SocketAddr>,
+
+    /// No plain-HTTP listener.
+    #[arg(long)]
+    pub(crate) no_web_http: bool,
+
     /// Seconds to drain after GOAWAY on Ctrl-C before closing.
     #[arg(long, default_value_t = 10)]
     pub(crate) drain: u64,
@@ -90,7 +100,22 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
         .cloned()
         .unwrap_or_else(|| "localhost".into());
     println!("moq relay listening on {}", endpoint.local_addr());
-    println!("url: moqt://{host}:{port}/");
+    println!("url: moqt://{host}:{port}/ (raw QUIC) and https://{host}:{port}/ (WebTransport)");
+    if !args.no_web_http {
+        let addr = args
+            .web_http_listen
+            .unwrap_or_else(|| SocketAddr::new(args.listen.ip(), port));
+        let fingerprint = hash.clone();
+        let handler: HttpHandler =
+            Arc::new(move |request| http1::certificate_route(request, Some(&fingerprint)));
+        let bound = endpoint
+            .serve_http(addr, handler)
+            .map_err(|e| format!("cannot listen for HTTP on TCP {addr}: {e}"))?;
+        println!(
+            "http: http://{host}:{}/certificate.sha256 (browsers pin this hash; http:// URLs fetch it)",
+            bound.port()
+        );
+    }
     println!("certificate sha256: {hash}");
 
     for url in args.cluster_connect.clone() {

@@ -1,0 +1,125 @@
+//! Plain HTTP over TCP, on the runtime's sockets with the sans-IO [`crate::http1`]: the
+//! relay's listener (one request per connection, capped and with a deadline) and the
+//! `http://` client's certificate-hash fetch.
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::{AsyncTcpStream, Runtime};
+use crate::http1::{self, Request, Response};
+
+/// What answers the requests of an HTTP listener.
+pub type HttpHandler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
+
+/// How long a client may take to send its request (slow clients are dropped).
+const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a fetch may take.
+const FETCH_DEADLINE: Duration = Duration::from_secs(10);
+/// Most HTTP connections served at once; more wait in the kernel's backlog.
+pub(super) const MAX_HTTP_CONNECTIONS: usize = 256;
+
+/// Run `future` until `deadline` (then `TimedOut`).
+pub(super) async fn with_deadline<T>(
+    runtime: &dyn Runtime,
+    deadline: Instant,
+    future: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    let mut future = pin!(future);
+    let mut timer = runtime.new_timer(deadline);
+    poll_fn(|cx| {
+        if let Poll::Ready(result) = future.as_mut().poll(cx) {
+            return Poll::Ready(result);
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "deadline passed",
+            )));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+async fn read(stream: &dyn AsyncTcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    poll_fn(|cx| stream.poll_read(cx, buf)).await
+}
+
+async fn write_all(stream: &dyn AsyncTcpStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        let n = poll_fn(|cx| stream.poll_write(cx, data)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        data = &data[n..];
+    }
+    Ok(())
+}
+
+/// Serve one connection: read a request (capped), answer it, close.
+pub(super) async fn serve_connection(
+    runtime: Arc<dyn Runtime>,
+    stream: Box<dyn AsyncTcpStream>,
+    handler: HttpHandler,
+    active: Arc<AtomicUsize>,
+) {
+    let deadline = runtime.now() + REQUEST_DEADLINE;
+    let result = with_deadline(&*runtime, deadline, async {
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 2048];
+        let (response, head_only) = loop {
+            let n = read(&*stream, &mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            match http1::parse_request(&buf) {
+                Ok(Some((request, _))) => {
+                    break (handler(&request), request.method == "HEAD");
+                }
+                Ok(None) => continue,
+                Err(err) => break (Response::text(err.status(), format!("{err}\n")), false),
+            }
+        };
+        write_all(&*stream, &response.encode(head_only)).await
+    })
+    .await;
+    if let Err(err) = result {
+        tracing::debug!(%err, "HTTP connection");
+    }
+    active.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// GET `path` from `addr` (naming `authority` in `Host`); the status and the body.
+pub(super) async fn get(
+    runtime: Arc<dyn Runtime>,
+    addr: SocketAddr,
+    authority: &str,
+    path: &str,
+) -> io::Result<(u16, Bytes)> {
+    let deadline = runtime.now() + FETCH_DEADLINE;
+    with_deadline(&*runtime, deadline, async {
+        let stream = runtime.connect_tcp(addr).await?;
+        write_all(&*stream, &http1::get_request(authority, path)).await?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 2048];
+        loop {
+            let n = read(&*stream, &mut chunk).await?;
+            buf.extend_from_slice(&chunk[..n]);
+            match http1::parse_response(&buf, n == 0) {
+                Ok(Some(answer)) => return Ok(answer),
+                Ok(None) => continue,
+                Err(err) => return Err(io::Error::new(io::ErrorKind::InvalidData, err)),
+            }
+        }
+    })
+    .await
+}
