@@ -292,7 +292,7 @@ fn round_trip(relay: &Relay, version: &str, group_lines: usize, ending: Ending) 
             let stderr = subscriber.stderr_text();
             assert!(
                 status.success() || stderr.contains("subscription ended with error 0x0"),
-                "moq sub ({what}) ended unexpectedly: {status}"
+                "moq sub ({what}) ended unexpectedly: {status}: {stderr}"
             );
             assert_same(&subscriber.stdout(), &data, &what);
             assert_our_version(&subscriber, version);

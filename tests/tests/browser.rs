@@ -1,0 +1,252 @@
+//! A real browser against our relay: the ecosystem's browser client, `@moq/net` (pinned in
+//! `tests/browser/package-lock.json`), in Debian's headless Chromium, driven by
+//! `tests/browser/run.mjs` through playwright-core, over WebTransport on 127.0.0.1.
+//!
+//! Needs `node`, `/usr/bin/chromium` and `npm ci && npm run build` in `tests/browser`
+//! (`.ci/run` does all of it); a missing piece fails the test with what to install.
+//!
+//! Scenarios, on moq-lite-03, -04 and -05 (the browser offers one version at a time):
+//! 1. a browser publishes → our relay → a second browser subscribes, every frame byte-exact
+//!    (empty, one-packet and multi-packet frames), after finding the broadcast through
+//!    announcements, and sees it end when the publisher unpublishes and when it disconnects;
+//! 2. `moq clock publish` (ours) → our relay → the browser;
+//! 3. the browser publishes → our relay → `moq sub` (ours), byte-exact, and a browser clock →
+//!    our relay → `moq-clock subscribe` (the reference).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moq_tests::process::*;
+use serde_json::Value;
+
+const VERSIONS: [&str; 3] = ["moq-lite-03", "moq-lite-04", "moq-lite-05"];
+/// How long one browser run may take (launch, page load, scenarios).
+const BROWSER_RUN: Duration = Duration::from_secs(120);
+
+fn harness_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser")
+}
+
+/// The browser harness, or a failure that says how to install it.
+fn browser_command(args: &[&str]) -> Command {
+    let dir = harness_dir();
+    for (path, fix) in [
+        (
+            dir.join("node_modules/playwright-core"),
+            "run `npm ci` in tests/browser",
+        ),
+        (
+            dir.join("dist/moq-net.js"),
+            "run `npm run build` in tests/browser",
+        ),
+        (
+            PathBuf::from("/usr/bin/chromium"),
+            "install Chromium: `apt-get update && apt-get install -y chromium`",
+        ),
+    ] {
+        assert!(path.exists(), "{} is missing: {fix}", path.display());
+    }
+    let node = peer("node");
+    let mut cmd = Command::new(node);
+    cmd.current_dir(&dir).arg("run.mjs").args(args);
+    cmd
+}
+
+/// Our relay on an ephemeral port, and its `http://127.0.0.1:PORT/` URL (the browser fetches
+/// `/certificate.sha256` there and pins the hash).
+fn relay() -> (Relay, String) {
+    let relay = our_relay(None);
+    let url = format!("http://127.0.0.1:{}/", relay.port);
+    (relay, url)
+}
+
+/// Run the harness to completion; the JSON document it printed.
+fn run_browser(args: &[&str]) -> Value {
+    let mut proc = Proc::spawn("browser", browser_command(args), Input::Null);
+    let status = proc.wait_exit(BROWSER_RUN);
+    let output: Value = serde_json::from_slice(&proc.stdout()).unwrap_or_else(|e| {
+        panic!(
+            "the browser harness printed no JSON ({e}); stderr:\n{}",
+            proc.stderr_text()
+        )
+    });
+    assert!(
+        status.success() && output["ok"] == Value::Bool(true),
+        "browser run {args:?} failed ({status}):\n{}",
+        serde_json::to_string_pretty(&output).unwrap_or_default()
+    );
+    output
+}
+
+/// Check each scenario ran on `version` over WebTransport; print its timings.
+fn check_scenarios(output: &Value, version: &str) {
+    let scenarios = output["scenarios"].as_object().expect("scenarios");
+    for (name, result) in scenarios {
+        assert_eq!(result["ok"], Value::Bool(true), "{name}: {result}");
+        assert_eq!(result["version"], version, "{name}");
+        assert_eq!(result["transport"], "webtransport", "{name}");
+        println!("{version} {name}: timings {}", result["timings"]);
+    }
+}
+
+#[test]
+fn browser_to_browser_through_our_relay_on_each_version() {
+    let (_relay, url) = relay();
+    for version in VERSIONS {
+        let output = run_browser(&[
+            &url,
+            "--scenario",
+            "pubsub,disconnect",
+            "--transport",
+            "webtransport",
+            "--version",
+            version,
+        ]);
+        check_scenarios(&output, version);
+        let pubsub = &output["scenarios"]["pubsub"];
+        let read = &pubsub["steps"]["read"];
+        assert_eq!(read["frames"], read["expectedFrames"], "{version}");
+        assert_eq!(read["mismatches"], Value::Array(vec![]), "{version}");
+        // Found through an announcement, and its end announced.
+        assert_eq!(pubsub["steps"]["announced"]["path"], "test", "{version}");
+        assert!(pubsub["steps"]["ended"]["atMs"].is_number(), "{version}");
+        println!(
+            "{version}: browser {} launched in {} ms, page loaded in {} ms",
+            output["browser"]["version"], output["browser"]["launchMs"], output["page"]["loadMs"]
+        );
+    }
+}
+
+#[test]
+fn our_clock_through_our_relay_to_the_browser() {
+    let (relay, url) = relay();
+    let moqt = relay.url();
+    let _clock = Proc::spawn(
+        "moq clock publish",
+        moq(
+            None,
+            &["clock", "publish", "--url", &moqt, "--broadcast", "clock"],
+        ),
+        Input::Null,
+    );
+    for version in VERSIONS {
+        let output = run_browser(&[
+            &url,
+            "--scenario",
+            "clock",
+            "--transport",
+            "webtransport",
+            "--version",
+            version,
+        ]);
+        check_scenarios(&output, version);
+    }
+}
+
+/// Start the harness's `publish` or `clockpub` scenario and wait until the broadcast exists.
+fn browser_publisher(url: &str, version: &str, scenario: &str, extra: &[&str]) -> Proc {
+    let mut args = vec![
+        url,
+        "--scenario",
+        scenario,
+        "--transport",
+        "webtransport",
+        "--version",
+        version,
+    ];
+    args.extend_from_slice(extra);
+    // Stdin stays open until the test is done with the broadcast.
+    let proc = Proc::spawn(
+        "browser publisher",
+        browser_command(&args),
+        Input::Pipe(Arc::new(Vec::new())),
+    );
+    proc.wait_line(true, "published", |l| l.contains("\"progress\":\"published\""));
+    proc
+}
+
+/// Let the harness finish (close its stdin) and check its report.
+fn finish_browser(mut proc: Proc, version: &str) {
+    proc.close_stdin();
+    let status = proc.wait_exit(BROWSER_RUN);
+    let output: Value = serde_json::from_slice(&proc.stdout()).expect("JSON from the harness");
+    assert!(status.success(), "{output}");
+    check_scenarios(&output, version);
+}
+
+#[test]
+fn browser_publishes_through_our_relay_to_moq_sub() {
+    const LINES: usize = 300;
+    let (relay, url) = relay();
+    for version in VERSIONS {
+        let broadcast = format!("browser-{version}");
+        let publisher = browser_publisher(
+            &url,
+            version,
+            "publish",
+            &[
+                "--broadcast",
+                &broadcast,
+                "--track",
+                "lines",
+                "--lines",
+                &LINES.to_string(),
+                "--group-lines",
+                "30",
+            ],
+        );
+        let subscriber = Proc::spawn(
+            "moq sub",
+            moq(
+                None,
+                &[
+                    "sub",
+                    "--url",
+                    &relay.url(),
+                    "--broadcast",
+                    &broadcast,
+                    "--track",
+                    "lines",
+                    "--start-group",
+                    "0",
+                ],
+            ),
+            Input::Null,
+        );
+        let expected: String = (0..LINES)
+            .map(|i| format!("browser line {i:05}\n"))
+            .collect();
+        subscriber.wait_stdout_len(expected.len(), WAIT);
+        assert_eq!(
+            String::from_utf8_lossy(&subscriber.stdout()),
+            expected,
+            "{version}"
+        );
+        finish_browser(publisher, version);
+    }
+}
+
+#[test]
+fn browser_clock_through_our_relay_to_moq_clock() {
+    let (relay, url) = relay();
+    for version in VERSIONS {
+        let broadcast = format!("bclock-{version}");
+        let started = now_unix();
+        let publisher = browser_publisher(&url, version, "clockpub", &["--broadcast", &broadcast]);
+        let mut cmd = Command::new(peer("moq-clock"));
+        cmd.args([
+            "--url",
+            &relay.url(),
+            "--broadcast",
+            &broadcast,
+            "--tls-disable-verify",
+            "subscribe",
+        ]);
+        let subscriber = Proc::spawn("moq-clock subscribe", cmd, Input::Null);
+        check_clock(&subscriber, started, 3);
+        drop(subscriber);
+        finish_browser(publisher, version);
+    }
+}
