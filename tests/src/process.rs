@@ -353,6 +353,16 @@ impl Relay {
     pub fn url(&self) -> String {
         format!("moqt://localhost:{}/", self.port)
     }
+
+    /// `https://localhost:PORT/`: WebTransport (with `--tls-disable-verify`).
+    pub fn https_url(&self) -> String {
+        format!("https://localhost:{}/", self.port)
+    }
+
+    /// `http://localhost:PORT/`: WebTransport pinning the hash from `/certificate.sha256`.
+    pub fn http_url(&self) -> String {
+        format!("http://localhost:{}/", self.port)
+    }
 }
 
 /// Our relay on an ephemeral port (it prints the address it bound).
@@ -390,18 +400,23 @@ pub fn ref_relay() -> Relay {
     for _ in 0..3 {
         let port = free_udp_port();
         let mut cmd = Command::new(&binary);
-        cmd.arg("--listen").arg(format!("127.0.0.1:{port}")).args([
-            "--listen-tls-generate",
-            "localhost",
-            "--auth-public",
-            "**",
-        ]);
+        // WebTransport is on the QUIC port; `/certificate.sha256` on the same port over TCP.
+        cmd.arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--web-http-listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["--listen-tls-generate", "localhost", "--auth-public", "**"]);
         let proc = Proc::spawn("moq-relay", cmd, Input::Null);
         let ready = proc.err.wait(WAIT, |bytes, _| {
-            lines(bytes)
-                .iter()
-                .any(|l| l.contains("listening") && l.contains(&format!(":{port}")))
-                .then_some(())
+            let lines = lines(bytes);
+            let listening = |kind: &str| {
+                lines.iter().any(|l| {
+                    l.contains("listening")
+                        && l.contains(&format!(":{port}"))
+                        && l.contains(&format!("kind=\"{kind}\""))
+                })
+            };
+            (listening("quic") && listening("http")).then_some(())
         });
         if ready.is_some() {
             return Relay { _proc: proc, port };

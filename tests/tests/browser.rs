@@ -163,7 +163,9 @@ fn browser_publisher(url: &str, version: &str, scenario: &str, extra: &[&str]) -
         browser_command(&args),
         Input::Pipe(Arc::new(Vec::new())),
     );
-    proc.wait_line(true, "published", |l| l.contains("\"progress\":\"published\""));
+    proc.wait_line(true, "published", |l| {
+        l.contains("\"progress\":\"published\"")
+    });
     proc
 }
 
