@@ -23,6 +23,8 @@
 #   NS       subscriber counts                                      ["1 10 100 500"]
 #   SIZES    frame payload sizes in bytes                           ["1024 16384"]
 #   MODES    "rate" (RATE frames/s per track) and/or "saturate"    ["rate saturate"]
+#   SCHEMES  how clients reach the relay: "moqt" (raw QUIC) and/or "https" (WebTransport)
+#                                                                   ["moqt"]
 #   RATE     frames/s for the fixed-rate mode                       [100]
 #   FRAMES_PER_GROUP                                               [30]
 #   DURATION measured seconds; WARMUP unmeasured seconds            [8; 2]
@@ -50,6 +52,7 @@ RELAYS=${RELAYS:-"moq moq-relay"}
 NS=${NS:-"1 10 100 500"}
 SIZES=${SIZES:-"1024 16384"}
 MODES=${MODES:-"rate saturate"}
+SCHEMES=${SCHEMES:-"moqt"}
 RATE=${RATE:-100}
 FRAMES_PER_GROUP=${FRAMES_PER_GROUP:-30}
 DURATION=${DURATION:-8}
@@ -181,9 +184,9 @@ start_relay() { # relay port logfile
 }
 
 ROWS=()
-run_one() { # relay n size mode
-    local relay=$1 n=$2 size=$3 mode=$4
-    local tag="$relay-n$n-s$size-$mode"
+run_one() { # relay n size mode scheme
+    local relay=$1 n=$2 size=$3 mode=$4 scheme=${5:-moqt}
+    local tag="$relay-$scheme-n$n-s$size-$mode"
     local rlog="$WORK/$tag.relay.log" bout="$WORK/$tag.bench.json" berr="$WORK/$tag.bench.err"
     PORT=$((PORT + 1))
     wait_load
@@ -197,7 +200,7 @@ run_one() { # relay n size mode
     t_start=$(now_s)
     timeout $((SETUP_TIMEOUT + WARMUP + DURATION + 30)) \
         "${BENCH_PIN[@]}" "$MOQ" --tls-disable-verify --log "warn,moq::common=info" bench \
-        --url "moqt://localhost:$PORT/" --publishers 1 --tracks 1 --subscribers "$n" \
+        --url "$scheme://localhost:$PORT/" --publishers 1 --tracks 1 --subscribers "$n" \
         --frame-size "$size" "${mode_args[@]}" --frames-per-group "$FRAMES_PER_GROUP" \
         --duration "$DURATION" --warmup "$WARMUP" --max-latency "$MAX_LATENCY" --json \
         >"$bout" 2>"$berr" &
@@ -293,13 +296,13 @@ run_one() { # relay n size mode
     rss_mb=$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }')
 
     local extra
-    extra=$(printf '"relay":"%s","n":%d,"frame_size":%d,"mode":"%s","rate":%s,"setup_s":%s,"relay_cpu_s":%s,"cpu_window_s":%s,"relay_cpu_pct":%s,"cpu_s_per_gb":%s,"peak_rss_kb":%s,"udp_rcvbuf_errors":%s,"bench_cpu_pct":%s,"other_cpu_pct":%s,"load1_before":%s,"cpu_scope":"measurement window"' \
+    extra=$(printf '"relay":"%s","scheme":"'"$scheme"'","n":%d,"frame_size":%d,"mode":"%s","rate":%s,"setup_s":%s,"relay_cpu_s":%s,"cpu_window_s":%s,"relay_cpu_pct":%s,"cpu_s_per_gb":%s,"peak_rss_kb":%s,"udp_rcvbuf_errors":%s,"bench_cpu_pct":%s,"other_cpu_pct":%s,"load1_before":%s,"cpu_scope":"measurement window"' \
         "$relay" "$n" "$size" "$mode" "$([[ $mode == saturate ]] && echo null || echo "$RATE")" \
         "$setup_s" "$cpu_s" "$win_s" "$util" \
         "$([[ $s_per_gb == inf ]] && echo null || echo "$s_per_gb")" \
         "$hwm" "$((udp1 - udp0))" "$butil" "$outil" "$load_before")
     echo "{$extra,${bench_json#\{}" >>"$RESULTS"
-    ROWS+=("| $relay | $n | $((size / 1024)) KiB | $mode | $fps | $s_per_gb | $rss_mb | $p50 | $p99 | $util | $butil | $lost |")
+    ROWS+=("| $relay ($scheme) | $n | $((size / 1024)) KiB | $mode | $fps | $s_per_gb | $rss_mb | $p50 | $p99 | $util | $butil | $lost |")
     log "$tag: $fps frames/s, $s_per_gb CPU s/GB ($util% CPU; bench $butil%, others $outil%), RSS $rss_mb MB, p50 $p50 ms, p99 $p99 ms, lost groups $lost, setup ${setup_s}s, load before $load_before"
 }
 
@@ -309,7 +312,9 @@ for n in $NS; do
     for size in $SIZES; do
         for mode in $MODES; do
             for relay in $RELAYS; do
-                run_one "$relay" "$n" "$size" "$mode"
+                for scheme in $SCHEMES; do
+                    run_one "$relay" "$n" "$size" "$mode" "$scheme"
+                done
             done
         done
     done

@@ -32,6 +32,13 @@ const TARGETS: &[(&str, Harness)] = &[
     ("stream_reader", fuzzing::stream_reader),
     ("control_reader", fuzzing::control_reader),
     ("session", fuzzing::session),
+    ("h3_frames", fuzzing::h3_frames),
+    ("h3_settings", fuzzing::h3_settings),
+    ("qpack", fuzzing::qpack),
+    ("capsule", fuzzing::capsule),
+    ("connect_fields", fuzzing::connect_fields),
+    ("http1", fuzzing::http1),
+    ("h3_conn", fuzzing::h3_conn),
 ];
 
 fn corpus_dir() -> PathBuf {

@@ -37,7 +37,11 @@ fn clock_frame(at: Duration, m: u64, s: u64) -> Bytes {
 
 #[test]
 fn clock_over_five_percent_loss_delivers_every_frame_in_order() {
-    for (i, version) in Version::ALL.into_iter().enumerate() {
+    for (i, (webtransport, version)) in [false, true]
+        .into_iter()
+        .flat_map(|wt| Version::ALL.into_iter().map(move |v| (wt, v)))
+        .enumerate()
+    {
         let seed = 100 + i as u64;
         let mut w = World::new(
             seed,
@@ -46,6 +50,7 @@ fn clock_over_five_percent_loss_delivers_every_frame_in_order() {
                 ..LinkConfig::latency(ms(25))
             },
         );
+        w.webtransport = webtransport;
         let server = w.add(server_config(seed, &Version::ALL));
         let client = w.add(client_config(seed, &[version]));
         let track = w.publish(

@@ -49,8 +49,9 @@ struct Outcome {
     net: moq_tests::netsim::NetStats,
 }
 
-fn run(version: Version, seed: u64) -> Outcome {
+fn run(version: Version, seed: u64, webtransport: bool) -> Outcome {
     let mut w = World::new(seed, LinkConfig::latency(ONE_WAY));
+    w.webtransport = webtransport;
     let server = w.add(server_config(seed, &Version::ALL));
     let client = w.add(client_config(seed, &[version]));
     w.sim.set_link(
@@ -210,8 +211,20 @@ fn high_priority_keeps_its_rate_and_low_priority_expires() {
     // The bottleneck queue's delay when full (the congestion controller keeps it full).
     let queue_delay = Duration::from_secs_f64(QUEUE as f64 * 8.0 / RATE_BPS as f64);
     let serialise = |bytes: usize| Duration::from_secs_f64(bytes as f64 * 8.0 / RATE_BPS as f64);
-    for (i, version) in Version::ALL.into_iter().enumerate() {
-        let o = run(version, 300 + i as u64);
+    for (i, (webtransport, version)) in [false, true]
+        .into_iter()
+        .flat_map(|wt| Version::ALL.into_iter().map(move |v| (wt, v)))
+        .enumerate()
+    {
+        let o = run(version, 300 + i as u64, webtransport);
+        let version = format!(
+            "{version}{}",
+            if webtransport {
+                " over WebTransport"
+            } else {
+                ""
+            }
+        );
         let p50 = quantile(&o.high_latency, 0.5);
         let p99 = quantile(&o.high_latency, 0.99);
         let max = quantile(&o.high_latency, 1.0);

@@ -29,8 +29,13 @@ fn serves(w: &mut World, host: usize, peer: moq_proto::origin::PeerId) -> usize 
 #[test]
 fn relay_fans_out_one_upstream_subscription() {
     let versions = Version::ALL;
-    for (i, version) in versions.into_iter().enumerate() {
-        let seed = 400 + i as u64;
+    for (i, version, webtransport) in [false, true].into_iter().flat_map(|wt| {
+        versions
+            .into_iter()
+            .enumerate()
+            .map(move |(i, v)| (i, v, wt))
+    }) {
+        let seed = 400 + i as u64 + if webtransport { 50 } else { 0 };
         let mut w = World::new(
             seed,
             LinkConfig {
@@ -38,6 +43,7 @@ fn relay_fans_out_one_upstream_subscription() {
                 ..LinkConfig::latency(ms(10))
             },
         );
+        w.webtransport = webtransport;
         let relay = w.add(server_config(seed, &Version::ALL));
         let publisher = w.add(client_config(seed * 10, &[version]));
         // Subscribers use every version in turn, so a relay bridges versions.

@@ -804,3 +804,265 @@ fn every_truncation_of_the_handshake_streams_is_handled() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Captured from Chromium 156 (Debian 156.0.8078.114, headless) opening a session to our relay
+// with @moq/net 0.3.4 forced to moq-lite-05: its SETTINGS payload and its CONNECT field section.
+
+const CHROME_SETTINGS: &str =
+    "01800100000680004000074064330180ffd27701ab60374201c000000564678178c000000068c89aa9";
+const CHROME_CONNECT: &str = "0000d7cf508b089d5c0b8170dc0b4d34cfc12f00b95d8749c87a3f89f058d360ea4567b13f2f0e4148b782c69b07522b3d895a74a6b65692c1ca900b01315f4b909d29aee30c044eae05c0b86e3416c41f2f09f09587dc66a071d055abb0e9390f423f8bfe693f65a8324ab01bfe7f";
+
+#[test]
+fn chromium_settings_are_read_with_their_grease() {
+    let settings = Settings::decode(&moq_tests::hex(CHROME_SETTINGS)).expect("accepted");
+    assert_eq!(settings.get(0x1), Some(65536));
+    assert_eq!(settings.get(0x6), Some(16384));
+    assert_eq!(settings.get(0x7), Some(100));
+    assert_eq!(settings.get(0x33), Some(1));
+    assert_eq!(settings.get(0xff_d277), Some(1));
+    assert_eq!(settings.get(0x2b60_3742), Some(1));
+    // A GREASE identifier (0x1f * N + 0x21) with a random value, ignored.
+    let grease: Vec<u64> = settings
+        .entries()
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| id.checked_sub(0x21).is_some_and(|n| n % 0x1f == 0))
+        .collect();
+    assert_eq!(grease.len(), 1, "{:?}", settings.entries());
+    assert!(settings.supports_webtransport());
+    // A browser need not enable extended CONNECT itself.
+    assert!(!settings.enables_connect_protocol());
+}
+
+#[test]
+fn chromium_connect_is_huffman_coded_and_decodes() {
+    let fields = qpack::decode(&moq_tests::hex(CHROME_CONNECT), 16_384).expect("decodes");
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(get(":method"), Some("CONNECT"));
+    assert_eq!(get(":scheme"), Some("https"));
+    assert_eq!(get(":protocol"), Some("webtransport"));
+    assert_eq!(get(":authority"), Some("127.0.0.1:14443"));
+    assert_eq!(get(":path"), Some("/"));
+    assert_eq!(get("sec-webtransport-http3-draft02"), Some("1"));
+    assert_eq!(get("wt-available-protocols"), Some("\"moq-lite-05\""));
+    assert!(get("origin").is_some_and(|o| o.starts_with("http://127.0.0.1:")));
+    let request = ConnectRequest::from_fields(&fields).expect("a WebTransport CONNECT");
+    assert_eq!(request.choose(&Version::ALL), Some(Version::Lite05));
+    // Every truncation is refused or decodes a prefix of the lines, never a panic.
+    let block = moq_tests::hex(CHROME_CONNECT);
+    for end in 0..block.len() {
+        let _ = qpack::decode(&block[..end], 16_384);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The interop pitfalls of WebTransport, one test each.
+
+#[test]
+fn pitfall_our_settings_carry_what_browsers_require_and_nothing_newer() {
+    let ours = Settings::ours();
+    // Without 0x2b603742 Chromium fails with ERR_METHOD_NOT_SUPPORTED; without a datagram
+    // setting (0x33 for draft-07) it does too.
+    assert_eq!(ours.get(0x2b60_3742), Some(1));
+    assert_eq!(ours.get(0x33), Some(1));
+    assert_eq!(ours.get(0xff_d277), Some(1));
+    assert_eq!(ours.get(0x8), Some(1), "extended CONNECT");
+    // Draft-13+ codepoints would invite flow-control capsules and RESET_STREAM_AT.
+    assert_eq!(ours.get(0x14e9_cd29), None);
+    assert_eq!(ours.get(0x2c7c_f000), None);
+    // No QPACK dynamic table.
+    assert_eq!(ours.get(0x1).unwrap_or(0), 0);
+}
+
+#[test]
+fn pitfall_the_response_carries_the_draft02_header_and_the_clients_list_form() {
+    for (offer, answer) in [
+        ("\"moq-lite-04\"", "\"moq-lite-04\""),
+        ("moq-lite-04", "moq-lite-04"),
+    ] {
+        let (commands, _) = request_answer_with(&[
+            (":method", "CONNECT"),
+            (":scheme", "https"),
+            (":authority", "h"),
+            (":path", "/"),
+            (":protocol", "webtransport"),
+            ("wt-available-protocols", offer),
+        ]);
+        let fields = response_fields(&commands).expect("answered");
+        assert!(
+            fields.contains(&(":status".into(), "200".into())),
+            "{fields:?}"
+        );
+        assert!(fields.contains(&("sec-webtransport-http3-draft".into(), "draft02".into())));
+        assert!(
+            fields.contains(&("wt-protocol".into(), answer.into())),
+            "{fields:?}"
+        );
+    }
+}
+
+#[test]
+fn pitfall_our_client_opens_control_first_and_connect_on_stream_zero_with_draft02_and_origin() {
+    let pair = Pair::new(&[Version::Lite05], "/");
+    // The first uni stream of the client (ID 2) is the control stream: moq-dev's server takes
+    // the first uni stream as control and the first bidi stream as CONNECT.
+    assert_eq!(pair.written(CLIENT, 2)[0], 0x00);
+    let mut view = pair.written(CLIENT, 0);
+    let header = frame::decode_header(&mut view).expect("HEADERS on stream 0");
+    assert_eq!(header.ty, frame::HEADERS);
+    let fields = qpack::decode(&view[..header.len as usize], 16_384).expect("fields");
+    assert!(fields.contains(&("sec-webtransport-http3-draft02".into(), "1".into())));
+    assert!(fields.iter().any(|(n, _)| n == "origin"));
+    assert!(fields.contains(&("wt-available-protocols".into(), "\"moq-lite-05\"".into())));
+}
+
+#[test]
+fn pitfall_a_connect_before_the_clients_settings_waits_for_them() {
+    let mut server = H3Conn::server(H3Config::default());
+    let now = Instant::now();
+    let fields = ConnectRequest::new("h", "/", &[Version::Lite05]).to_fields();
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let mut block = Vec::new();
+    qpack::encode(&fields, &mut block);
+    let mut headers = Vec::new();
+    frame::encode(&mut headers, frame::HEADERS, &block);
+    server.handle_stream_opened(now, StreamId(0), Dir::Bi);
+    let mut chunks = vec![Bytes::from(headers)];
+    server.handle_stream_data(now, StreamId(0), &mut chunks, false);
+    assert_eq!(server.poll_event(), None, "no decision before SETTINGS");
+    server.handle_stream_opened(now, StreamId(2), Dir::Uni);
+    let mut chunks = vec![Bytes::from(control_with(&[(
+        frame::SETTINGS,
+        our_settings(),
+    )]))];
+    server.handle_stream_data(now, StreamId(2), &mut chunks, false);
+    assert!(matches!(server.poll_event(), Some(H3Event::Request(_))));
+}
+
+#[test]
+fn pitfall_a_client_without_webtransport_settings_is_answered_400() {
+    let mut server = H3Conn::server(H3Config::default());
+    let now = Instant::now();
+    server.handle_stream_opened(now, StreamId(2), Dir::Uni);
+    // HTTP/3 without datagrams or WebTransport.
+    let mut chunks = vec![Bytes::from(control_with(&[(
+        frame::SETTINGS,
+        vec![0x06, 0x40, 0x64],
+    )]))];
+    server.handle_stream_data(now, StreamId(2), &mut chunks, false);
+    let fields = ConnectRequest::new("h", "/", &[Version::Lite05]).to_fields();
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let mut block = Vec::new();
+    qpack::encode(&fields, &mut block);
+    let mut headers = Vec::new();
+    frame::encode(&mut headers, frame::HEADERS, &block);
+    server.handle_stream_opened(now, StreamId(0), Dir::Bi);
+    let mut chunks = vec![Bytes::from(headers)];
+    server.handle_stream_data(now, StreamId(0), &mut chunks, false);
+    let commands: Vec<_> = std::iter::from_fn(|| server.poll_command()).collect();
+    assert_eq!(status_sent(&commands).as_deref(), Some("400"));
+}
+
+#[test]
+fn pitfall_dynamic_table_references_close_with_qpack_decompression_failed() {
+    let mut server = H3Conn::server(H3Config::default());
+    let now = Instant::now();
+    server.handle_stream_opened(now, StreamId(2), Dir::Uni);
+    let mut chunks = vec![Bytes::from(control_with(&[(
+        frame::SETTINGS,
+        our_settings(),
+    )]))];
+    server.handle_stream_data(now, StreamId(2), &mut chunks, false);
+    let mut headers = Vec::new();
+    frame::encode(&mut headers, frame::HEADERS, &[0x01, 0x00, 0x80]);
+    server.handle_stream_opened(now, StreamId(0), Dir::Bi);
+    let mut chunks = vec![Bytes::from(headers)];
+    server.handle_stream_data(now, StreamId(0), &mut chunks, false);
+    assert!(std::iter::from_fn(|| server.poll_command()).any(|c| c
+        == TransportCommand::Close {
+            code: h3::QPACK_DECOMPRESSION_FAILED,
+            reason: "reference to the QPACK dynamic table".into()
+        }));
+}
+
+#[test]
+fn an_oversized_header_block_is_refused_before_it_is_buffered() {
+    let mut server = H3Conn::server(H3Config::default());
+    let now = Instant::now();
+    let mut headers = Vec::new();
+    frame::encode_header(&mut headers, frame::HEADERS, 1 << 20);
+    server.handle_stream_opened(now, StreamId(0), Dir::Bi);
+    let mut chunks = vec![Bytes::from(headers)];
+    server.handle_stream_data(now, StreamId(0), &mut chunks, false);
+    assert!(
+        std::iter::from_fn(|| server.poll_command()).any(
+            |c| matches!(c, TransportCommand::Close { code, .. } if code == h3::EXCESSIVE_LOAD)
+        )
+    );
+}
+
+#[test]
+fn every_truncation_of_a_connect_request_stream_is_handled() {
+    let fields = ConnectRequest::new("h", "/", &[Version::Lite05]).to_fields();
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let mut block = Vec::new();
+    qpack::encode(&fields, &mut block);
+    let mut headers = Vec::new();
+    frame::encode(&mut headers, frame::HEADERS, &block);
+    for end in 0..headers.len() {
+        let mut server = H3Conn::server(H3Config::default());
+        let now = Instant::now();
+        server.handle_stream_opened(now, StreamId(0), Dir::Bi);
+        let mut chunks = vec![Bytes::copy_from_slice(&headers[..end])];
+        server.handle_stream_data(now, StreamId(0), &mut chunks, true);
+        while server.poll_command().is_some() {}
+        assert_eq!(server.poll_event(), None, "cut at {end}");
+    }
+}
+
+/// A server's answer (commands) to a CONNECT with these fields, after our SETTINGS, when the
+/// application accepts the client's first version.
+fn request_answer_with(fields: &[(&str, &str)]) -> (Vec<TransportCommand>, Vec<H3Event>) {
+    let mut server = H3Conn::server(H3Config::default());
+    let now = Instant::now();
+    server.handle_stream_opened(now, StreamId(2), Dir::Uni);
+    let mut chunks = vec![Bytes::from(control_with(&[(
+        frame::SETTINGS,
+        our_settings(),
+    )]))];
+    server.handle_stream_data(now, StreamId(2), &mut chunks, false);
+    let mut block = Vec::new();
+    qpack::encode(fields, &mut block);
+    let mut headers = Vec::new();
+    frame::encode(&mut headers, frame::HEADERS, &block);
+    server.handle_stream_opened(now, StreamId(0), Dir::Bi);
+    let mut chunks = vec![Bytes::from(headers)];
+    server.handle_stream_data(now, StreamId(0), &mut chunks, false);
+    let mut events: Vec<H3Event> = std::iter::from_fn(|| server.poll_event()).collect();
+    if let Some(H3Event::Request(request)) = events.first() {
+        let version = request.choose(&Version::ALL).expect("a version");
+        server.accept(now, version);
+    }
+    events.extend(std::iter::from_fn(|| server.poll_event()));
+    (
+        std::iter::from_fn(|| server.poll_command()).collect(),
+        events,
+    )
+}
+
+fn response_fields(commands: &[TransportCommand]) -> Option<Vec<(String, String)>> {
+    commands.iter().find_map(|c| match c {
+        TransportCommand::Write { stream, data } if stream.0 == 0 => {
+            let mut view = &data[..];
+            let header = frame::decode_header(&mut view).ok()?;
+            qpack::decode(&view[..header.len as usize], 16_384).ok()
+        }
+        _ => None,
+    })
+}

@@ -584,6 +584,20 @@ mod tests {
     }
 
     #[test]
+    fn dev_certificates_suit_server_certificate_hashes() {
+        // Chromium pins only ECDSA P-256/P-384 or Ed25519 certificates valid for at most 14
+        // days (WebTransport `serverCertificateHashes`).
+        assert!(DEV_CERT_VALIDITY <= Duration::from_secs(14 * 24 * 3600));
+        let cert =
+            Certificate::generate(&["localhost".into()], SystemTime::now()).expect("generated");
+        let der = cert.chain[0].as_ref();
+        let ec_public_key = [0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+        let prime256v1 = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+        let has = |needle: &[u8]| der.windows(needle.len()).any(|w| w == needle);
+        assert!(has(&ec_public_key) && has(&prime256v1));
+    }
+
+    #[test]
     fn hash_parsing() {
         let h = [0xabu8; 32];
         assert_eq!(parse_hash(&hex(&h)).expect("valid"), h);

@@ -103,7 +103,10 @@ impl CapsuleReader {
                 return Ok(out);
             };
             let header = self.buf.len() - view.len();
-            let known = matches!(ty, CLOSE_WEBTRANSPORT_SESSION | DRAIN_WEBTRANSPORT_SESSION);
+            // DRAIN has no value; one that claims a value is skipped like an unknown capsule,
+            // so nothing but a CLOSE (at most 1028 bytes) is ever buffered.
+            let known =
+                ty == CLOSE_WEBTRANSPORT_SESSION || (ty == DRAIN_WEBTRANSPORT_SESSION && len == 0);
             if !known {
                 // Skip what is buffered of it, then the rest as it arrives.
                 self.buf.advance(header);

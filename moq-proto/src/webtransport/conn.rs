@@ -495,6 +495,10 @@ impl H3Conn {
         chunks: &mut Vec<Bytes>,
         fin: bool,
     ) -> Route {
+        if self.state == State::Closed {
+            chunks.clear();
+            return Route::Consumed;
+        }
         let Some(entry) = self.streams.get_mut(&stream) else {
             // A stream the session opened: its replies are the session's.
             return Route::Session { opened: None };
@@ -545,6 +549,9 @@ impl H3Conn {
         stream: StreamId,
         code: u64,
     ) -> Option<StreamCode> {
+        if self.state == State::Closed {
+            return None;
+        }
         match self.streams.remove(&stream) {
             None | Some(Incoming::Session) => Some(error_codes::stream_code_from_wire(code)),
             Some(Incoming::Control { .. } | Incoming::Discard) => {
@@ -572,6 +579,9 @@ impl H3Conn {
         stream: StreamId,
         code: u64,
     ) -> Option<StreamCode> {
+        if self.state == State::Closed {
+            return None;
+        }
         if Some(stream) == self.connect {
             self.session_ended(now, SessionCode::INTERNAL, "CONNECT stream stopped");
             return None;
@@ -605,6 +615,9 @@ impl H3Conn {
         token: OpenToken,
         stream: StreamId,
     ) -> Option<OpenToken> {
+        if self.state == State::Closed {
+            return None;
+        }
         if token.0 & INTERNAL_TOKEN != 0 {
             if Some(token) == self.control_token {
                 self.control_stream = Some(stream);
@@ -617,7 +630,7 @@ impl H3Conn {
             } else if Some(token) == self.connect_token {
                 self.send_connect(stream);
             } else {
-                self.commands.push_back(TransportCommand::Reset {
+                self.emit(TransportCommand::Reset {
                     stream,
                     code: h3::REQUEST_CANCELLED,
                 });
@@ -626,7 +639,7 @@ impl H3Conn {
         }
         let Some((uni, bidi)) = &self.prefixes else {
             // No session yet (or any more): the open is stale.
-            self.commands.push_back(TransportCommand::Reset {
+            self.emit(TransportCommand::Reset {
                 stream,
                 code: h3::REQUEST_CANCELLED,
             });
@@ -640,6 +653,7 @@ impl H3Conn {
 
     /// A datagram arrived; `Some` is the payload for the session (prefix removed).
     pub fn handle_datagram(&mut self, _now: Instant, mut data: Bytes) -> Option<Bytes> {
+        // After the close nothing more reaches the session (see the state match below).
         match self.state {
             State::Established(_) => {
                 let quarter = get_varint(&mut &data[..]).ok()?;
@@ -674,8 +688,7 @@ impl H3Conn {
             self.close_session(now, code, &reason);
             return;
         }
-        self.commands
-            .push_back(TransportCommand::from_session(command));
+        self.emit(TransportCommand::from_session(command));
     }
 
     /// Server: accept the pending CONNECT with `version`.
@@ -718,10 +731,17 @@ impl H3Conn {
     // ------------------------------------------------------------------------------------
     // Internals
 
+    /// Queue a command for the transport; nothing follows the connection's close.
+    fn emit(&mut self, command: TransportCommand) {
+        if self.state != State::Closed {
+            self.commands.push_back(command);
+        }
+    }
+
     fn open_control(&mut self) {
         let token = self.internal_token();
         self.control_token = Some(token);
-        self.commands.push_back(TransportCommand::Open {
+        self.emit(TransportCommand::Open {
             token,
             dir: Dir::Uni,
             priority: CONTROL_PRIORITY,
@@ -738,8 +758,7 @@ impl H3Conn {
     }
 
     fn write(&mut self, stream: StreamId, data: Bytes) {
-        self.commands
-            .push_back(TransportCommand::Write { stream, data });
+        self.emit(TransportCommand::Write { stream, data });
     }
 
     fn send_headers(&mut self, stream: StreamId, fields: &[(&str, String)]) {
@@ -765,8 +784,7 @@ impl H3Conn {
             && !self.connect_finished
         {
             self.connect_finished = true;
-            self.commands
-                .push_back(TransportCommand::Finish { stream: connect });
+            self.emit(TransportCommand::Finish { stream: connect });
         }
     }
 
@@ -916,11 +934,9 @@ impl H3Conn {
 
     /// Refuse a peer stream: STOP_SENDING, and RESET_STREAM of a bidirectional one.
     fn refuse(&mut self, stream: StreamId, dir: Dir, code: u64) {
-        self.commands
-            .push_back(TransportCommand::Stop { stream, code });
+        self.emit(TransportCommand::Stop { stream, code });
         if dir == Dir::Bi {
-            self.commands
-                .push_back(TransportCommand::Reset { stream, code });
+            self.emit(TransportCommand::Reset { stream, code });
         }
         self.streams.insert(stream, Incoming::Refused);
     }
@@ -1161,6 +1177,7 @@ impl H3Conn {
                     {
                         *settings = true;
                     }
+                    tracing::trace!(payload = ?payload, "peer SETTINGS");
                     match Settings::decode(&payload) {
                         Ok(settings) => self.on_settings(now, settings),
                         Err(err) => {
@@ -1199,7 +1216,7 @@ impl H3Conn {
                 }
                 let token = self.internal_token();
                 self.connect_token = Some(token);
-                self.commands.push_back(TransportCommand::Open {
+                self.emit(TransportCommand::Open {
                     token,
                     dir: Dir::Bi,
                     priority: CONTROL_PRIORITY,
@@ -1272,6 +1289,7 @@ impl H3Conn {
                     if request.headers {
                         continue; // trailers: nothing for us
                     }
+                    tracing::trace!(block = ?payload, "HEADERS field section");
                     let fields = match qpack::decode(&payload, OUR_MAX_FIELD_SECTION as usize) {
                         Ok(fields) => fields,
                         Err(err) => {

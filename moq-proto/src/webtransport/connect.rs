@@ -100,10 +100,14 @@ impl ConnectRequest {
                     continue;
                 }
                 "wt-available-protocols" => {
-                    // An unparseable list offers nothing (answered like a missing header).
-                    if let Some(list) = parse_list(value) {
-                        let entry = offered.get_or_insert_with(|| (Vec::new(), list.1));
-                        entry.0.extend(list.0);
+                    // An unparseable list offers nothing (answered like a missing header); a
+                    // repeated header continues the list if it uses the same form.
+                    if let Some((items, form)) = parse_list(value) {
+                        let entry = offered.get_or_insert_with(|| (Vec::new(), form));
+                        if entry.1 == form {
+                            entry.0.extend(items);
+                            entry.0.truncate(MAX_PROTOCOLS);
+                        }
                     }
                     continue;
                 }

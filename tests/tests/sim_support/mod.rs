@@ -13,7 +13,7 @@ use moq_harness::testing::node_config;
 use moq_proto::node::{LocalSubId, NodeEvent, SubscriptionEvent};
 use moq_proto::origin::{PeerId, TrackId};
 use moq_proto::quic::{
-    Certificate, ConnectionHandle, Endpoint, EngineConfig, EngineEvent, Verification,
+    Certificate, ConnectionHandle, Dial, Endpoint, EngineConfig, EngineEvent, Verification,
 };
 use moq_proto::session::Side;
 use moq_proto::wire::{Path, TrackInfo, Version};
@@ -125,6 +125,8 @@ pub struct World {
     pub start: Instant,
     /// Every event, in the order reported.
     pub log: Vec<Stamped>,
+    /// [`World::connect`] dials WebTransport (HTTP/3 CONNECT on ALPN `h3`) instead of raw QUIC.
+    pub webtransport: bool,
 }
 
 impl World {
@@ -135,6 +137,7 @@ impl World {
             sim: NetSim::new(seed, start, link),
             start,
             log: Vec::new(),
+            webtransport: false,
         }
     }
 
@@ -175,7 +178,9 @@ impl World {
         deadline: Duration,
         mut stop: impl FnMut(&[Stamped]) -> bool,
     ) -> bool {
-        let World { sim, start, log } = self;
+        let World {
+            sim, start, log, ..
+        } = self;
         let start = *start;
         sim.run_until(start + deadline, |sim| {
             Self::drain(sim, start, log);
@@ -189,7 +194,9 @@ impl World {
         deadline: Duration,
         mut stop: impl FnMut(&mut NetSim) -> bool,
     ) -> bool {
-        let World { sim, start, log } = self;
+        let World {
+            sim, start, log, ..
+        } = self;
         let start = *start;
         sim.run_until(start + deadline, |sim| {
             Self::drain(sim, start, log);
@@ -203,13 +210,16 @@ impl World {
         self.run_until(deadline, |_| false);
     }
 
-    /// Dial `server` from `client` (verifying "localhost") and run until both sides report
-    /// the connection, at most 10 s of virtual time.
+    /// Dial `server` from `client` (verifying "localhost"), over raw QUIC or WebTransport as
+    /// [`World::webtransport`] says, and run until both sides report the connection, at most
+    /// 10 s of virtual time.
     pub fn connect(&mut self, client: usize, server: usize) -> Link {
         let addr = self.sim.hosts[server].addr;
-        let conn = self.with(client, |e, now| {
-            e.connect(now, addr, "localhost", "/").unwrap()
-        });
+        let mut dial = Dial::new(addr, "localhost", "/");
+        if self.webtransport {
+            dial.webtransport = Some(format!("localhost:{}", addr.port()));
+        }
+        let conn = self.with(client, |e, now| e.dial(now, dial).unwrap());
         self.await_link(client, server, conn)
     }
 
