@@ -682,23 +682,48 @@ fn unknown_uni_streams_are_refused_alone_and_qpack_streams_read_and_ignored() {
     );
 }
 
-/// A client request stream with these fields (after the client's SETTINGS).
-fn request_answer(fields: &[(&str, &str)]) -> (Vec<TransportCommand>, Vec<H3Event>) {
-    let mut server = H3Conn::server(H3Config::default());
-    let now = Instant::now();
-    server.handle_stream_opened(now, StreamId(2), Dir::Uni);
-    let mut chunks = vec![Bytes::from(control_with(&[(
-        frame::SETTINGS,
-        our_settings(),
-    )]))];
-    server.handle_stream_data(now, StreamId(2), &mut chunks, false);
+/// A HEADERS frame carrying `fields`.
+fn headers_frame(fields: &[(&str, &str)]) -> Vec<u8> {
     let mut block = Vec::new();
     qpack::encode(fields, &mut block);
     let mut headers = Vec::new();
     frame::encode(&mut headers, frame::HEADERS, &block);
-    server.handle_stream_opened(now, StreamId(0), Dir::Bi);
-    let mut chunks = vec![Bytes::from(headers)];
-    server.handle_stream_data(now, StreamId(0), &mut chunks, false);
+    headers
+}
+
+/// The HEADERS frame of our client's CONNECT offering `versions`.
+fn connect_frame(versions: &[Version]) -> Vec<u8> {
+    let fields = ConnectRequest::new("h", "/", versions).to_fields();
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    headers_frame(&fields)
+}
+
+/// Open peer stream `id` on `conn` and feed it `bytes` (and a FIN).
+fn feed(conn: &mut H3Conn, now: Instant, id: u64, dir: Dir, bytes: Vec<u8>, fin: bool) -> Route {
+    conn.handle_stream_opened(now, StreamId(id), dir);
+    let mut chunks = vec![Bytes::from(bytes)];
+    conn.handle_stream_data(now, StreamId(id), &mut chunks, fin)
+}
+
+/// A server that has read the client's control stream with this SETTINGS payload.
+fn server_with_settings(settings: Vec<u8>) -> (H3Conn, Instant) {
+    let mut server = H3Conn::server(H3Config::default());
+    let now = Instant::now();
+    feed(
+        &mut server,
+        now,
+        2,
+        Dir::Uni,
+        control_with(&[(frame::SETTINGS, settings)]),
+        false,
+    );
+    (server, now)
+}
+
+/// A client request stream with these fields (after the client's SETTINGS).
+fn request_answer(fields: &[(&str, &str)]) -> (Vec<TransportCommand>, Vec<H3Event>) {
+    let (mut server, now) = server_with_settings(our_settings());
+    feed(&mut server, now, 0, Dir::Bi, headers_frame(fields), false);
     let commands = std::iter::from_fn(|| server.poll_command()).collect();
     let events = std::iter::from_fn(|| server.poll_event()).collect();
     (commands, events)
@@ -746,16 +771,15 @@ fn a_second_connect_is_rejected() {
     let mut pair = Pair::new(&[Version::Lite05], "/");
     pair.accept();
     let now = pair.now;
-    let fields = ConnectRequest::new("h", "/", &[Version::Lite05]).to_fields();
-    let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let mut block = Vec::new();
-    qpack::encode(&fields, &mut block);
-    let mut headers = Vec::new();
-    frame::encode(&mut headers, frame::HEADERS, &block);
     let server = &mut pair.ends[SERVER].h3;
-    server.handle_stream_opened(now, StreamId(4), Dir::Bi);
-    let mut chunks = vec![Bytes::from(headers)];
-    server.handle_stream_data(now, StreamId(4), &mut chunks, false);
+    feed(
+        server,
+        now,
+        4,
+        Dir::Bi,
+        connect_frame(&[Version::Lite05]),
+        false,
+    );
     pair.run();
     assert!(
         pair.ends[SERVER]
@@ -926,64 +950,48 @@ fn pitfall_our_client_opens_control_first_and_connect_on_stream_zero_with_draft0
 fn pitfall_a_connect_before_the_clients_settings_waits_for_them() {
     let mut server = H3Conn::server(H3Config::default());
     let now = Instant::now();
-    let fields = ConnectRequest::new("h", "/", &[Version::Lite05]).to_fields();
-    let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let mut block = Vec::new();
-    qpack::encode(&fields, &mut block);
-    let mut headers = Vec::new();
-    frame::encode(&mut headers, frame::HEADERS, &block);
-    server.handle_stream_opened(now, StreamId(0), Dir::Bi);
-    let mut chunks = vec![Bytes::from(headers)];
-    server.handle_stream_data(now, StreamId(0), &mut chunks, false);
+    feed(
+        &mut server,
+        now,
+        0,
+        Dir::Bi,
+        connect_frame(&[Version::Lite05]),
+        false,
+    );
     assert_eq!(server.poll_event(), None, "no decision before SETTINGS");
-    server.handle_stream_opened(now, StreamId(2), Dir::Uni);
-    let mut chunks = vec![Bytes::from(control_with(&[(
-        frame::SETTINGS,
-        our_settings(),
-    )]))];
-    server.handle_stream_data(now, StreamId(2), &mut chunks, false);
+    feed(
+        &mut server,
+        now,
+        2,
+        Dir::Uni,
+        control_with(&[(frame::SETTINGS, our_settings())]),
+        false,
+    );
     assert!(matches!(server.poll_event(), Some(H3Event::Request(_))));
 }
 
 #[test]
 fn pitfall_a_client_without_webtransport_settings_is_answered_400() {
-    let mut server = H3Conn::server(H3Config::default());
-    let now = Instant::now();
-    server.handle_stream_opened(now, StreamId(2), Dir::Uni);
     // HTTP/3 without datagrams or WebTransport.
-    let mut chunks = vec![Bytes::from(control_with(&[(
-        frame::SETTINGS,
-        vec![0x06, 0x40, 0x64],
-    )]))];
-    server.handle_stream_data(now, StreamId(2), &mut chunks, false);
-    let fields = ConnectRequest::new("h", "/", &[Version::Lite05]).to_fields();
-    let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let mut block = Vec::new();
-    qpack::encode(&fields, &mut block);
-    let mut headers = Vec::new();
-    frame::encode(&mut headers, frame::HEADERS, &block);
-    server.handle_stream_opened(now, StreamId(0), Dir::Bi);
-    let mut chunks = vec![Bytes::from(headers)];
-    server.handle_stream_data(now, StreamId(0), &mut chunks, false);
+    let (mut server, now) = server_with_settings(vec![0x06, 0x40, 0x64]);
+    feed(
+        &mut server,
+        now,
+        0,
+        Dir::Bi,
+        connect_frame(&[Version::Lite05]),
+        false,
+    );
     let commands: Vec<_> = std::iter::from_fn(|| server.poll_command()).collect();
     assert_eq!(status_sent(&commands).as_deref(), Some("400"));
 }
 
 #[test]
 fn pitfall_dynamic_table_references_close_with_qpack_decompression_failed() {
-    let mut server = H3Conn::server(H3Config::default());
-    let now = Instant::now();
-    server.handle_stream_opened(now, StreamId(2), Dir::Uni);
-    let mut chunks = vec![Bytes::from(control_with(&[(
-        frame::SETTINGS,
-        our_settings(),
-    )]))];
-    server.handle_stream_data(now, StreamId(2), &mut chunks, false);
+    let (mut server, now) = server_with_settings(our_settings());
     let mut headers = Vec::new();
     frame::encode(&mut headers, frame::HEADERS, &[0x01, 0x00, 0x80]);
-    server.handle_stream_opened(now, StreamId(0), Dir::Bi);
-    let mut chunks = vec![Bytes::from(headers)];
-    server.handle_stream_data(now, StreamId(0), &mut chunks, false);
+    feed(&mut server, now, 0, Dir::Bi, headers, false);
     assert!(std::iter::from_fn(|| server.poll_command()).any(|c| c
         == TransportCommand::Close {
             code: h3::QPACK_DECOMPRESSION_FAILED,
@@ -1009,18 +1017,11 @@ fn an_oversized_header_block_is_refused_before_it_is_buffered() {
 
 #[test]
 fn every_truncation_of_a_connect_request_stream_is_handled() {
-    let fields = ConnectRequest::new("h", "/", &[Version::Lite05]).to_fields();
-    let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let mut block = Vec::new();
-    qpack::encode(&fields, &mut block);
-    let mut headers = Vec::new();
-    frame::encode(&mut headers, frame::HEADERS, &block);
+    let headers = connect_frame(&[Version::Lite05]);
     for end in 0..headers.len() {
         let mut server = H3Conn::server(H3Config::default());
         let now = Instant::now();
-        server.handle_stream_opened(now, StreamId(0), Dir::Bi);
-        let mut chunks = vec![Bytes::copy_from_slice(&headers[..end])];
-        server.handle_stream_data(now, StreamId(0), &mut chunks, true);
+        feed(&mut server, now, 0, Dir::Bi, headers[..end].to_vec(), true);
         while server.poll_command().is_some() {}
         assert_eq!(server.poll_event(), None, "cut at {end}");
     }
@@ -1029,21 +1030,8 @@ fn every_truncation_of_a_connect_request_stream_is_handled() {
 /// A server's answer (commands) to a CONNECT with these fields, after our SETTINGS, when the
 /// application accepts the client's first version.
 fn request_answer_with(fields: &[(&str, &str)]) -> (Vec<TransportCommand>, Vec<H3Event>) {
-    let mut server = H3Conn::server(H3Config::default());
-    let now = Instant::now();
-    server.handle_stream_opened(now, StreamId(2), Dir::Uni);
-    let mut chunks = vec![Bytes::from(control_with(&[(
-        frame::SETTINGS,
-        our_settings(),
-    )]))];
-    server.handle_stream_data(now, StreamId(2), &mut chunks, false);
-    let mut block = Vec::new();
-    qpack::encode(fields, &mut block);
-    let mut headers = Vec::new();
-    frame::encode(&mut headers, frame::HEADERS, &block);
-    server.handle_stream_opened(now, StreamId(0), Dir::Bi);
-    let mut chunks = vec![Bytes::from(headers)];
-    server.handle_stream_data(now, StreamId(0), &mut chunks, false);
+    let (mut server, now) = server_with_settings(our_settings());
+    feed(&mut server, now, 0, Dir::Bi, headers_frame(fields), false);
     let mut events: Vec<H3Event> = std::iter::from_fn(|| server.poll_event()).collect();
     if let Some(H3Event::Request(request)) = events.first() {
         let version = request.choose(&Version::ALL).expect("a version");

@@ -767,6 +767,22 @@ impl Endpoint {
             Side::Server if !version.is_lite05() => Some(Path::root()),
             Side::Server => None,
         };
+        self.attach_session(now, handle, config, root);
+    }
+
+    /// Give a connection its MOQ session (`config` carries the version and side) and report
+    /// it connected.
+    pub(super) fn attach_session(
+        &mut self,
+        now: Instant,
+        handle: ConnectionHandle,
+        config: session::Config,
+        root: Option<Path>,
+    ) {
+        let Some(conn) = self.conns.get_mut(&handle) else {
+            return;
+        };
+        let (version, side) = (config.version, config.side);
         conn.version = Some(version);
         let remote = conn.quic.remote_address();
         let peer = self.node.add_session(now, config, root);

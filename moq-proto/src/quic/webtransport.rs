@@ -124,20 +124,7 @@ impl Endpoint {
             Side::Server => Path::new(path.split('?').next().unwrap_or_default())
                 .unwrap_or_else(|_| Path::root()),
         };
-        conn.version = Some(version);
-        let remote = conn.quic.remote_address();
-        let peer = self.node.add_session(now, config, Some(root));
-        if let Some(conn) = self.conns.get_mut(&handle) {
-            conn.peer = Some(peer);
-        }
-        self.by_peer.insert(peer, handle);
-        self.events.push_back(EngineEvent::Connected {
-            conn: handle,
-            peer,
-            version,
-            remote,
-            side,
-        });
+        self.attach_session(now, handle, config, Some(root));
     }
 
     fn wt_session_input(&mut self, now: Instant, handle: ConnectionHandle, input: SessionInput) {

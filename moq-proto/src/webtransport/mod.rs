@@ -19,7 +19,7 @@
 //!   [`error_codes`]: HTTP/3 codes and the WebTransport mapping of application codes.
 
 pub mod capsule;
-mod conn;
+pub mod conn;
 pub mod connect;
 pub mod error_codes;
 pub mod frame;
