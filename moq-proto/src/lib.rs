@@ -22,6 +22,7 @@
 //! | `driver` (feature `driver`) | runtime-agnostic async handles over the engine |
 //! | [`webtransport`] | HTTP/3 and WebTransport as a layer between QUIC and the session, knowing no QUIC library |
 //! | [`http1`] | the small HTTP/1.1 side of a relay's TCP port (`/certificate.sha256`) |
+//! | `media` (feature `media`) | fragmented MP4 (CMAF) in and out, for media publishers and receivers |
 //!
 //! ## Which one to embed
 //!
@@ -157,6 +158,8 @@ pub mod coding;
 pub mod driver;
 mod fxhash;
 pub mod http1;
+#[cfg(feature = "media")]
+pub mod media;
 pub mod node;
 pub mod origin;
 #[cfg(feature = "quinn")]
