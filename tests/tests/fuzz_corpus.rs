@@ -39,6 +39,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("connect_fields", fuzzing::connect_fields),
     ("http1", fuzzing::http1),
     ("h3_conn", fuzzing::h3_conn),
+    ("fmp4", fuzzing::fmp4),
 ];
 
 fn corpus_dir() -> PathBuf {

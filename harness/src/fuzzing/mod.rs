@@ -30,7 +30,9 @@ use std::fmt::Debug;
 
 use bytes::Bytes;
 
+mod media;
 mod webtransport;
+pub use media::fmp4;
 pub use webtransport::{capsule, connect_fields, h3_conn, h3_frames, h3_settings, http1, qpack};
 
 use moq_proto::coding::{

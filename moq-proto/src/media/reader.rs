@@ -296,7 +296,10 @@ mod tests {
         let mut huge = ((MAX_MOOV + 1) as u32).to_be_bytes().to_vec();
         huge.extend_from_slice(b"moov");
         reader.push(&huge);
-        assert!(matches!(reader.next_event(), Err(Mp4Error::TooLarge { .. })));
+        assert!(matches!(
+            reader.next_event(),
+            Err(Mp4Error::TooLarge { .. })
+        ));
         // A sample running past its mdat.
         let mut reader = Fmp4Reader::new();
         reader.push(&init_segment());
