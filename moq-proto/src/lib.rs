@@ -162,8 +162,10 @@ pub mod http1;
 pub mod media;
 pub mod node;
 pub mod origin;
+pub mod qmux;
 #[cfg(feature = "quinn")]
 pub mod quic;
 pub mod session;
 pub mod webtransport;
+pub mod websocket;
 pub mod wire;
