@@ -222,6 +222,9 @@ impl Endpoint {
     ) -> Result<Session, ConnectError> {
         let parsed = MoqUrl::parse(url)?;
         let remote = self.resolve(&parsed).await?;
+        if parsed.scheme.is_websocket() {
+            return self.connect_websocket(&parsed, remote, versions).await;
+        }
         let mut dial = Dial::new(remote, &parsed.host, &parsed.path);
         dial.versions = versions.to_vec();
         if parsed.scheme.is_webtransport() {
@@ -238,6 +241,11 @@ impl Endpoint {
             state.connects.insert(handle, Connect::Pending(None));
             Ok(handle)
         })?;
+        self.connected(handle, &parsed).await
+    }
+
+    /// Wait for the connection `handle` to attach its session.
+    async fn connected(&self, handle: crate::quic::ConnectionHandle, url: &MoqUrl) -> Result<Session, ConnectError> {
         let result = poll_fn(|cx| {
             let mut state = self.shared.lock();
             if state.closed {
@@ -252,7 +260,7 @@ impl Endpoint {
                 Some(Connect::Done(_)) => match state.connects.remove(&handle) {
                     Some(Connect::Done(result)) => {
                         Poll::Ready(result.map_err(|failure| ConnectError::Failed {
-                            url: parsed.to_string(),
+                            url: url.to_string(),
                             failure,
                         }))
                     }
@@ -271,6 +279,67 @@ impl Endpoint {
         })
     }
 
+    /// `ws://`: upgrade a TCP connection to WebSocket offering `qmux-0N.<version>` for each
+    /// version, then run the session over QMux.
+    async fn connect_websocket(
+        &self,
+        url: &MoqUrl,
+        remote: SocketAddr,
+        versions: &[Version],
+    ) -> Result<Session, ConnectError> {
+        let failed = |failure: ConnectFailure| ConnectError::Failed {
+            url: url.to_string(),
+            failure,
+        };
+        if url.scheme == Scheme::Wss {
+            return Err(failed(ConnectFailure::Transport(
+                "wss:// is not supported by this client yet; use ws:// or https://".into(),
+            )));
+        }
+        let versions = match versions {
+            [] => self.shared.lock().engine.config().client_versions.clone(),
+            given => given.to_vec(),
+        };
+        let remote = tcp_address(remote);
+        let (stream, protocol, leftover) = super::websocket::handshake(
+            self.runtime.clone(),
+            remote,
+            &url.authority(),
+            &url.path,
+            &versions,
+        )
+        .await
+        .map_err(|err| {
+            failed(match err.kind() {
+                io::ErrorKind::InvalidData => ConnectFailure::Refused(err.to_string()),
+                _ => ConnectFailure::Transport(err.to_string()),
+            })
+        })?;
+        let handle = self.with_state(|state, now| {
+            if state.closed {
+                return Err(ConnectError::Closed);
+            }
+            let handle = state
+                .engine
+                .connect_websocket(now, remote, &protocol)
+                .ok_or_else(|| {
+                    failed(ConnectFailure::NoCommonVersion(format!(
+                        "the server chose WebSocket subprotocol {protocol:?}"
+                    )))
+                })?;
+            state.connects.insert(handle, Connect::Pending(None));
+            Ok(handle)
+        })?;
+        self.runtime.spawn(Box::pin(super::websocket::run(
+            self.shared.clone(),
+            self.runtime.clone(),
+            stream,
+            handle,
+            leftover,
+        )));
+        self.connected(handle, url).await
+    }
+
     /// `GET /certificate.sha256` from the server's TCP port: the hash to pin.
     async fn fetch_certificate_hash(
         &self,
@@ -281,14 +350,7 @@ impl Endpoint {
             url: url.to_string(),
             reason,
         };
-        // The UDP address in the TCP family: an IPv4 peer behind a mapped address.
-        let tcp = match remote {
-            SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-                Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
-                None => remote,
-            },
-            v4 => v4,
-        };
+        let tcp = tcp_address(remote);
         let (status, body) =
             super::http::get(self.runtime.clone(), tcp, &url.authority(), CERT_HASH_PATH)
                 .await
@@ -326,9 +388,9 @@ impl Endpoint {
                     }
                 })
                 .await;
-                let stream = match accepted {
+                let (stream, remote) = match accepted {
                     None => return,
-                    Some(Ok((stream, _))) => stream,
+                    Some(Ok(accepted)) => accepted,
                     Some(Err(err)) => {
                         tracing::debug!(%err, "HTTP accept");
                         continue;
@@ -340,7 +402,9 @@ impl Endpoint {
                 active.fetch_add(1, Ordering::Relaxed);
                 runtime.spawn(Box::pin(super::http::serve_connection(
                     runtime.clone(),
+                    shared.clone(),
                     stream,
+                    remote,
                     handler.clone(),
                     active.clone(),
                 )));
@@ -965,5 +1029,16 @@ impl Drop for Announcements {
             state.watches.remove(&watch);
             state.engine.node().unwatch(watch);
         });
+    }
+}
+
+/// A UDP address in the TCP family: an IPv4 peer behind a mapped IPv6 address.
+fn tcp_address(remote: SocketAddr) -> SocketAddr {
+    match remote {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => remote,
+        },
+        v4 => v4,
     }
 }

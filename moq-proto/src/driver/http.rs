@@ -1,6 +1,6 @@
 //! Plain HTTP over TCP, on the runtime's sockets with the sans-IO [`crate::http1`]: the
-//! relay's listener (one request per connection, capped and with a deadline) and the
-//! `http://` client's certificate-hash fetch.
+//! relay's listener (one request per connection, capped and with a deadline; WebSocket
+//! upgrades go to [`super::websocket`]) and the `http://` client's certificate-hash fetch.
 
 use std::future::{Future, poll_fn};
 use std::io;
@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::shared::Shared;
 use super::{AsyncTcpStream, Runtime};
+use crate::websocket::handshake;
 use crate::http1::{self, Request, Response};
 
 /// What answers the requests of an HTTP listener.
@@ -49,11 +51,11 @@ pub(super) async fn with_deadline<T>(
     .await
 }
 
-async fn read(stream: &dyn AsyncTcpStream, buf: &mut [u8]) -> io::Result<usize> {
+pub(super) async fn read(stream: &dyn AsyncTcpStream, buf: &mut [u8]) -> io::Result<usize> {
     poll_fn(|cx| stream.poll_read(cx, buf)).await
 }
 
-async fn write_all(stream: &dyn AsyncTcpStream, mut data: &[u8]) -> io::Result<()> {
+pub(super) async fn write_all(stream: &dyn AsyncTcpStream, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
         let n = poll_fn(|cx| stream.poll_write(cx, data)).await?;
         if n == 0 {
@@ -64,10 +66,13 @@ async fn write_all(stream: &dyn AsyncTcpStream, mut data: &[u8]) -> io::Result<(
     Ok(())
 }
 
-/// Serve one connection: read a request (capped), answer it, close.
+/// Serve one connection: read a request (capped), answer it, close; or, for a WebSocket
+/// upgrade the engine takes, hand the connection over to it for its whole life.
 pub(super) async fn serve_connection(
     runtime: Arc<dyn Runtime>,
+    shared: Arc<Shared>,
     stream: Box<dyn AsyncTcpStream>,
+    remote: SocketAddr,
     handler: HttpHandler,
     active: Arc<AtomicUsize>,
 ) {
@@ -75,27 +80,43 @@ pub(super) async fn serve_connection(
     let result = with_deadline(&*runtime, deadline, async {
         let mut buf = Vec::with_capacity(1024);
         let mut chunk = [0u8; 2048];
-        let (response, head_only) = loop {
+        loop {
             let n = read(&*stream, &mut chunk).await?;
             if n == 0 {
-                return Ok(());
+                return Ok(None);
             }
             buf.extend_from_slice(&chunk[..n]);
             match http1::parse_request(&buf) {
-                Ok(Some((request, _))) => {
-                    break (handler(&request), request.method == "HEAD");
+                Ok(Some((request, len))) => {
+                    let takes_upgrade = handshake::is_upgrade(&request)
+                        && shared.lock().engine.config().websocket;
+                    if takes_upgrade {
+                        return Ok(Some((request, buf.split_off(len))));
+                    }
+                    let head_only = request.method == "HEAD";
+                    write_all(&*stream, &handler(&request).encode(head_only)).await?;
+                    return Ok(None);
                 }
                 Ok(None) => continue,
-                Err(err) => break (Response::text(err.status(), format!("{err}\n")), false),
+                Err(err) => {
+                    let response = Response::text(err.status(), format!("{err}\n"));
+                    write_all(&*stream, &response.encode(false)).await?;
+                    return Ok(None);
+                }
             }
-        };
-        write_all(&*stream, &response.encode(head_only)).await
+        }
     })
     .await;
-    if let Err(err) = result {
-        tracing::debug!(%err, "HTTP connection");
-    }
+    // An upgraded connection is the engine's now (its own limit), not the HTTP listener's.
     active.fetch_sub(1, Ordering::Relaxed);
+    match result {
+        Ok(Some((request, leftover))) => {
+            super::websocket::serve_upgrade(shared, runtime, stream, remote, request, leftover)
+                .await;
+        }
+        Ok(None) => {}
+        Err(err) => tracing::debug!(%err, "HTTP connection"),
+    }
 }
 
 /// GET `path` from `addr` (naming `authority` in `Host`); the status and the body.

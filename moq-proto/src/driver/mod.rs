@@ -20,6 +20,7 @@ mod api;
 mod http;
 mod shared;
 mod task;
+mod websocket;
 
 use std::fmt::Debug;
 use std::future::Future;

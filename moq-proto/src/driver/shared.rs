@@ -82,6 +82,8 @@ pub(super) struct State {
     pub(super) writers: Vec<Waker>,
     /// Tasks waiting for [`super::Endpoint::flushed`]; woken after every driver turn.
     pub(super) idle_waiters: Vec<Waker>,
+    /// WebSocket connection tasks waiting for bytes to write.
+    pub(super) ws_wakers: HashMap<ConnectionHandle, Waker>,
     pub(super) closed: bool,
 }
 
@@ -99,6 +101,7 @@ impl State {
             watches: HashMap::new(),
             writers: Vec::new(),
             idle_waiters: Vec::new(),
+            ws_wakers: HashMap::new(),
             closed: false,
         }
     }
@@ -156,6 +159,18 @@ impl State {
         }
         for w in self.idle_waiters.drain(..) {
             w.wake();
+        }
+        for (_, w) in self.ws_wakers.drain() {
+            w.wake();
+        }
+    }
+
+    /// Wake the WebSocket tasks whose connections have something new to write.
+    pub(super) fn wake_websockets(&mut self) {
+        while let Some(handle) = self.engine.poll_websocket_wake() {
+            if let Some(w) = self.ws_wakers.remove(&handle) {
+                w.wake();
+            }
         }
     }
 

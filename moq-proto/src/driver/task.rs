@@ -174,6 +174,7 @@ impl Future for Driver {
                 state.dispatch(event);
             }
             state.wake_writers();
+            state.wake_websockets();
             for waker in state.idle_waiters.drain(..) {
                 waker.wake();
             }

@@ -614,6 +614,10 @@ impl Endpoint {
     /// A command of the connection's MOQ session: through the HTTP/3 layer over WebTransport,
     /// straight to quinn-proto otherwise.
     fn session_command(&mut self, now: Instant, handle: ConnectionHandle, command: Command) {
+        if super::websocket::is_websocket(handle) {
+            self.websocket_command(now, handle, command);
+            return;
+        }
         match self.h3(handle) {
             Some(h3) => {
                 h3.send(now, command);

@@ -107,6 +107,7 @@ mod conn;
 pub mod tls;
 mod url;
 mod webtransport;
+mod websocket;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -144,6 +145,9 @@ pub struct EngineConfig {
     pub server_versions: Vec<Version>,
     /// A server also accepts WebTransport (ALPN `h3`) on the same port.
     pub webtransport: bool,
+    /// A server also accepts WebSocket (QMux) upgrades handed to
+    /// [`Endpoint::accept_websocket`] (from the relay's TCP listener).
+    pub websocket: bool,
     /// Versions a client offers, newest first.
     pub client_versions: Vec<Version>,
     /// Template for every session (version and side are filled in per connection).
@@ -182,6 +186,7 @@ impl EngineConfig {
             verification: Verification::SystemRoots,
             server_versions: Version::ALL.to_vec(),
             webtransport: true,
+            websocket: true,
             client_versions: Version::ALL.to_vec(),
             session: session::Config::new(Version::Lite05, Side::Client),
             max_connections: 10_000,
@@ -277,6 +282,13 @@ pub struct Endpoint {
     client: Option<quinn_proto::ClientConfig>,
     cfg: EngineConfig,
     conns: FxHashMap<ConnectionHandle, Conn>,
+    /// WebSocket (QMux) connections, keyed by handles from their own range.
+    ws: FxHashMap<ConnectionHandle, websocket::WsConn>,
+    next_ws: usize,
+    /// WebSocket connections with something new to write.
+    ws_wake: VecDeque<ConnectionHandle>,
+    /// Bytes WebSocket sessions wrote that are not sent yet.
+    ws_backlog: usize,
     /// Connections that may have something to send, each listed once (round-robin).
     active: VecDeque<ConnectionHandle>,
     /// Connection timers, earliest first; an entry is stale unless it equals the
@@ -350,6 +362,10 @@ impl Endpoint {
             client,
             cfg,
             conns: FxHashMap::default(),
+            ws: FxHashMap::default(),
+            next_ws: 0,
+            ws_wake: VecDeque::new(),
+            ws_backlog: 0,
             active: VecDeque::new(),
             timers: BinaryHeap::new(),
             by_peer: FxHashMap::default(),
@@ -382,12 +398,12 @@ impl Endpoint {
     /// Bytes the sessions wrote that quinn-proto could not take yet (flow control or its send
     /// window is full). Publishers use it for backpressure.
     pub fn buffered_bytes(&self) -> usize {
-        self.blocked_bytes
+        self.blocked_bytes + self.ws_backlog
     }
 
     /// Open connections.
     pub fn connection_count(&self) -> usize {
-        self.conns.len()
+        self.conns.len() + self.ws.len()
     }
 
     /// The connection carrying a peer's session.
@@ -402,12 +418,15 @@ impl Endpoint {
 
     /// Every connection handle.
     pub fn connections(&self) -> Vec<ConnectionHandle> {
-        self.conns.keys().copied().collect()
+        self.conns.keys().chain(self.ws.keys()).copied().collect()
     }
 
     /// The version agreed on a connection.
     pub fn version_of(&self, conn: ConnectionHandle) -> Option<Version> {
-        self.conns.get(&conn).and_then(|c| c.version)
+        match self.ws.get(&conn) {
+            Some(ws) => Some(ws.version),
+            None => self.conns.get(&conn).and_then(|c| c.version),
+        }
     }
 
     /// Dial `remote` (verifying it as `server_name`) over raw QUIC with the configured
@@ -594,6 +613,12 @@ impl Endpoint {
                 break;
             }
             self.timers.pop();
+            if websocket::is_websocket(handle) {
+                if self.ws.get(&handle).is_some_and(|c| c.timer == Some(at)) {
+                    self.websocket_timeout(now, handle);
+                }
+                continue;
+            }
             let Some(conn) = self.conns.get_mut(&handle) else {
                 continue;
             };
@@ -654,7 +679,11 @@ impl Endpoint {
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         // Drop stale entries so the top is a real deadline.
         while let Some(Reverse((at, handle))) = self.timers.peek().copied() {
-            if self.conns.get(&handle).is_some_and(|c| c.timer == Some(at)) {
+            let current = match self.ws.get(&handle) {
+                Some(ws) => ws.timer == Some(at),
+                None => self.conns.get(&handle).is_some_and(|c| c.timer == Some(at)),
+            };
+            if current {
                 break;
             }
             self.timers.pop();

@@ -3,6 +3,9 @@
 //! a development server whose certificate hash is fetched from
 //! `http://host:port/certificate.sha256` (the convention of moq-dev's tools).
 //!
+//! `ws://host:port/path` and `wss://host:port/path` reach a server over WebSocket (QMux over
+//! TCP, TLS for `wss`), for networks that block UDP.
+//!
 //! The port defaults to 443. The path roots the session on the server: over WebTransport it is
 //! the CONNECT path; over raw QUIC lite-05 sends it in SETUP and lite-03/04 have none (the
 //! server roots the session at `/`).
@@ -18,6 +21,10 @@ pub enum Scheme {
     Https,
     /// `http://`: WebTransport, pinning the hash the server publishes over plain HTTP.
     Http,
+    /// `ws://`: WebSocket (QMux) over plain TCP.
+    Ws,
+    /// `wss://`: WebSocket (QMux) over TLS on TCP.
+    Wss,
 }
 
 impl Scheme {
@@ -26,11 +33,18 @@ impl Scheme {
         matches!(self, Scheme::Https | Scheme::Http)
     }
 
+    /// True for the WebSocket schemes (TCP, not QUIC).
+    pub fn is_websocket(self) -> bool {
+        matches!(self, Scheme::Ws | Scheme::Wss)
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Scheme::Moqt => "moqt",
             Scheme::Https => "https",
             Scheme::Http => "http",
+            Scheme::Ws => "ws",
+            Scheme::Wss => "wss",
         }
     }
 }
@@ -60,9 +74,9 @@ pub enum UrlError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A scheme other than moqt://, moql://, https:// or http://.
+    /// A scheme other than moqt://, moql://, https://, http://, ws:// or wss://.
     #[error(
-        "unsupported scheme {0:?} (use moqt://host:port/path for QUIC or https://host:port/path for WebTransport)"
+        "unsupported scheme {0:?} (use moqt://host:port/path for QUIC, https://host:port/path for WebTransport or ws://host:port/path for WebSocket)"
     )]
     Scheme(String),
     /// No host.
@@ -81,6 +95,8 @@ impl MoqUrl {
             "moqt" | "moql" => Scheme::Moqt,
             "https" => Scheme::Https,
             "http" => Scheme::Http,
+            "ws" => Scheme::Ws,
+            "wss" => Scheme::Wss,
             other => return Err(UrlError::Scheme(other.to_string())),
         };
         let host = match url.host() {
@@ -103,7 +119,7 @@ impl MoqUrl {
         // The url crate drops a scheme's default port (443 for https, 80 for http); a MOQ URL
         // always means 443 unless it says otherwise, which is the same for https.
         let port = url.port().unwrap_or(match scheme {
-            Scheme::Http if text.contains(":80/") || text.ends_with(":80") => 80,
+            Scheme::Http | Scheme::Ws if text.contains(":80/") || text.ends_with(":80") => 80,
             _ => 443,
         });
         Ok(Self {
@@ -162,7 +178,12 @@ mod tests {
         let u = MoqUrl::parse("http://127.0.0.1:4443/").expect("valid");
         assert_eq!((u.scheme, u.port), (Scheme::Http, 4443));
         assert!(u.scheme.is_webtransport() && !Scheme::Moqt.is_webtransport());
-        assert!(matches!(MoqUrl::parse("ws://x/"), Err(UrlError::Scheme(_))));
+        let u = MoqUrl::parse("ws://127.0.0.1:4443/room?jwt=t").expect("valid");
+        assert_eq!((u.scheme, u.port, u.path.as_str()), (Scheme::Ws, 4443, "/room?jwt=t"));
+        assert!(u.scheme.is_websocket() && !u.scheme.is_webtransport());
+        let u = MoqUrl::parse("wss://relay.example/").expect("valid");
+        assert_eq!((u.scheme, u.port), (Scheme::Wss, 443));
+        assert!(matches!(MoqUrl::parse("ftp://x/"), Err(UrlError::Scheme(_))));
         assert!(MoqUrl::parse("not a url").is_err());
     }
 }

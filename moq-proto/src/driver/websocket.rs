@@ -1,0 +1,212 @@
+//! WebSocket (QMux) connections on the runtime's TCP sockets: the relay's side of the upgrade,
+//! the `ws://` client's handshake, and one task per connection pumping its socket through the
+//! engine's sans-IO QMux layer.
+//!
+//! The task keeps reading even while its writes wait (QMux requires it: flow control, not the
+//! socket, bounds what the peer sends), and asks the engine for bytes only when the previous
+//! ones are written, so the socket's buffer is the only queue below the session's priorities.
+
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use super::http::{read, with_deadline, write_all};
+use super::shared::Shared;
+use super::{AsyncTcpStream, Runtime};
+use crate::http1::Request;
+use crate::qmux::{WsState, subprotocol};
+use crate::quic::ConnectionHandle;
+use crate::websocket::handshake::ClientHandshake;
+use crate::wire::Version;
+
+/// Bytes read from the socket per call.
+const READ_CHUNK: usize = 64 * 1024;
+/// How long a `ws://` client may take to complete the upgrade.
+const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Answer an upgrade request on the relay's TCP listener: the 101 (or the refusal), then the
+/// connection's life. `leftover` holds bytes that followed the request head.
+pub(super) async fn serve_upgrade(
+    shared: Arc<Shared>,
+    runtime: Arc<dyn Runtime>,
+    stream: Box<dyn AsyncTcpStream>,
+    remote: SocketAddr,
+    request: Request,
+    leftover: Vec<u8>,
+) {
+    let accepted = {
+        let now = runtime.now();
+        let mut state = shared.lock();
+        let result = state.engine.accept_websocket(now, remote, &request);
+        state.wake_driver();
+        result
+    };
+    let (handle, response) = match accepted {
+        Ok(accepted) => accepted,
+        Err(refusal) => {
+            let _ = write_all(&*stream, &refusal.encode(false)).await;
+            return;
+        }
+    };
+    if let Err(err) = write_all(&*stream, &response).await {
+        let mut state = shared.lock();
+        state
+            .engine
+            .handle_websocket_eof(runtime.now(), handle, &err.to_string());
+        state.wake_driver();
+        return;
+    }
+    run(shared, runtime, stream, handle, leftover).await;
+}
+
+/// The client's upgrade: the socket, the subprotocol the server chose, and bytes that followed
+/// its answer.
+pub(super) async fn handshake(
+    runtime: Arc<dyn Runtime>,
+    addr: SocketAddr,
+    authority: &str,
+    target: &str,
+    versions: &[Version],
+) -> io::Result<(Box<dyn AsyncTcpStream>, String, Vec<u8>)> {
+    let mut nonce = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+        .map_err(|_| io::Error::other("no randomness for the WebSocket key"))?;
+    let client = ClientHandshake::new(nonce, subprotocol::offer(versions));
+    let deadline = runtime.now() + HANDSHAKE_DEADLINE;
+    with_deadline(&*runtime.clone(), deadline, async move {
+        let stream = runtime.connect_tcp(addr).await?;
+        write_all(&*stream, &client.request(authority, target)).await?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 2048];
+        loop {
+            let n = read(&*stream, &mut chunk).await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed during the WebSocket upgrade",
+                ));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            match client.response(&buf) {
+                Ok(Some((protocol, len))) => {
+                    let protocol = protocol.unwrap_or_default();
+                    return Ok((stream, protocol, buf.split_off(len)));
+                }
+                Ok(None) => continue,
+                Err(err) => return Err(io::Error::new(io::ErrorKind::InvalidData, err)),
+            }
+        }
+    })
+    .await
+}
+
+/// Pump one connection's socket until the engine is done with it or the socket ends.
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    runtime: Arc<dyn Runtime>,
+    stream: Box<dyn AsyncTcpStream>,
+    handle: ConnectionHandle,
+    leftover: Vec<u8>,
+) {
+    if !leftover.is_empty() {
+        let mut state = shared.lock();
+        state
+            .engine
+            .handle_websocket_data(runtime.now(), handle, &leftover);
+        state.wake_driver();
+    }
+    let mut input = vec![0u8; READ_CHUNK];
+    let mut out: Vec<u8> = Vec::new();
+    let mut written = 0;
+    let mut finished = false;
+    let mut read_open = true;
+    poll_fn(|cx| {
+        loop {
+            let mut progressed = false;
+            if read_open {
+                match stream.poll_read(cx, &mut input) {
+                    Poll::Ready(Ok(n)) if n > 0 => {
+                        let mut state = shared.lock();
+                        state
+                            .engine
+                            .handle_websocket_data(runtime.now(), handle, &input[..n]);
+                        state.wake_driver();
+                        progressed = true;
+                    }
+                    Poll::Ready(result) => {
+                        let reason = match result {
+                            Err(err) => err.to_string(),
+                            Ok(_) => "the peer closed the connection".to_string(),
+                        };
+                        let mut state = shared.lock();
+                        state
+                            .engine
+                            .handle_websocket_eof(runtime.now(), handle, &reason);
+                        state.ws_wakers.remove(&handle);
+                        state.wake_driver();
+                        if finished {
+                            return Poll::Ready(());
+                        }
+                        // Nothing more can be delivered; stop.
+                        return Poll::Ready(());
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if written == out.len() {
+                out.clear();
+                written = 0;
+                if finished {
+                    return Poll::Ready(());
+                }
+                let mut state = shared.lock();
+                match state
+                    .engine
+                    .poll_websocket_transmit(runtime.now(), handle, &mut out)
+                {
+                    None => {
+                        state.ws_wakers.remove(&handle);
+                        return Poll::Ready(());
+                    }
+                    Some(WsState::Finished) => {
+                        finished = true;
+                        read_open = false;
+                        state.ws_wakers.remove(&handle);
+                    }
+                    Some(_) => {
+                        // Registered under the lock: bytes the engine queues from now on
+                        // wake us through the driver.
+                        state.ws_wakers.insert(handle, cx.waker().clone());
+                    }
+                }
+                state.wake_driver();
+            }
+            if written < out.len() {
+                match stream.poll_write(cx, &out[written..]) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(()),
+                    Poll::Ready(Ok(n)) => {
+                        written += n;
+                        progressed = true;
+                    }
+                    Poll::Ready(Err(err)) => {
+                        let mut state = shared.lock();
+                        state
+                            .engine
+                            .handle_websocket_eof(runtime.now(), handle, &err.to_string());
+                        state.ws_wakers.remove(&handle);
+                        state.wake_driver();
+                        return Poll::Ready(());
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if !progressed {
+                return Poll::Pending;
+            }
+        }
+    })
+    .await;
+}
