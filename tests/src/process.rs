@@ -359,6 +359,11 @@ impl Relay {
         format!("https://localhost:{}/", self.port)
     }
 
+    /// `ws://127.0.0.1:PORT/`: WebSocket (QMux) on the relay's HTTP listener.
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.port)
+    }
+
     /// `http://localhost:PORT/`: WebTransport pinning the hash from `/certificate.sha256`.
     pub fn http_url(&self) -> String {
         format!("http://localhost:{}/", self.port)
@@ -367,11 +372,22 @@ impl Relay {
 
 /// Our relay on an ephemeral port (it prints the address it bound).
 pub fn our_relay(version: Option<&str>) -> Relay {
-    let mut cmd = Command::new(moq_binary());
-    if let Some(v) = version {
-        cmd.args(["--version", v]);
+    match version {
+        Some(v) => our_relay_args(&["--version", v], &[]),
+        None => our_relay_args(&[], &[]),
     }
+}
+
+/// Our relay on an ephemeral port with extra `moq relay` flags.
+pub fn our_relay_with(relay_flags: &[&str]) -> Relay {
+    our_relay_args(&[], relay_flags)
+}
+
+fn our_relay_args(global: &[&str], relay_flags: &[&str]) -> Relay {
+    let mut cmd = Command::new(moq_binary());
+    cmd.args(global);
     cmd.args(["relay", "--listen", "127.0.0.1:0", "--drain", "0"]);
+    cmd.args(relay_flags);
     let proc = Proc::spawn("moq relay", cmd, Input::Null);
     let line = proc.wait_line(false, "`moq relay listening on ADDR`", |l| {
         l.starts_with("moq relay listening on ")
@@ -387,6 +403,14 @@ pub fn our_relay(version: Option<&str>) -> Relay {
 /// A free UDP port on 127.0.0.1 (bound once by us, then released).
 pub fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// A free TCP port on 127.0.0.1 (bound once by us, then released).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .expect("bind 127.0.0.1:0")
         .port()

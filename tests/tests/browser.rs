@@ -1,6 +1,7 @@
 //! A real browser against our relay: the ecosystem's browser client, `@moq/net` (pinned in
 //! `tests/browser/package-lock.json`), in Debian's headless Chromium, driven by
-//! `tests/browser/run.mjs` through playwright-core, over WebTransport on 127.0.0.1.
+//! `tests/browser/run.mjs` through playwright-core, on 127.0.0.1, over WebTransport and over
+//! WebSocket (QMux, the transport `@moq/net` uses in Safari and older Firefox).
 //!
 //! Needs `node`, `/usr/bin/chromium` and `npm ci && npm run build` in `tests/browser`
 //! (`.ci/run` does all of it); a missing piece fails the test with what to install.
@@ -11,7 +12,10 @@
 //!    announcements, and sees it end when the publisher unpublishes and when it disconnects;
 //! 2. `moq clock publish` (ours) → our relay → the browser;
 //! 3. the browser publishes → our relay → `moq sub` (ours), byte-exact, and a browser clock →
-//!    our relay → `moq-clock subscribe` (the reference).
+//!    our relay → `moq-clock subscribe` (the reference);
+//! 4. every scenario again with the browser forced onto WebSocket;
+//! 5. `@moq/net`'s automatic race: WebTransport wins when UDP reaches the relay, WebSocket
+//!    when it does not (the relay's QUIC port closed to the browser), as the client reports.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -80,19 +84,28 @@ fn run_browser(args: &[&str]) -> Value {
     output
 }
 
-/// Check each scenario ran on `version` over WebTransport; print its timings.
-fn check_scenarios(output: &Value, version: &str) {
+/// Check each scenario ran on `version` over `transport`; print its timings.
+fn check_scenarios(output: &Value, version: &str, transport: &str) {
     let scenarios = output["scenarios"].as_object().expect("scenarios");
     for (name, result) in scenarios {
         assert_eq!(result["ok"], Value::Bool(true), "{name}: {result}");
         assert_eq!(result["version"], version, "{name}");
-        assert_eq!(result["transport"], "webtransport", "{name}");
-        println!("{version} {name}: timings {}", result["timings"]);
+        assert_eq!(result["transport"], transport, "{name}");
+        println!("{version} over {transport} {name}: timings {}", result["timings"]);
     }
 }
 
 #[test]
 fn browser_to_browser_through_our_relay_on_each_version() {
+    browser_to_browser("webtransport");
+}
+
+#[test]
+fn browser_to_browser_over_websocket_on_each_version() {
+    browser_to_browser("websocket");
+}
+
+fn browser_to_browser(transport: &str) {
     let (_relay, url) = relay();
     for version in VERSIONS {
         let output = run_browser(&[
@@ -100,11 +113,11 @@ fn browser_to_browser_through_our_relay_on_each_version() {
             "--scenario",
             "pubsub,disconnect",
             "--transport",
-            "webtransport",
+            transport,
             "--version",
             version,
         ]);
-        check_scenarios(&output, version);
+        check_scenarios(&output, version, transport);
         let pubsub = &output["scenarios"]["pubsub"];
         let read = &pubsub["steps"]["read"];
         assert_eq!(read["frames"], read["expectedFrames"], "{version}");
@@ -121,6 +134,15 @@ fn browser_to_browser_through_our_relay_on_each_version() {
 
 #[test]
 fn our_clock_through_our_relay_to_the_browser() {
+    clock_to_browser("webtransport");
+}
+
+#[test]
+fn our_clock_through_our_relay_to_the_browser_over_websocket() {
+    clock_to_browser("websocket");
+}
+
+fn clock_to_browser(transport: &str) {
     let (relay, url) = relay();
     let moqt = relay.url();
     let _clock = Proc::spawn(
@@ -137,22 +159,28 @@ fn our_clock_through_our_relay_to_the_browser() {
             "--scenario",
             "clock",
             "--transport",
-            "webtransport",
+            transport,
             "--version",
             version,
         ]);
-        check_scenarios(&output, version);
+        check_scenarios(&output, version, transport);
     }
 }
 
 /// Start the harness's `publish` or `clockpub` scenario and wait until the broadcast exists.
-fn browser_publisher(url: &str, version: &str, scenario: &str, extra: &[&str]) -> Proc {
+fn browser_publisher(
+    url: &str,
+    version: &str,
+    transport: &str,
+    scenario: &str,
+    extra: &[&str],
+) -> Proc {
     let mut args = vec![
         url,
         "--scenario",
         scenario,
         "--transport",
-        "webtransport",
+        transport,
         "--version",
         version,
     ];
@@ -170,16 +198,25 @@ fn browser_publisher(url: &str, version: &str, scenario: &str, extra: &[&str]) -
 }
 
 /// Let the harness finish (close its stdin) and check its report.
-fn finish_browser(mut proc: Proc, version: &str) {
+fn finish_browser(mut proc: Proc, version: &str, transport: &str) {
     proc.close_stdin();
     let status = proc.wait_exit(BROWSER_RUN);
     let output: Value = serde_json::from_slice(&proc.stdout()).expect("JSON from the harness");
     assert!(status.success(), "{output}");
-    check_scenarios(&output, version);
+    check_scenarios(&output, version, transport);
 }
 
 #[test]
 fn browser_publishes_through_our_relay_to_moq_sub() {
+    browser_to_moq_sub("webtransport");
+}
+
+#[test]
+fn browser_publishes_over_websocket_to_moq_sub() {
+    browser_to_moq_sub("websocket");
+}
+
+fn browser_to_moq_sub(transport: &str) {
     const LINES: usize = 300;
     let (relay, url) = relay();
     for version in VERSIONS {
@@ -187,6 +224,7 @@ fn browser_publishes_through_our_relay_to_moq_sub() {
         let publisher = browser_publisher(
             &url,
             version,
+            transport,
             "publish",
             &[
                 "--broadcast",
@@ -226,17 +264,32 @@ fn browser_publishes_through_our_relay_to_moq_sub() {
             expected,
             "{version}"
         );
-        finish_browser(publisher, version);
+        finish_browser(publisher, version, transport);
     }
 }
 
 #[test]
 fn browser_clock_through_our_relay_to_moq_clock() {
+    browser_clock_to_moq_clock("webtransport");
+}
+
+#[test]
+fn browser_clock_over_websocket_to_moq_clock() {
+    browser_clock_to_moq_clock("websocket");
+}
+
+fn browser_clock_to_moq_clock(transport: &str) {
     let (relay, url) = relay();
     for version in VERSIONS {
         let broadcast = format!("bclock-{version}");
         let started = now_unix();
-        let publisher = browser_publisher(&url, version, "clockpub", &["--broadcast", &broadcast]);
+        let publisher = browser_publisher(
+            &url,
+            version,
+            transport,
+            "clockpub",
+            &["--broadcast", &broadcast],
+        );
         let mut cmd = Command::new(peer("moq-clock"));
         cmd.args([
             "--url",
@@ -249,6 +302,27 @@ fn browser_clock_through_our_relay_to_moq_clock() {
         let subscriber = Proc::spawn("moq-clock subscribe", cmd, Input::Null);
         check_clock(&subscriber, started, 3);
         drop(subscriber);
-        finish_browser(publisher, version);
+        finish_browser(publisher, version, transport);
     }
+}
+
+/// `@moq/net`'s own race (WebTransport first, WebSocket 500 ms later), unforced: the client's
+/// report says which transport won.
+#[test]
+fn the_automatic_race_picks_webtransport_and_falls_back_to_websocket() {
+    let (_relay, url) = relay();
+    let output = run_browser(&[&url, "--scenario", "pubsub", "--transport", "auto"]);
+    check_scenarios(&output, "moq-lite-05", "webtransport");
+
+    // QUIC on one port, HTTP and WebSocket on another: the browser's WebTransport attempt
+    // finds nothing on that UDP port, and the WebSocket wins the race.
+    let http_port = free_tcp_port();
+    let listen = format!("127.0.0.1:{http_port}");
+    let relay = our_relay_with(&["--web-http-listen", &listen]);
+    assert_ne!(relay.port, http_port);
+    let url = format!("http://127.0.0.1:{http_port}/");
+    let output = run_browser(&[&url, "--scenario", "pubsub", "--transport", "auto"]);
+    check_scenarios(&output, "moq-lite-05", "websocket");
+    let connect_ms = &output["scenarios"]["pubsub"]["steps"]["subConnect"]["connectMs"];
+    println!("fallback to WebSocket connected in {connect_ms} ms");
 }

@@ -59,9 +59,15 @@ pub(crate) struct RelayArgs {
     #[arg(long, value_name = "ADDR", conflicts_with = "no_web_http")]
     pub(crate) web_http_listen: Option<SocketAddr>,
 
-    /// No plain-HTTP listener.
+    /// No plain-HTTP listener (and so no WebSocket either).
     #[arg(long)]
     pub(crate) no_web_http: bool,
+
+    /// Refuse WebSocket upgrades on the HTTP listener (by default browsers without
+    /// WebTransport, and clients on networks that block UDP, reach the relay over WebSocket
+    /// with QMux: `ws://host:port/`).
+    #[arg(long)]
+    pub(crate) no_websocket: bool,
 
     /// Seconds to drain after GOAWAY on Ctrl-C before closing.
     #[arg(long, default_value_t = 10)]
@@ -85,6 +91,7 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
     config.verification = common.verification()?;
     config.ack_eliciting_threshold = (args.ack_threshold > 1).then_some(args.ack_threshold);
     config.max_streams = args.max_streams;
+    config.websocket = !args.no_websocket && !args.no_web_http;
     let endpoint = Endpoint::bind(
         Arc::new(TokioRuntime),
         args.listen,
@@ -115,6 +122,12 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
             "http: http://{host}:{}/certificate.sha256 (browsers pin this hash; http:// URLs fetch it)",
             bound.port()
         );
+        if !args.no_websocket {
+            println!(
+                "websocket: ws://{host}:{}/ (QMux over TCP, for browsers without WebTransport)",
+                bound.port()
+            );
+        }
     }
     println!("certificate sha256: {hash}");
 
