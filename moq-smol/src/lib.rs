@@ -32,7 +32,7 @@ pub use moq_proto::node::{NodeConfig, PublishError};
 pub use moq_proto::origin::{GroupState, OriginConfig};
 pub use moq_proto::quic::{
     Certificate, CertificateProblem, EngineConfig, MoqUrl, UntrustedCertificate, UrlError,
-    Verification,
+    Verification, TransportKind,
 };
 pub use moq_proto::session::SubscribeParams;
 pub use moq_proto::wire::{Path, PathError, TrackInfo, Version};

@@ -41,3 +41,24 @@ fn loopback_over_websocket_every_version() {
         });
     }
 }
+
+#[test]
+fn loopback_over_secure_websocket_every_version() {
+    for version in Version::ALL {
+        smol::block_on(async {
+            let timeout = async {
+                async_io::Timer::after(Duration::from_secs(20)).await;
+                panic!("{version}: timed out");
+            };
+            smol::future::or(
+                moq_tests::loopback::round_trip_over(
+                    Arc::new(SmolRuntime),
+                    version,
+                    moq_tests::loopback::Transport::SecureWebSocket,
+                ),
+                timeout,
+            )
+            .await;
+        });
+    }
+}

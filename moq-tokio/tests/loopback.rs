@@ -27,3 +27,17 @@ async fn loopback_over_websocket_every_version() {
             .expect("timed out");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_over_secure_websocket_every_version() {
+    for version in Version::ALL {
+        let run = moq_tests::loopback::round_trip_over(
+            Arc::new(TokioRuntime),
+            version,
+            moq_tests::loopback::Transport::SecureWebSocket,
+        );
+        tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .expect("timed out");
+    }
+}

@@ -18,6 +18,8 @@ pub enum Transport {
     Quic,
     /// WebSocket with QMux on the server's HTTP listener (`ws://`).
     WebSocket,
+    /// The same over TLS on the server's HTTPS listener (`wss://`).
+    SecureWebSocket,
 }
 
 /// [`round_trip_over`] raw QUIC.
@@ -59,6 +61,12 @@ pub async fn round_trip_over(runtime: Arc<dyn Runtime>, version: Version, transp
                 Arc::new(|_| moq_proto::http1::Response::text(404, "not found\n"));
             let http = server.serve_http(loopback, handler).expect("serve http");
             format!("ws://127.0.0.1:{}/", http.port())
+        }
+        Transport::SecureWebSocket => {
+            let handler: moq_proto::driver::HttpHandler =
+                Arc::new(|_| moq_proto::http1::Response::text(404, "not found\n"));
+            let https = server.serve_https(loopback, handler).expect("serve https");
+            format!("wss://localhost:{}/", https.port())
         }
     };
     let session = client

@@ -359,6 +359,11 @@ impl Relay {
         format!("https://localhost:{}/", self.port)
     }
 
+    /// Wait for a line of the relay's standard output.
+    pub fn wait_stdout_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        self._proc.wait_line(false, what, pred)
+    }
+
     /// `ws://127.0.0.1:PORT/`: WebSocket (QMux) on the relay's HTTP listener.
     pub fn ws_url(&self) -> String {
         format!("ws://127.0.0.1:{}/", self.port)

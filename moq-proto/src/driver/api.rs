@@ -1,12 +1,12 @@
 //! The async handles.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -244,6 +244,82 @@ impl Endpoint {
         self.connected(handle, &parsed).await
     }
 
+    /// Connect as browsers do on networks that may block UDP: `url` (QUIC or WebTransport)
+    /// first and, if it has not connected `delay` later, a WebSocket to the same host and
+    /// port as well (`https://` and `moqt://` race `wss://`, `http://` races `ws://`); the
+    /// first session wins and the other attempt is closed. A `ws://`/`wss://` URL just
+    /// connects.
+    pub async fn connect_racing(
+        &self,
+        url: &str,
+        versions: &[Version],
+        delay: Duration,
+    ) -> Result<Session, ConnectError> {
+        let parsed = MoqUrl::parse(url)?;
+        if parsed.scheme.is_websocket() {
+            return self.connect_versions(url, versions).await;
+        }
+        let fallback = MoqUrl {
+            scheme: match parsed.scheme {
+                Scheme::Http => Scheme::Ws,
+                _ => Scheme::Wss,
+            },
+            ..parsed.clone()
+        };
+        let attempt = |url: String| {
+            let endpoint = self.clone();
+            let versions = versions.to_vec();
+            async move { endpoint.connect_versions(&url, &versions).await }
+        };
+        let mut first = Box::pin(attempt(url.to_string()));
+        let mut second = Box::pin(attempt(fallback.to_string()));
+        let mut timer = self.runtime.new_timer(self.runtime.now() + delay);
+        let mut waited = false;
+        let mut first_result = None;
+        let mut second_result = None;
+        let (winner, loser) = poll_fn(|cx| {
+            if first_result.is_none()
+                && let Poll::Ready(result) = first.as_mut().poll(cx)
+            {
+                first_result = Some(result);
+            }
+            if !waited && timer.as_mut().poll(cx).is_ready() {
+                waited = true;
+            }
+            // The fallback starts after the delay, or at once when the first attempt failed.
+            let start_second = waited || matches!(first_result, Some(Err(_)));
+            if start_second
+                && second_result.is_none()
+                && let Poll::Ready(result) = second.as_mut().poll(cx)
+            {
+                second_result = Some(result);
+            }
+            match (&first_result, &second_result) {
+                (Some(Ok(_)), _) => Poll::Ready((first_result.take(), Some(1))),
+                (_, Some(Ok(_))) => Poll::Ready((second_result.take(), Some(0))),
+                (Some(Err(_)), Some(Err(_))) => Poll::Ready((first_result.take(), None)),
+                _ => Poll::Pending,
+            }
+        })
+        .await;
+        // A losing attempt still under way may yet connect: let it finish in the background
+        // and drop (close) its session.
+        match loser {
+            Some(1) if second_result.is_none() && waited => {
+                self.runtime.spawn(Box::pin(async move {
+                    let _ = second.await;
+                }));
+            }
+            Some(0) if first_result.is_none() => {
+                self.runtime.spawn(Box::pin(async move {
+                    let _ = first.await;
+                }));
+            }
+            _ => {}
+        }
+        winner.unwrap_or(Err(ConnectError::Closed))
+    }
+
     /// Wait for the connection `handle` to attach its session.
     async fn connected(&self, handle: crate::quic::ConnectionHandle, url: &MoqUrl) -> Result<Session, ConnectError> {
         let result = poll_fn(|cx| {
@@ -291,11 +367,18 @@ impl Endpoint {
             url: url.to_string(),
             failure,
         };
-        if url.scheme == Scheme::Wss {
-            return Err(failed(ConnectFailure::Transport(
-                "wss:// is not supported by this client yet; use ws:// or https://".into(),
-            )));
-        }
+        let tls = match url.scheme {
+            Scheme::Wss => {
+                let config = self
+                    .shared
+                    .lock()
+                    .engine
+                    .tcp_tls_client_config()
+                    .map_err(|e| failed(ConnectFailure::Transport(e.to_string())))?;
+                Some((config, url.host.clone()))
+            }
+            _ => None,
+        };
         let versions = match versions {
             [] => self.shared.lock().engine.config().client_versions.clone(),
             given => given.to_vec(),
@@ -304,15 +387,19 @@ impl Endpoint {
         let (stream, protocol, leftover) = super::websocket::handshake(
             self.runtime.clone(),
             remote,
+            tls,
             &url.authority(),
             &url.path,
             &versions,
         )
         .await
         .map_err(|err| {
-            failed(match err.kind() {
-                io::ErrorKind::InvalidData => ConnectFailure::Refused(err.to_string()),
-                _ => ConnectFailure::Transport(err.to_string()),
+            // Our verifier recorded why it refused the server's certificate, if it did.
+            let refusal = self.shared.lock().engine.take_certificate_refusal(&url.host);
+            failed(match (refusal, err.kind()) {
+                (Some(refusal), _) => ConnectFailure::UntrustedCertificate(refusal),
+                (None, io::ErrorKind::InvalidData) => ConnectFailure::Refused(err.to_string()),
+                (None, _) => ConnectFailure::Transport(err.to_string()),
             })
         })?;
         let handle = self.with_state(|state, now| {
@@ -365,8 +452,31 @@ impl Endpoint {
 
     /// Serve plain HTTP on TCP `addr` with `handler` (a relay's `/certificate.sha256`, and
     /// its other HTTP endpoints): one request per connection, capped, with a deadline, at
-    /// most 256 connections at once. Returns the bound address.
+    /// most 256 connections at once; WebSocket upgrades (`ws://`) become MOQ sessions when
+    /// the engine's `websocket` is on. Returns the bound address.
     pub fn serve_http(&self, addr: SocketAddr, handler: HttpHandler) -> io::Result<SocketAddr> {
+        self.serve_tcp(addr, handler, None)
+    }
+
+    /// [`Endpoint::serve_http`] over TLS with the endpoint's certificate: `https://` and
+    /// `wss://` (for browsers and clients on networks that block UDP, with a certificate they
+    /// trust). Returns the bound address.
+    pub fn serve_https(&self, addr: SocketAddr, handler: HttpHandler) -> io::Result<SocketAddr> {
+        let config = self
+            .shared
+            .lock()
+            .engine
+            .tcp_tls_server_config()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        self.serve_tcp(addr, handler, Some(config))
+    }
+
+    fn serve_tcp(
+        &self,
+        addr: SocketAddr,
+        handler: HttpHandler,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> io::Result<SocketAddr> {
         let listener = self.runtime.bind_tcp(addr)?;
         let local = listener.local_addr()?;
         let runtime = self.runtime.clone();
@@ -390,7 +500,19 @@ impl Endpoint {
                 .await;
                 let (stream, remote) = match accepted {
                     None => return,
-                    Some(Ok(accepted)) => accepted,
+                    Some(Ok((stream, remote))) => match &tls {
+                        None => (stream, remote),
+                        Some(config) => match super::tls_stream::TlsStream::server(
+                            stream,
+                            config.clone(),
+                        ) {
+                            Ok(tls) => (Box::new(tls) as Box<dyn super::AsyncTcpStream>, remote),
+                            Err(err) => {
+                                tracing::debug!(%err, "TLS accept");
+                                continue;
+                            }
+                        },
+                    },
                     Some(Err(err)) => {
                         tracing::debug!(%err, "HTTP accept");
                         continue;
@@ -622,6 +744,14 @@ impl Session {
     /// The peer's address.
     pub fn remote(&self) -> SocketAddr {
         self.remote
+    }
+
+    /// What carries the session: raw QUIC, WebTransport or WebSocket (`None` once its
+    /// connection is gone).
+    pub fn transport(&self) -> Option<crate::quic::TransportKind> {
+        let state = self.endpoint.shared.lock();
+        let conn = state.engine.connection_of(self.peer)?;
+        state.engine.transport_of(conn)
     }
 
     /// The node's handle for this peer.

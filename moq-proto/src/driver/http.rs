@@ -63,7 +63,7 @@ pub(super) async fn write_all(stream: &dyn AsyncTcpStream, mut data: &[u8]) -> i
         }
         data = &data[n..];
     }
-    Ok(())
+    poll_fn(|cx| stream.poll_flush(cx)).await
 }
 
 /// Serve one connection: read a request (capped), answer it, close; or, for a WebSocket

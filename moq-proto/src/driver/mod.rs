@@ -20,6 +20,7 @@ mod api;
 mod http;
 mod shared;
 mod task;
+mod tls_stream;
 mod websocket;
 
 use std::fmt::Debug;
@@ -74,6 +75,13 @@ pub trait AsyncTcpStream: Send + Sync + Debug + 'static {
 
     /// Write from `buf`, registering for writability if the socket is full.
     fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
+
+    /// Push out anything buffered above the socket (a TLS layer's records); plain sockets
+    /// have nothing to flush.
+    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let _ = cx;
+        Poll::Ready(Ok(()))
+    }
 }
 
 /// A TCP listener the driver can poll.

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use super::http::{read, with_deadline, write_all};
 use super::shared::Shared;
+use super::tls_stream::TlsStream;
 use super::{AsyncTcpStream, Runtime};
 use crate::http1::Request;
 use crate::qmux::{WsState, subprotocol};
@@ -67,6 +68,7 @@ pub(super) async fn serve_upgrade(
 pub(super) async fn handshake(
     runtime: Arc<dyn Runtime>,
     addr: SocketAddr,
+    tls: Option<(Arc<rustls::ClientConfig>, String)>,
     authority: &str,
     target: &str,
     versions: &[Version],
@@ -77,7 +79,10 @@ pub(super) async fn handshake(
     let client = ClientHandshake::new(nonce, subprotocol::offer(versions));
     let deadline = runtime.now() + HANDSHAKE_DEADLINE;
     with_deadline(&*runtime.clone(), deadline, async move {
-        let stream = runtime.connect_tcp(addr).await?;
+        let mut stream = runtime.connect_tcp(addr).await?;
+        if let Some((config, name)) = tls {
+            stream = Box::new(TlsStream::client(stream, config, &name)?);
+        }
         write_all(&*stream, &client.request(authority, target)).await?;
         let mut buf = Vec::new();
         let mut chunk = [0u8; 2048];
@@ -147,10 +152,6 @@ pub(super) async fn run(
                             .handle_websocket_eof(runtime.now(), handle, &reason);
                         state.ws_wakers.remove(&handle);
                         state.wake_driver();
-                        if finished {
-                            return Poll::Ready(());
-                        }
-                        // Nothing more can be delivered; stop.
                         return Poll::Ready(());
                     }
                     Poll::Pending => {}
@@ -160,7 +161,8 @@ pub(super) async fn run(
                 out.clear();
                 written = 0;
                 if finished {
-                    return Poll::Ready(());
+                    // Everything is written; a TLS layer may still hold records.
+                    return stream.poll_flush(cx).map(|_| ());
                 }
                 let mut state = shared.lock();
                 match state

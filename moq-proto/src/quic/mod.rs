@@ -201,6 +201,28 @@ impl EngineConfig {
     }
 }
 
+/// What carries a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TransportKind {
+    /// MOQ directly over QUIC (ALPN `moq-lite-0N`).
+    Quic,
+    /// WebTransport over HTTP/3 over QUIC.
+    WebTransport,
+    /// WebSocket (QMux) over TCP, with or without TLS.
+    WebSocket,
+}
+
+impl std::fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TransportKind::Quic => "quic",
+            TransportKind::WebTransport => "webtransport",
+            TransportKind::WebSocket => "websocket",
+        })
+    }
+}
+
 /// Why the engine could not be built or a connection started.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -427,6 +449,19 @@ impl Endpoint {
             Some(ws) => Some(ws.version),
             None => self.conns.get(&conn).and_then(|c| c.version),
         }
+    }
+
+    /// What carries a connection: raw QUIC, WebTransport or WebSocket.
+    pub fn transport_of(&self, conn: ConnectionHandle) -> Option<TransportKind> {
+        if self.ws.contains_key(&conn) {
+            return Some(TransportKind::WebSocket);
+        }
+        let c = self.conns.get(&conn)?;
+        Some(if c.wt.is_some() || c.wt_request.is_some() {
+            TransportKind::WebTransport
+        } else {
+            TransportKind::Quic
+        })
     }
 
     /// Dial `remote` (verifying it as `server_name`) over raw QUIC with the configured

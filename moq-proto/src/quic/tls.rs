@@ -49,6 +49,9 @@ pub enum TlsError {
     /// A certificate hash was not 32 bytes of hex.
     #[error("certificate hash must be 64 hex digits (SHA-256)")]
     BadHash,
+    /// A server configuration needs a certificate and none was given.
+    #[error("no certificate configured")]
+    NoCertificate,
 }
 
 /// A certificate chain and its private key.

@@ -10,10 +10,12 @@
 //! [`ConnectionHandle`] type with QUIC connections, from a range quinn-proto never reaches.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use quinn_proto::ConnectionHandle;
 
+use super::tls::{self, TlsError, UntrustedCertificate};
 use super::{Endpoint, EngineEvent};
 use crate::codes::SessionCode;
 use crate::http1::{Request, Response};
@@ -48,6 +50,31 @@ pub(super) fn is_websocket(handle: ConnectionHandle) -> bool {
 }
 
 impl Endpoint {
+    /// The TLS configuration of `wss://` clients: the endpoint's verification, ALPN
+    /// `http/1.1` (what a WebSocket upgrade runs over).
+    pub fn tcp_tls_client_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+        let config = tls::client_config(
+            &self.cfg.verification,
+            vec![b"http/1.1".to_vec()],
+            self.refusals.clone(),
+        )?;
+        Ok(Arc::new(config))
+    }
+
+    /// The TLS configuration of an HTTPS / `wss://` listener: the endpoint's certificate.
+    pub fn tcp_tls_server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let certificate = self.cfg.certificate.as_ref().ok_or(TlsError::NoCertificate)?;
+        Ok(Arc::new(tls::server_config(
+            certificate,
+            vec![b"http/1.1".to_vec()],
+        )?))
+    }
+
+    /// Why our verifier refused `server_name`'s certificate, if it did (once).
+    pub fn take_certificate_refusal(&self, server_name: &str) -> Option<UntrustedCertificate> {
+        self.refusals.take(server_name)
+    }
+
     fn qmux_config(&self) -> QmuxConfig {
         QmuxConfig {
             max_streams: u64::from(self.cfg.max_streams),

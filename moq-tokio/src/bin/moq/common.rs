@@ -36,6 +36,12 @@ pub(crate) struct Common {
     #[arg(long, global = true, value_name = "PEM")]
     pub(crate) tls_root: Option<PathBuf>,
 
+    /// Also try WebSocket (QMux over TCP) this many milliseconds after QUIC / WebTransport,
+    /// as browsers do, for networks that block UDP: the first to connect wins (`https://`
+    /// and `moqt://` URLs race `wss://`, `http://` races `ws://`).
+    #[arg(long, global = true, value_name = "MS")]
+    pub(crate) websocket_fallback: Option<u64>,
+
     /// Log level or filter (error, warn, info, debug, trace); RUST_LOG takes precedence.
     #[arg(long, global = true, default_value = "info")]
     pub(crate) log: String,
@@ -113,11 +119,24 @@ impl Common {
     /// A client endpoint connected to `url`.
     pub(crate) async fn connect(&self, url: &str) -> Result<(Endpoint, Session), Error> {
         let endpoint = Endpoint::client(Arc::new(TokioRuntime), self.client_config()?)?;
-        let session = tokio::time::timeout(Duration::from_secs(15), endpoint.connect(url))
+        let connecting = async {
+            match self.websocket_fallback {
+                Some(ms) => {
+                    endpoint
+                        .connect_racing(url, &[], Duration::from_millis(ms))
+                        .await
+                }
+                None => endpoint.connect(url).await,
+            }
+        };
+        let session = tokio::time::timeout(Duration::from_secs(15), connecting)
             .await
             .map_err(|_| format!("connection to {url} timed out"))?
             .map_err(explain_connect_error)?;
-        tracing::info!(%url, version = %session.version(), "connected");
+        let transport = session
+            .transport()
+            .map_or_else(|| "closed".to_string(), |t| t.to_string());
+        tracing::info!(%url, version = %session.version(), %transport, "connected");
         Ok((endpoint, session))
     }
 }

@@ -59,7 +59,13 @@ pub(crate) struct RelayArgs {
     #[arg(long, value_name = "ADDR", conflicts_with = "no_web_http")]
     pub(crate) web_http_listen: Option<SocketAddr>,
 
-    /// No plain-HTTP listener (and so no WebSocket either).
+    /// TCP address of an HTTPS listener with the relay's certificate: `wss://` WebSocket
+    /// sessions and `https://…/certificate.sha256` (for production, with a certificate
+    /// browsers trust). Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) web_https_listen: Option<SocketAddr>,
+
+    /// No plain-HTTP listener (and so no `ws://` either).
     #[arg(long)]
     pub(crate) no_web_http: bool,
 
@@ -91,7 +97,7 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
     config.verification = common.verification()?;
     config.ack_eliciting_threshold = (args.ack_threshold > 1).then_some(args.ack_threshold);
     config.max_streams = args.max_streams;
-    config.websocket = !args.no_websocket && !args.no_web_http;
+    config.websocket = !args.no_websocket;
     let endpoint = Endpoint::bind(
         Arc::new(TokioRuntime),
         args.listen,
@@ -128,6 +134,15 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
                 bound.port()
             );
         }
+    }
+    if let Some(addr) = args.web_https_listen {
+        let fingerprint = hash.clone();
+        let handler: HttpHandler =
+            Arc::new(move |request| http1::certificate_route(request, Some(&fingerprint)));
+        let bound = endpoint
+            .serve_https(addr, handler)
+            .map_err(|e| format!("cannot listen for HTTPS on TCP {addr}: {e}"))?;
+        println!("https: https://{host}:{}/ (wss:// WebSocket over TLS)", bound.port());
     }
     println!("certificate sha256: {hash}");
 
