@@ -166,6 +166,6 @@ pub mod qmux;
 #[cfg(feature = "quinn")]
 pub mod quic;
 pub mod session;
-pub mod webtransport;
 pub mod websocket;
+pub mod webtransport;
 pub mod wire;

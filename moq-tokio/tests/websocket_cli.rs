@@ -43,9 +43,11 @@ fn clock_publisher(url: &str, broadcast: &str) -> Proc {
 }
 
 fn assert_transport(proc: &Proc, transport: &str) {
-    proc.wait_line(true, &format!("`connected ... transport={transport}`"), |l| {
-        l.contains("connected") && l.contains(&format!("transport={transport}"))
-    });
+    proc.wait_line(
+        true,
+        &format!("`connected ... transport={transport}`"),
+        |l| l.contains("connected") && l.contains(&format!("transport={transport}")),
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Drive @moq/net in headless Chromium against a MoQ relay.
+// Drive @moq/net in headless Chromium (Playwright) or Firefox (Puppeteer, WebDriver BiDi)
+// against a MoQ relay.
 //
 //   node run.mjs <relay-url> [options]
 //
@@ -19,7 +20,10 @@
 //                          with latencyMax 0, the @moq/net default, the relay may drop every
 //                          group that isn't the newest when it arrives: reset code 0x34 "Old")
 //   --sizes JSON           pubsub frame sizes per group (default [[1],[0,17],[1200,3,65536],...])
+//   --browser B            chromium (default; Playwright) | firefox (puppeteer-core over
+//                          WebDriver BiDi, a stock Firefox such as Debian's firefox-esr)
 //   --chromium PATH        default /usr/bin/chromium
+//   --firefox PATH         default /usr/bin/firefox-esr
 //   --verbose              include every browser console line in the output
 //
 // Prints one JSON document on stdout; exit status 0 only if every scenario passed (and, when
@@ -36,6 +40,15 @@ import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+
+// Firefox: puppeteer-core writes its automation preferences (no updates, telemetry, remote
+// settings, ...) into the profile; these are on top.
+const FIREFOX_PREFS = {
+	// Open pages are separate windows (see launchFirefox), but never let a page that isn't in
+	// front have its timers throttled: background tabs get about one timer per second.
+	"dom.min_background_timeout_value": 4,
+	"dom.timeout.enable_budget_timer_throttling": false,
+};
 
 const CHROMIUM_ARGS = [
 	"--no-sandbox",
@@ -73,6 +86,47 @@ async function serve() {
 	await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
 	return { server, origin: `http://127.0.0.1:${server.address().port}` };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Browsers. Each launcher returns { name, version, newPage(), close() }; the pages of both
+// libraries have the same on("console" | "pageerror"), goto, waitForFunction, evaluate, close.
+
+async function launchChromium(values, userDataDir) {
+	// launchPersistentContext is Playwright's way to pass --user-data-dir (launch() rejects it).
+	const context = await chromium.launchPersistentContext(userDataDir, {
+		executablePath: values.chromium,
+		headless: true,
+		args: CHROMIUM_ARGS,
+	});
+	return {
+		name: "chromium",
+		version: context.browser()?.version() ?? null,
+		newPage: () => context.newPage(),
+		close: () => context.close(),
+	};
+}
+
+async function launchFirefox(values, userDataDir) {
+	// Loaded only here, so Chromium runs don't need it.
+	const { default: puppeteer } = await import("puppeteer-core");
+	const browser = await puppeteer.launch({
+		browser: "firefox",
+		executablePath: values.firefox,
+		headless: true,
+		userDataDir,
+		extraPrefsFirefox: FIREFOX_PREFS,
+	});
+	return {
+		name: "firefox",
+		version: (await browser.version()).replace(/^firefox\//, ""), // "firefox/153.8.0"
+		// A window, not a tab: Firefox only runs the selected tab of a window as visible, and
+		// throttles the others' timers (about one per second), which stalls @moq/net.
+		newPage: () => browser.newPage({ type: "window" }),
+		close: () => browser.close(),
+	};
+}
+
+const BROWSERS = { chromium: launchChromium, firefox: launchFirefox };
 
 // ---------------------------------------------------------------------------------------------
 // Scenarios. Each gets a `ctx` with `page(name)` (opens and loads a new page/tab; each page is
@@ -302,11 +356,15 @@ async function main() {
 			track: { type: "string", default: "lines" },
 			lines: { type: "string", default: "1000" },
 			"group-lines": { type: "string", default: "100" },
+			browser: { type: "string", default: "chromium" },
 			chromium: { type: "string", default: "/usr/bin/chromium" },
+			firefox: { type: "string", default: "/usr/bin/firefox-esr" },
 			verbose: { type: "boolean", default: false },
 		},
 	});
-	if (positionals.length !== 1) throw new Error("usage: node run.mjs <relay-url> [--scenario pubsub,clock,disconnect] [--version V] [--transport auto|webtransport|websocket] [--pin | --fingerprint HEX]");
+	if (positionals.length !== 1) throw new Error("usage: node run.mjs <relay-url> [--scenario pubsub,clock,disconnect] [--version V] [--transport auto|webtransport|websocket] [--pin | --fingerprint HEX] [--browser chromium|firefox]");
+	const launchBrowser = BROWSERS[values.browser];
+	if (!launchBrowser) throw new Error(`unknown browser: ${values.browser} (chromium or firefox)`);
 	const relay = new URL(positionals[0]);
 
 	// By default pass the http:// URL through: @moq/net then fetches /certificate.sha256 itself
@@ -326,26 +384,22 @@ async function main() {
 	}
 
 	const { server, origin } = await serve();
-	const userDataDir = await mkdtemp(path.join(tmpdir(), "moq-chromium-"));
+	const userDataDir = await mkdtemp(path.join(tmpdir(), `moq-${values.browser}-`));
 	const consoleLines = [];
 	const output = { ok: false, relay: relay.toString(), options: { ...values, connect }, scenarios: {} };
-	let context;
+	let browser;
 	try {
 		const launchedAt = Date.now();
-		// launchPersistentContext is Playwright's way to pass --user-data-dir (launch() rejects it).
-		context = await chromium.launchPersistentContext(userDataDir, {
-			executablePath: values.chromium,
-			headless: true,
-			args: CHROMIUM_ARGS,
-		});
-		output.browser = { version: context.browser()?.version() ?? null, launchMs: Date.now() - launchedAt };
+		browser = await launchBrowser(values, userDataDir);
+		output.browser = { name: browser.name, version: browser.version, launchMs: Date.now() - launchedAt };
 
 		const pages = [];
 		const openPage = async (name) => {
-			const page = await context.newPage();
+			const page = await browser.newPage();
 			pages.push(page);
 			page.on("console", (msg) => {
-				if (values.verbose || ["error", "warning"].includes(msg.type())) consoleLines.push(`[${name}] ${msg.type()}: ${msg.text()}`);
+				const type = msg.type() === "warn" ? "warning" : msg.type(); // Puppeteer says "warn"
+				if (values.verbose || ["error", "warning"].includes(type)) consoleLines.push(`[${name}] ${type}: ${msg.text()}`);
 			});
 			page.on("pageerror", (err) => consoleLines.push(`[${name}] pageerror: ${err.message}`));
 			const loadStart = Date.now();
@@ -391,7 +445,7 @@ async function main() {
 		output.ok = allOk;
 	} finally {
 		output.console = consoleLines;
-		await context?.close().catch(() => {});
+		await browser?.close().catch(() => {});
 		server.close();
 		await rm(userDataDir, { recursive: true, force: true });
 	}

@@ -91,7 +91,10 @@ fn check_scenarios(output: &Value, version: &str, transport: &str) {
         assert_eq!(result["ok"], Value::Bool(true), "{name}: {result}");
         assert_eq!(result["version"], version, "{name}");
         assert_eq!(result["transport"], transport, "{name}");
-        println!("{version} over {transport} {name}: timings {}", result["timings"]);
+        println!(
+            "{version} over {transport} {name}: timings {}",
+            result["timings"]
+        );
     }
 }
 

@@ -40,6 +40,10 @@ const TARGETS: &[(&str, Harness)] = &[
     ("http1", fuzzing::http1),
     ("h3_conn", fuzzing::h3_conn),
     ("fmp4", fuzzing::fmp4),
+    ("ws_frames", fuzzing::ws_frames),
+    ("ws_handshake", fuzzing::ws_handshake),
+    ("qmux_frames", fuzzing::qmux_frames),
+    ("qmux_conn", fuzzing::qmux_conn),
 ];
 
 fn corpus_dir() -> PathBuf {

@@ -221,10 +221,11 @@ impl Endpoint {
         versions: &[Version],
     ) -> Result<Session, ConnectError> {
         let parsed = MoqUrl::parse(url)?;
-        let remote = self.resolve(&parsed).await?;
         if parsed.scheme.is_websocket() {
-            return self.connect_websocket(&parsed, remote, versions).await;
+            let addrs = self.resolve_all(&parsed).await?;
+            return self.connect_websocket(&parsed, addrs, versions).await;
         }
+        let remote = self.resolve(&parsed).await?;
         let mut dial = Dial::new(remote, &parsed.host, &parsed.path);
         dial.versions = versions.to_vec();
         if parsed.scheme.is_webtransport() {
@@ -321,7 +322,11 @@ impl Endpoint {
     }
 
     /// Wait for the connection `handle` to attach its session.
-    async fn connected(&self, handle: crate::quic::ConnectionHandle, url: &MoqUrl) -> Result<Session, ConnectError> {
+    async fn connected(
+        &self,
+        handle: crate::quic::ConnectionHandle,
+        url: &MoqUrl,
+    ) -> Result<Session, ConnectError> {
         let result = poll_fn(|cx| {
             let mut state = self.shared.lock();
             if state.closed {
@@ -360,7 +365,7 @@ impl Endpoint {
     async fn connect_websocket(
         &self,
         url: &MoqUrl,
-        remote: SocketAddr,
+        addrs: Vec<SocketAddr>,
         versions: &[Version],
     ) -> Result<Session, ConnectError> {
         let failed = |failure: ConnectFailure| ConnectError::Failed {
@@ -383,10 +388,9 @@ impl Endpoint {
             [] => self.shared.lock().engine.config().client_versions.clone(),
             given => given.to_vec(),
         };
-        let remote = tcp_address(remote);
-        let (stream, protocol, leftover) = super::websocket::handshake(
+        let (stream, remote, protocol, leftover) = super::websocket::handshake(
             self.runtime.clone(),
-            remote,
+            &addrs,
             tls,
             &url.authority(),
             &url.path,
@@ -395,7 +399,11 @@ impl Endpoint {
         .await
         .map_err(|err| {
             // Our verifier recorded why it refused the server's certificate, if it did.
-            let refusal = self.shared.lock().engine.take_certificate_refusal(&url.host);
+            let refusal = self
+                .shared
+                .lock()
+                .engine
+                .take_certificate_refusal(&url.host);
             failed(match (refusal, err.kind()) {
                 (Some(refusal), _) => ConnectFailure::UntrustedCertificate(refusal),
                 (None, io::ErrorKind::InvalidData) => ConnectFailure::Refused(err.to_string()),
@@ -502,16 +510,17 @@ impl Endpoint {
                     None => return,
                     Some(Ok((stream, remote))) => match &tls {
                         None => (stream, remote),
-                        Some(config) => match super::tls_stream::TlsStream::server(
-                            stream,
-                            config.clone(),
-                        ) {
-                            Ok(tls) => (Box::new(tls) as Box<dyn super::AsyncTcpStream>, remote),
-                            Err(err) => {
-                                tracing::debug!(%err, "TLS accept");
-                                continue;
+                        Some(config) => {
+                            match super::tls_stream::TlsStream::server(stream, config.clone()) {
+                                Ok(tls) => {
+                                    (Box::new(tls) as Box<dyn super::AsyncTcpStream>, remote)
+                                }
+                                Err(err) => {
+                                    tracing::debug!(%err, "TLS accept");
+                                    continue;
+                                }
                             }
-                        },
+                        }
                     },
                     Some(Err(err)) => {
                         tracing::debug!(%err, "HTTP accept");
@@ -538,6 +547,12 @@ impl Endpoint {
     /// The address to dial for `url`: an IP literal as it is, a name through the runtime's
     /// resolver (never a blocking lookup on the executor).
     async fn resolve(&self, url: &MoqUrl) -> Result<SocketAddr, ConnectError> {
+        let addrs = self.resolve_all(url).await?;
+        self.pick_udp_address(url, addrs)
+    }
+
+    /// Every address of `url`'s host (an IP literal as it is), in the resolver's order.
+    async fn resolve_all(&self, url: &MoqUrl) -> Result<Vec<SocketAddr>, ConnectError> {
         let addrs = match url.host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, url.port)],
             Err(_) => self
@@ -549,6 +564,15 @@ impl Endpoint {
                     reason: e.to_string(),
                 })?,
         };
+        Ok(addrs)
+    }
+
+    /// The address our UDP socket can reach (its family, or IPv4 through a mapped address).
+    fn pick_udp_address(
+        &self,
+        url: &MoqUrl,
+        addrs: Vec<SocketAddr>,
+    ) -> Result<SocketAddr, ConnectError> {
         let v6_socket = self.local_addr.is_ipv6();
         let pick = addrs
             .iter()

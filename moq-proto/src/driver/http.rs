@@ -15,8 +15,8 @@ use bytes::Bytes;
 
 use super::shared::Shared;
 use super::{AsyncTcpStream, Runtime};
-use crate::websocket::handshake;
 use crate::http1::{self, Request, Response};
+use crate::websocket::handshake;
 
 /// What answers the requests of an HTTP listener.
 pub type HttpHandler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
@@ -88,8 +88,8 @@ pub(super) async fn serve_connection(
             buf.extend_from_slice(&chunk[..n]);
             match http1::parse_request(&buf) {
                 Ok(Some((request, len))) => {
-                    let takes_upgrade = handshake::is_upgrade(&request)
-                        && shared.lock().engine.config().websocket;
+                    let takes_upgrade =
+                        handshake::is_upgrade(&request) && shared.lock().engine.config().websocket;
                     if takes_upgrade {
                         return Ok(Some((request, buf.split_off(len))));
                     }

@@ -99,8 +99,15 @@ impl TlsStream {
     }
 
     /// Write every record rustls has to send; `Ready` once they are all out.
-    fn flush_records(&self, cx: &mut Context<'_>, tls: &mut rustls::Connection) -> Poll<io::Result<()>> {
-        let mut socket = Adapter { tcp: &*self.tcp, cx };
+    fn flush_records(
+        &self,
+        cx: &mut Context<'_>,
+        tls: &mut rustls::Connection,
+    ) -> Poll<io::Result<()>> {
+        let mut socket = Adapter {
+            tcp: &*self.tcp,
+            cx,
+        };
         while tls.wants_write() {
             match poll_io(tls.write_tls(&mut socket)) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
@@ -130,7 +137,10 @@ impl AsyncTcpStream for TlsStream {
             if let Poll::Ready(Err(err)) = self.flush_records(cx, &mut tls) {
                 return Poll::Ready(Err(err));
             }
-            let mut socket = Adapter { tcp: &*self.tcp, cx };
+            let mut socket = Adapter {
+                tcp: &*self.tcp,
+                cx,
+            };
             match poll_io(tls.read_tls(&mut socket)) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Ok(0)),
                 Poll::Ready(Ok(_)) => {

@@ -63,23 +63,34 @@ pub(super) async fn serve_upgrade(
     run(shared, runtime, stream, handle, leftover).await;
 }
 
-/// The client's upgrade: the socket, the subprotocol the server chose, and bytes that followed
-/// its answer.
+/// The client's upgrade, to the first of `addrs` that accepts a TCP connection: the socket,
+/// the address, the subprotocol the server chose, and bytes that followed its answer.
 pub(super) async fn handshake(
     runtime: Arc<dyn Runtime>,
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     tls: Option<(Arc<rustls::ClientConfig>, String)>,
     authority: &str,
     target: &str,
     versions: &[Version],
-) -> io::Result<(Box<dyn AsyncTcpStream>, String, Vec<u8>)> {
+) -> io::Result<(Box<dyn AsyncTcpStream>, SocketAddr, String, Vec<u8>)> {
     let mut nonce = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
         .map_err(|_| io::Error::other("no randomness for the WebSocket key"))?;
     let client = ClientHandshake::new(nonce, subprotocol::offer(versions));
     let deadline = runtime.now() + HANDSHAKE_DEADLINE;
     with_deadline(&*runtime.clone(), deadline, async move {
-        let mut stream = runtime.connect_tcp(addr).await?;
+        let mut connected = None;
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        for addr in addrs {
+            match runtime.connect_tcp(*addr).await {
+                Ok(stream) => {
+                    connected = Some((stream, *addr));
+                    break;
+                }
+                Err(err) => last = err,
+            }
+        }
+        let (mut stream, addr) = connected.ok_or(last)?;
         if let Some((config, name)) = tls {
             stream = Box::new(TlsStream::client(stream, config, &name)?);
         }
@@ -98,7 +109,7 @@ pub(super) async fn handshake(
             match client.response(&buf) {
                 Ok(Some((protocol, len))) => {
                     let protocol = protocol.unwrap_or_default();
-                    return Ok((stream, protocol, buf.split_off(len)));
+                    return Ok((stream, addr, protocol, buf.split_off(len)));
                 }
                 Ok(None) => continue,
                 Err(err) => return Err(io::Error::new(io::ErrorKind::InvalidData, err)),

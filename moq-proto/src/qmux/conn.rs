@@ -466,7 +466,8 @@ impl QmuxConn {
                     && !recv.stopped
                 {
                     recv.stopped = true;
-                    self.control.push_back(Frame::StopSending { id, code: code.0 });
+                    self.control
+                        .push_back(Frame::StopSending { id, code: code.0 });
                 }
             }
             Command::SetPriority { stream, priority } => self.set_priority(stream.0, priority),
@@ -672,7 +673,15 @@ impl QmuxConn {
             self.drop_send_state();
             let frame = self.close_frame.take()?;
             let mut out = whole(&frame);
-            if self.draft == Draft::Qmux00 && matches!(frame, Frame::ConnectionClose { application: true, .. }) {
+            if self.draft == Draft::Qmux00
+                && matches!(
+                    frame,
+                    Frame::ConnectionClose {
+                        application: true,
+                        ..
+                    }
+                )
+            {
                 // See the module docs: parsable by correct draft-00 readers and by qmux 0.0.7.
                 out.head.extend_from_slice(&[0]);
             }
@@ -808,7 +817,8 @@ impl QmuxConn {
         let mut head = BytesMut::with_capacity(16);
         frame::encode_stream_header(&mut head, id, offset, n, fin);
         if fin {
-            self.events.push_back(QmuxEvent::StreamFinished { id: StreamId(id) });
+            self.events
+                .push_back(QmuxEvent::StreamFinished { id: StreamId(id) });
             self.retire_if_finished(id);
         }
         Pick::Frame(OutFrame { head, body }, again)
@@ -939,7 +949,10 @@ impl QmuxConn {
                     ));
                 }
                 if data.len() as u64 > max {
-                    return Err(violation(error_code::PROTOCOL_VIOLATION, "DATAGRAM too large"));
+                    return Err(violation(
+                        error_code::PROTOCOL_VIOLATION,
+                        "DATAGRAM too large",
+                    ));
                 }
                 self.events.push_back(QmuxEvent::Datagram(data));
             }
@@ -1344,7 +1357,11 @@ mod tests {
         let mut data = Vec::new();
         let mut fin = false;
         for e in evs {
-            if let QmuxEvent::StreamData { id: i, data: d, fin: f } = e
+            if let QmuxEvent::StreamData {
+                id: i,
+                data: d,
+                fin: f,
+            } = e
                 && *i == id
             {
                 data.extend_from_slice(d);
@@ -1387,13 +1404,7 @@ mod tests {
         pump(&mut client, &mut server, now);
         assert_eq!(client.backlog(), 0);
         let evs = events(&mut server);
-        assert_eq!(
-            evs[0],
-            QmuxEvent::StreamOpened {
-                id,
-                dir: Dir::Uni
-            }
-        );
+        assert_eq!(evs[0], QmuxEvent::StreamOpened { id, dir: Dir::Uni });
         assert_eq!(received(&evs, id), (b"hello world".to_vec(), true));
         assert!(events(&mut client).contains(&QmuxEvent::StreamFinished { id }));
         assert_eq!((client.stream_count(), server.stream_count()), (0, 0));
@@ -1464,7 +1475,11 @@ mod tests {
             server.handle_record(now, rec);
         }
         let first_low = order.iter().position(|i| *i == low.0).unwrap();
-        assert!(order[..first_low].iter().all(|i| *i == high.0 || *i == high2.0));
+        assert!(
+            order[..first_low]
+                .iter()
+                .all(|i| *i == high.0 || *i == high2.0)
+        );
         assert_eq!(&order[..4], &[high.0, high2.0, high.0, high2.0]);
         // Lowering a priority reorders what is still queued.
         client.apply(Command::SetPriority {
@@ -1498,9 +1513,13 @@ mod tests {
         client.apply(Command::Finish { stream: a });
         pump(&mut client, &mut server, now);
         assert!(
-            events(&mut client)
-                .iter()
-                .any(|e| matches!(e, QmuxEvent::OpenGranted { token: OpenToken(3), .. })),
+            events(&mut client).iter().any(|e| matches!(
+                e,
+                QmuxEvent::OpenGranted {
+                    token: OpenToken(3),
+                    ..
+                }
+            )),
             "the server's MAX_STREAMS frees a slot"
         );
     }
@@ -1541,7 +1560,10 @@ mod tests {
         assert_eq!(client.poll_timeout(), Some(now + Duration::from_secs(5)));
         client.handle_timeout(later);
         let ping = record(client.poll_frame(later).unwrap());
-        assert_eq!(&ping[..8], &[0xf4, 0x8c, 0x67, 0x52, 0x9e, 0xf8, 0xc7, 0xbd]);
+        assert_eq!(
+            &ping[..8],
+            &[0xf4, 0x8c, 0x67, 0x52, 0x9e, 0xf8, 0xc7, 0xbd]
+        );
         server.handle_record(later, ping);
         let answer = record(server.poll_frame(later).unwrap());
         client.handle_record(later + Duration::from_millis(40), answer);
@@ -1685,6 +1707,10 @@ mod tests {
         server.handle_record(now, Bytes::from_static(&[0x05, 0x02, 0x00]));
         client.handle_record(now, Bytes::from_static(&[0x05, 0x02, 0x00]));
         assert!(!client.is_closed() && !server.is_closed());
-        assert!(!events(&mut client).iter().any(|e| matches!(e, QmuxEvent::StopSending { .. })));
+        assert!(
+            !events(&mut client)
+                .iter()
+                .any(|e| matches!(e, QmuxEvent::StopSending { .. }))
+        );
     }
 }

@@ -138,7 +138,10 @@ pub enum Frame {
 
 /// Frame types QUIC defines and QMux forbids (draft-ietf-quic-qmux-01 §3).
 fn forbidden(ty: u64) -> bool {
-    matches!(ty, 0x01 | 0x02 | 0x03 | 0x06 | 0x07 | 0x18 | 0x19 | 0x1a | 0x1b | 0x1e)
+    matches!(
+        ty,
+        0x01 | 0x02 | 0x03 | 0x06 | 0x07 | 0x18 | 0x19 | 0x1a | 0x1b | 0x1e
+    )
 }
 
 /// A record that does not parse.
@@ -384,7 +387,11 @@ pub fn encode(frame: &Frame, out: &mut BytesMut) {
             put(out, *max);
         }
         Frame::MaxStreams { kind, max } => {
-            out.put_u8(if *kind == StreamKind::Bidi { 0x12 } else { 0x13 });
+            out.put_u8(if *kind == StreamKind::Bidi {
+                0x12
+            } else {
+                0x13
+            });
             put(out, *max);
         }
         Frame::DataBlocked(max) => {
@@ -397,7 +404,11 @@ pub fn encode(frame: &Frame, out: &mut BytesMut) {
             put(out, *max);
         }
         Frame::StreamsBlocked { kind, max } => {
-            out.put_u8(if *kind == StreamKind::Bidi { 0x16 } else { 0x17 });
+            out.put_u8(if *kind == StreamKind::Bidi {
+                0x16
+            } else {
+                0x17
+            });
             put(out, *max);
         }
         Frame::ConnectionClose {
@@ -500,7 +511,10 @@ mod tests {
         );
         out.clear();
         encode(&Frame::Ping(7), &mut out);
-        assert_eq!(&out[..], &[0xf4, 0x8c, 0x67, 0x52, 0x9e, 0xf8, 0xc7, 0xbd, 0x07]);
+        assert_eq!(
+            &out[..],
+            &[0xf4, 0x8c, 0x67, 0x52, 0x9e, 0xf8, 0xc7, 0xbd, 0x07]
+        );
         // Several frames in one record.
         assert_eq!(
             decode_all(&[0x10, 0x44, 0x00, 0x00, 0x13, 0x0a]).unwrap(),
@@ -574,7 +588,10 @@ mod tests {
     fn bad_records() {
         // Forbidden: PING, ACK, CRYPTO, NEW_CONNECTION_ID, HANDSHAKE_DONE.
         for ty in [0x01u8, 0x02, 0x06, 0x18, 0x1e] {
-            assert_eq!(decode_all(&[ty, 0, 0, 0]), Err(FrameError::Forbidden(ty as u64)));
+            assert_eq!(
+                decode_all(&[ty, 0, 0, 0]),
+                Err(FrameError::Forbidden(ty as u64))
+            );
         }
         assert_eq!(decode_all(&[0x21]), Err(FrameError::Unknown(0x21)));
         // Truncated: a length past the end, a missing field, a cut varint type.
@@ -583,7 +600,10 @@ mod tests {
             Err(FrameError::Truncated(0x0e))
         );
         assert_eq!(decode_all(&[0x04, 0x03]), Err(FrameError::Truncated(0x04)));
-        assert_eq!(decode_all(&[0x1d, 0x00, 0x09]), Err(FrameError::Truncated(0x1d)));
+        assert_eq!(
+            decode_all(&[0x1d, 0x00, 0x09]),
+            Err(FrameError::Truncated(0x1d))
+        );
         assert_eq!(decode_all(&[0x40]), Err(FrameError::Truncated(0)));
         // Offset + length past 2^62 - 1; a stream count past 2^60.
         let mut out = BytesMut::new();

@@ -121,14 +121,21 @@ impl TransportParams {
                 INITIAL_MAX_STREAM_DATA_BIDI_REMOTE,
                 self.initial_max_stream_data_bidi_remote,
             ),
-            (INITIAL_MAX_STREAM_DATA_UNI, self.initial_max_stream_data_uni),
+            (
+                INITIAL_MAX_STREAM_DATA_UNI,
+                self.initial_max_stream_data_uni,
+            ),
             (INITIAL_MAX_STREAMS_BIDI, self.initial_max_streams_bidi),
             (INITIAL_MAX_STREAMS_UNI, self.initial_max_streams_uni),
         ] {
             put_param(&mut out, id, value);
         }
         if self.max_datagram_frame_size > 0 {
-            put_param(&mut out, MAX_DATAGRAM_FRAME_SIZE, self.max_datagram_frame_size);
+            put_param(
+                &mut out,
+                MAX_DATAGRAM_FRAME_SIZE,
+                self.max_datagram_frame_size,
+            );
         }
         if self.max_record_size != DEFAULT_MAX_RECORD_SIZE {
             put_param(&mut out, MAX_RECORD_SIZE, self.max_record_size);
@@ -158,7 +165,10 @@ impl TransportParams {
                 return Err(ParamsError::Duplicate(id));
             }
             seen.push(id);
-            let known = matches!(id, 0x01 | 0x04..=0x09 | MAX_DATAGRAM_FRAME_SIZE | MAX_RECORD_SIZE);
+            let known = matches!(
+                id,
+                0x01 | 0x04..=0x09 | MAX_DATAGRAM_FRAME_SIZE | MAX_RECORD_SIZE
+            );
             if !known {
                 continue;
             }

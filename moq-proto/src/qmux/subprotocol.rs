@@ -20,9 +20,10 @@ pub fn name(draft: Draft, version: Version) -> String {
 /// What a subprotocol names, if it names a MOQ version we speak.
 pub fn parse(protocol: &str) -> Option<(Draft, Version)> {
     match protocol.split_once('.') {
-        Some((prefix, alpn)) => {
-            Some((Draft::from_prefix(prefix)?, Version::from_alpn(alpn.as_bytes())?))
-        }
+        Some((prefix, alpn)) => Some((
+            Draft::from_prefix(prefix)?,
+            Version::from_alpn(alpn.as_bytes())?,
+        )),
         None => Some((Draft::Qmux01, Version::from_alpn(protocol.as_bytes())?)),
     }
 }

@@ -316,7 +316,11 @@ mod tests {
             assert!(
                 matches!(
                     closed.last(),
-                    Some(QmuxEvent::Closed { code: SessionCode(0x10), application: true, .. })
+                    Some(QmuxEvent::Closed {
+                        code: SessionCode(0x10),
+                        application: true,
+                        ..
+                    })
                 ),
                 "{draft:?}: {closed:?}"
             );
@@ -339,7 +343,13 @@ mod tests {
         let mut server = WsQmux::new(Side::Server, Draft::Qmux01, QmuxConfig::default(), now, 0);
         for (i, m) in messages.iter().enumerate() {
             let mut frame = BytesMut::new();
-            ws::encode_frame(Opcode::Binary, true, &hex(m), Some([1, 2, 3, i as u8]), &mut frame);
+            ws::encode_frame(
+                Opcode::Binary,
+                true,
+                &hex(m),
+                Some([1, 2, 3, i as u8]),
+                &mut frame,
+            );
             server.handle_data(now, &frame);
         }
         let evs = events(&mut server);
@@ -359,7 +369,10 @@ mod tests {
             .flatten()
             .collect();
         assert_eq!(setup, hex("010b010508c01677f965da2857"));
-        assert!(evs.iter().any(|e| matches!(e, QmuxEvent::StreamData { fin: true, .. })));
+        assert!(
+            evs.iter()
+                .any(|e| matches!(e, QmuxEvent::StreamData { fin: true, .. }))
+        );
         // Our first message is our parameters, unmasked.
         let mut out = Vec::new();
         server.poll_transmit(now, &mut out);
@@ -400,7 +413,10 @@ mod tests {
             assert_eq!(&tail[2..4], &ws_code.to_be_bytes());
             assert!(matches!(
                 events(&mut s).pop(),
-                Some(QmuxEvent::Closed { application: false, .. })
+                Some(QmuxEvent::Closed {
+                    application: false,
+                    ..
+                })
             ));
         }
     }

@@ -106,8 +106,8 @@
 mod conn;
 pub mod tls;
 mod url;
-mod webtransport;
 mod websocket;
+mod webtransport;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};

@@ -179,11 +179,17 @@ mod tests {
         assert_eq!((u.scheme, u.port), (Scheme::Http, 4443));
         assert!(u.scheme.is_webtransport() && !Scheme::Moqt.is_webtransport());
         let u = MoqUrl::parse("ws://127.0.0.1:4443/room?jwt=t").expect("valid");
-        assert_eq!((u.scheme, u.port, u.path.as_str()), (Scheme::Ws, 4443, "/room?jwt=t"));
+        assert_eq!(
+            (u.scheme, u.port, u.path.as_str()),
+            (Scheme::Ws, 4443, "/room?jwt=t")
+        );
         assert!(u.scheme.is_websocket() && !u.scheme.is_webtransport());
         let u = MoqUrl::parse("wss://relay.example/").expect("valid");
         assert_eq!((u.scheme, u.port), (Scheme::Wss, 443));
-        assert!(matches!(MoqUrl::parse("ftp://x/"), Err(UrlError::Scheme(_))));
+        assert!(matches!(
+            MoqUrl::parse("ftp://x/"),
+            Err(UrlError::Scheme(_))
+        ));
         assert!(MoqUrl::parse("not a url").is_err());
     }
 }

@@ -63,7 +63,11 @@ impl Endpoint {
 
     /// The TLS configuration of an HTTPS / `wss://` listener: the endpoint's certificate.
     pub fn tcp_tls_server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        let certificate = self.cfg.certificate.as_ref().ok_or(TlsError::NoCertificate)?;
+        let certificate = self
+            .cfg
+            .certificate
+            .as_ref()
+            .ok_or(TlsError::NoCertificate)?;
         Ok(Arc::new(tls::server_config(
             certificate,
             vec![b"http/1.1".to_vec()],
@@ -324,7 +328,8 @@ impl Endpoint {
                 QmuxEvent::Rtt(rtt) => {
                     // TCP's rate is unknown here; the RTT still serves PROBE.
                     let stats = TransportStats { bitrate: 0, rtt };
-                    self.node.input(now, peer, |s, now| s.handle_stats(now, stats));
+                    self.node
+                        .input(now, peer, |s, now| s.handle_stats(now, stats));
                 }
                 QmuxEvent::Closed { code, reason, .. } => {
                     self.websocket_lost(now, handle, code, &reason);
@@ -372,8 +377,9 @@ impl Endpoint {
         conn.lost = true;
         let peer = conn.peer;
         if let Some(peer) = peer {
-            self.node
-                .input(now, peer, |s, now| s.handle_connection_lost(now, code, reason));
+            self.node.input(now, peer, |s, now| {
+                s.handle_connection_lost(now, code, reason)
+            });
         }
         self.events.push_back(EngineEvent::Disconnected {
             conn: handle,

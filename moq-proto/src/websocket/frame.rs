@@ -392,7 +392,9 @@ impl Decoder {
                 return Err(FrameError::Fragmentation("continuation without a message"));
             }
             (Some(_), Opcode::Text | Opcode::Binary) => {
-                return Err(FrameError::Fragmentation("new message inside a fragmented one"));
+                return Err(FrameError::Fragmentation(
+                    "new message inside a fragmented one",
+                ));
             }
             (Some((_, parts)), _) => parts.len() as u64,
             (None, _) => 0,
@@ -517,7 +519,9 @@ mod tests {
         encode_frame(Opcode::Text, true, b"Hello", Some(MASK), &mut out);
         assert_eq!(
             &out[..],
-            &[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
+            &[
+                0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58
+            ]
         );
         out.clear();
         encode_frame(Opcode::Binary, true, &[0xAB; 256], None, &mut out);
@@ -532,7 +536,13 @@ mod tests {
         let mut wire = BytesMut::new();
         encode_frame(Opcode::Binary, false, b"abc", Some(MASK), &mut wire);
         encode_frame(Opcode::Ping, true, b"p", Some(MASK), &mut wire);
-        encode_frame(Opcode::Continuation, true, b"def", Some([1, 2, 3, 4]), &mut wire);
+        encode_frame(
+            Opcode::Continuation,
+            true,
+            b"def",
+            Some([1, 2, 3, 4]),
+            &mut wire,
+        );
         let close = close_payload(1000, "bye");
         encode_frame(Opcode::Close, true, &close, Some(MASK), &mut wire);
         let whole = decode_all(Role::Server, &wire).unwrap();
@@ -588,7 +598,11 @@ mod tests {
                 &[0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0],
                 FrameError::Length,
             ),
-            (Role::Client, &[0x82, 0x7F, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF], FrameError::Length),
+            (
+                Role::Client,
+                &[0x82, 0x7F, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF],
+                FrameError::Length,
+            ),
             (
                 Role::Client,
                 &[0x80, 0x00],

@@ -249,7 +249,10 @@ mod tests {
         assert!(is_upgrade(&req));
         assert_eq!(offered_protocols(&req), ["chat", "superchat", "other"]);
         let accepted = accept(&req, |offered| {
-            Ok(offered.iter().find(|p| **p == "superchat").map(|p| p.to_string()))
+            Ok(offered
+                .iter()
+                .find(|p| **p == "superchat")
+                .map(|p| p.to_string()))
         })
         .unwrap();
         assert_eq!(accepted.protocol.as_deref(), Some("superchat"));
@@ -273,7 +276,11 @@ mod tests {
         assert_eq!(err, HandshakeError::Version("8".into()));
         let response = refusal(&err);
         assert_eq!(response.status, 426);
-        assert!(response.headers.contains(&("sec-websocket-version".into(), "13".into())));
+        assert!(
+            response
+                .headers
+                .contains(&("sec-websocket-version".into(), "13".into()))
+        );
         let short_key = request(
             "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: c2hvcnQ=\r\n\
              Sec-WebSocket-Version: 13\r\n",
@@ -308,10 +315,16 @@ mod tests {
         let good = accept_key(&client.key);
         let cases = [
             "HTTP/1.1 200 OK\r\n\r\n".to_string(),
-            format!("HTTP/1.1 101 x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAA\r\nSec-WebSocket-Protocol: a\r\n\r\n"),
-            format!("HTTP/1.1 101 x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {good}\r\nSec-WebSocket-Protocol: b\r\n\r\n"),
-            format!("HTTP/1.1 101 x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {good}\r\n\r\n"),
-            format!("HTTP/1.1 101 x\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {good}\r\n\r\n"),
+            "HTTP/1.1 101 x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAA\r\nSec-WebSocket-Protocol: a\r\n\r\n".to_string(),
+            format!(
+                "HTTP/1.1 101 x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {good}\r\nSec-WebSocket-Protocol: b\r\n\r\n"
+            ),
+            format!(
+                "HTTP/1.1 101 x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {good}\r\n\r\n"
+            ),
+            format!(
+                "HTTP/1.1 101 x\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {good}\r\n\r\n"
+            ),
         ];
         for case in cases {
             assert!(client.response(case.as_bytes()).is_err(), "{case}");

@@ -142,7 +142,10 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
         let bound = endpoint
             .serve_https(addr, handler)
             .map_err(|e| format!("cannot listen for HTTPS on TCP {addr}: {e}"))?;
-        println!("https: https://{host}:{}/ (wss:// WebSocket over TLS)", bound.port());
+        println!(
+            "https: https://{host}:{}/ (wss:// WebSocket over TLS)",
+            bound.port()
+        );
     }
     println!("certificate sha256: {hash}");
 
