@@ -23,7 +23,8 @@
 #   NS       subscriber counts                                      ["1 10 100 500"]
 #   SIZES    frame payload sizes in bytes                           ["1024 16384"]
 #   MODES    "rate" (RATE frames/s per track) and/or "saturate"    ["rate saturate"]
-#   SCHEMES  how clients reach the relay: "moqt" (raw QUIC) and/or "https" (WebTransport)
+#   SCHEMES  how clients reach the relay: "moqt" (raw QUIC), "https" (WebTransport) and/or
+#            "ws" (WebSocket with QMux over TCP, on the relay's HTTP port)
 #                                                                   ["moqt"]
 #   RATE     frames/s for the fixed-rate mode                       [100]
 #   FRAMES_PER_GROUP                                               [30]
@@ -168,7 +169,8 @@ start_relay() { # relay port logfile
             ;;
         moq-relay)
             "${RELAY_PIN[@]}" "$MOQ_RELAY" --listen "127.0.0.1:$2" --listen-tls-generate localhost \
-                --auth-public '**' --log-level "$RELAY_LOG" >"$3" 2>&1 &
+                --auth-public '**' --web-http-listen "127.0.0.1:$2" --log-level "$RELAY_LOG" \
+                >"$3" 2>&1 &
             ;;
         *) log "unknown relay $1"; exit 1 ;;
     esac

@@ -41,15 +41,6 @@ import { chromium } from "playwright-core";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-// Firefox: puppeteer-core writes its automation preferences (no updates, telemetry, remote
-// settings, ...) into the profile; these are on top.
-const FIREFOX_PREFS = {
-	// Open pages are separate windows (see launchFirefox), but never let a page that isn't in
-	// front have its timers throttled: background tabs get about one timer per second.
-	"dom.min_background_timeout_value": 4,
-	"dom.timeout.enable_budget_timer_throttling": false,
-};
-
 const CHROMIUM_ARGS = [
 	"--no-sandbox",
 	"--headless=new",
@@ -113,14 +104,15 @@ async function launchFirefox(values, userDataDir) {
 		browser: "firefox",
 		executablePath: values.firefox,
 		headless: true,
+		// A fresh profile; puppeteer-core writes its automation preferences into it (no
+		// updates, telemetry, remote settings, ...).
 		userDataDir,
-		extraPrefsFirefox: FIREFOX_PREFS,
 	});
 	return {
 		name: "firefox",
 		version: (await browser.version()).replace(/^firefox\//, ""), // "firefox/153.8.0"
-		// A window, not a tab: Firefox only runs the selected tab of a window as visible, and
-		// throttles the others' timers (about one per second), which stalls @moq/net.
+		// A window, not a tab: Firefox runs only a window's selected tab as visible and clamps
+		// the hidden ones' timers to about one a second, which stalls @moq/net.
 		newPage: () => browser.newPage({ type: "window" }),
 		close: () => browser.close(),
 	};

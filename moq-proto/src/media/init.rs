@@ -308,11 +308,21 @@ fn audio_entry(segment: &Bytes, track: &mut TrackConfig, entry: &[u8]) -> Result
                 object_type = 32 + (((first & 0x7) << 3) | (second >> 5));
             }
             track.description = Some(segment.slice_ref(config));
+            // ffmpeg writes 2 in the sample entry whatever the stream has; the decoder
+            // configuration says what the decoder will output.
+            if let Some(channels) = aac_channels(config) {
+                track.channels = channels;
+            }
             format!("mp4a.40.{object_type}")
         }
         b"Opus" => {
             let dops = require(children, b"dOps", "dOps")?;
             track.description = Some(segment.slice_ref(dops));
+            // Opus always decodes at 48 kHz; dOps gives the output channel count.
+            track.sample_rate = 48_000;
+            if let Some(&channels) = dops.get(1) {
+                track.channels = u16::from(channels);
+            }
             "opus".to_string()
         }
         other => {
@@ -323,6 +333,36 @@ fn audio_entry(segment: &Bytes, track: &mut TrackConfig, entry: &[u8]) -> Result
         }
     };
     Ok(())
+}
+
+/// The channel count an AudioSpecificConfig announces (ISO/IEC 14496-3 §1.6.2.1), if it
+/// gives one (`channelConfiguration` 0 defers to a program config element).
+fn aac_channels(config: &[u8]) -> Option<u16> {
+    let mut bits = 0u64;
+    for (i, byte) in config.iter().take(8).enumerate() {
+        bits |= u64::from(*byte) << (56 - 8 * i);
+    }
+    let available = config.len().min(8) * 8;
+    let mut at = 0;
+    let mut read = |n: usize| -> Option<u64> {
+        if at + n > available {
+            return None;
+        }
+        let value = (bits << at) >> (64 - n);
+        at += n;
+        Some(value)
+    };
+    if read(5)? == 31 {
+        read(6)?;
+    }
+    if read(4)? == 15 {
+        read(24)?;
+    }
+    match read(4)? {
+        0 => None,
+        7 => Some(8),
+        n => Some(n as u16),
+    }
 }
 
 /// The object type and DecoderSpecificInfo of an `esds` box (ISO/IEC 14496-1 §7.2.6).

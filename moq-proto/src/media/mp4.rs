@@ -94,6 +94,8 @@ pub struct BoxRef<'a> {
     pub payload: &'a [u8],
     /// The header's length (8 or 16).
     pub header: usize,
+    /// The whole box, header included.
+    pub raw: &'a [u8],
 }
 
 /// A box header at the start of `buf`: its type, header length and total size. `Ok(None)`
@@ -155,6 +157,7 @@ impl<'a> Iterator for Boxes<'a> {
                 ty,
                 payload: &whole[header_len..],
                 header: header_len,
+                raw: whole,
             })
         })();
         if result.is_err() {
