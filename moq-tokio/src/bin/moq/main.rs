@@ -4,6 +4,7 @@ mod bench;
 mod cert;
 mod clock;
 mod common;
+mod media;
 mod pubsub;
 mod relay;
 
@@ -40,6 +41,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Write a development certificate and key (PEM) and print its SHA-256.
     Cert(cert::CertArgs),
+    /// Publish fragmented MP4 (ffmpeg's CMAF output) as a media broadcast `<moq-watch>` plays.
+    PublishMedia(media::PublishMediaArgs),
+    /// Write a media broadcast to stdout as fragmented MP4 (for ffplay or ffmpeg).
+    WatchMedia(media::WatchMediaArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +69,8 @@ fn main() -> ExitCode {
             Command::Announced(args) => pubsub::announced(&cli.common, args).await,
             Command::Bench(args) => bench::run(&cli.common, args).await,
             Command::Cert(args) => cert::run(args),
+            Command::PublishMedia(args) => media::publish(&cli.common, args).await,
+            Command::WatchMedia(args) => media::watch(&cli.common, args).await,
         }
     });
     // Background tasks (drivers, tickers) must not keep the process alive.
