@@ -26,6 +26,12 @@ use moq_tests::process::*;
 use serde_json::Value;
 
 const VERSIONS: [&str; 3] = ["moq-lite-03", "moq-lite-04", "moq-lite-05"];
+/// Debian's Chromium, driven by playwright-core.
+const CHROMIUM: &str = "chromium";
+/// Debian's Firefox ESR, driven by puppeteer-core over WebDriver BiDi. Its WebTransport takes
+/// no `protocols` (no MOQ version reaches the relay, which refuses the CONNECT), so it runs
+/// over WebSocket only.
+const FIREFOX: &str = "firefox";
 /// How long one browser run may take (launch, page load, scenarios).
 const BROWSER_RUN: Duration = Duration::from_secs(120);
 
@@ -48,6 +54,14 @@ fn browser_command(args: &[&str]) -> Command {
         (
             PathBuf::from("/usr/bin/chromium"),
             "install Chromium: `apt-get update && apt-get install -y chromium`",
+        ),
+        (
+            PathBuf::from("/usr/bin/firefox-esr"),
+            "install Firefox ESR: `apt-get update && apt-get install -y firefox-esr`",
+        ),
+        (
+            dir.join("node_modules/puppeteer-core"),
+            "run `npm ci` in tests/browser",
         ),
     ] {
         assert!(path.exists(), "{} is missing: {fix}", path.display());
@@ -100,19 +114,26 @@ fn check_scenarios(output: &Value, version: &str, transport: &str) {
 
 #[test]
 fn browser_to_browser_through_our_relay_on_each_version() {
-    browser_to_browser("webtransport");
+    browser_to_browser(CHROMIUM, "webtransport");
 }
 
 #[test]
 fn browser_to_browser_over_websocket_on_each_version() {
-    browser_to_browser("websocket");
+    browser_to_browser(CHROMIUM, "websocket");
 }
 
-fn browser_to_browser(transport: &str) {
+#[test]
+fn firefox_to_firefox_over_websocket_on_each_version() {
+    browser_to_browser(FIREFOX, "websocket");
+}
+
+fn browser_to_browser(browser: &str, transport: &str) {
     let (_relay, url) = relay();
     for version in VERSIONS {
         let output = run_browser(&[
             &url,
+            "--browser",
+            browser,
             "--scenario",
             "pubsub,disconnect",
             "--transport",
@@ -137,15 +158,20 @@ fn browser_to_browser(transport: &str) {
 
 #[test]
 fn our_clock_through_our_relay_to_the_browser() {
-    clock_to_browser("webtransport");
+    clock_to_browser(CHROMIUM, "webtransport");
 }
 
 #[test]
 fn our_clock_through_our_relay_to_the_browser_over_websocket() {
-    clock_to_browser("websocket");
+    clock_to_browser(CHROMIUM, "websocket");
 }
 
-fn clock_to_browser(transport: &str) {
+#[test]
+fn our_clock_through_our_relay_to_firefox_over_websocket() {
+    clock_to_browser(FIREFOX, "websocket");
+}
+
+fn clock_to_browser(browser: &str, transport: &str) {
     let (relay, url) = relay();
     let moqt = relay.url();
     let _clock = Proc::spawn(
@@ -159,6 +185,8 @@ fn clock_to_browser(transport: &str) {
     for version in VERSIONS {
         let output = run_browser(&[
             &url,
+            "--browser",
+            browser,
             "--scenario",
             "clock",
             "--transport",
@@ -174,12 +202,14 @@ fn clock_to_browser(transport: &str) {
 fn browser_publisher(
     url: &str,
     version: &str,
-    transport: &str,
+    (browser, transport): (&str, &str),
     scenario: &str,
     extra: &[&str],
 ) -> Proc {
     let mut args = vec![
         url,
+        "--browser",
+        browser,
         "--scenario",
         scenario,
         "--transport",
@@ -211,15 +241,20 @@ fn finish_browser(mut proc: Proc, version: &str, transport: &str) {
 
 #[test]
 fn browser_publishes_through_our_relay_to_moq_sub() {
-    browser_to_moq_sub("webtransport");
+    browser_to_moq_sub(CHROMIUM, "webtransport");
 }
 
 #[test]
 fn browser_publishes_over_websocket_to_moq_sub() {
-    browser_to_moq_sub("websocket");
+    browser_to_moq_sub(CHROMIUM, "websocket");
 }
 
-fn browser_to_moq_sub(transport: &str) {
+#[test]
+fn firefox_publishes_over_websocket_to_moq_sub() {
+    browser_to_moq_sub(FIREFOX, "websocket");
+}
+
+fn browser_to_moq_sub(browser: &str, transport: &str) {
     const LINES: usize = 300;
     let (relay, url) = relay();
     for version in VERSIONS {
@@ -227,7 +262,7 @@ fn browser_to_moq_sub(transport: &str) {
         let publisher = browser_publisher(
             &url,
             version,
-            transport,
+            (browser, transport),
             "publish",
             &[
                 "--broadcast",
@@ -273,15 +308,20 @@ fn browser_to_moq_sub(transport: &str) {
 
 #[test]
 fn browser_clock_through_our_relay_to_moq_clock() {
-    browser_clock_to_moq_clock("webtransport");
+    browser_clock_to_moq_clock(CHROMIUM, "webtransport");
 }
 
 #[test]
 fn browser_clock_over_websocket_to_moq_clock() {
-    browser_clock_to_moq_clock("websocket");
+    browser_clock_to_moq_clock(CHROMIUM, "websocket");
 }
 
-fn browser_clock_to_moq_clock(transport: &str) {
+#[test]
+fn firefox_clock_over_websocket_to_moq_clock() {
+    browser_clock_to_moq_clock(FIREFOX, "websocket");
+}
+
+fn browser_clock_to_moq_clock(browser: &str, transport: &str) {
     let (relay, url) = relay();
     for version in VERSIONS {
         let broadcast = format!("bclock-{version}");
@@ -289,7 +329,7 @@ fn browser_clock_to_moq_clock(transport: &str) {
         let publisher = browser_publisher(
             &url,
             version,
-            transport,
+            (browser, transport),
             "clockpub",
             &["--broadcast", &broadcast],
         );
@@ -328,4 +368,21 @@ fn the_automatic_race_picks_webtransport_and_falls_back_to_websocket() {
     check_scenarios(&output, "moq-lite-05", "websocket");
     let connect_ms = &output["scenarios"]["pubsub"]["steps"]["subConnect"]["connectMs"];
     println!("fallback to WebSocket connected in {connect_ms} ms");
+}
+
+/// Firefox 153 ESR's WebTransport sends no subprotocols, so the relay refuses it (no version
+/// in common) and `@moq/net`'s race lands on WebSocket.
+#[test]
+fn firefox_races_onto_websocket() {
+    let (_relay, url) = relay();
+    let output = run_browser(&[
+        &url,
+        "--browser",
+        FIREFOX,
+        "--scenario",
+        "pubsub",
+        "--transport",
+        "auto",
+    ]);
+    check_scenarios(&output, "moq-lite-05", "websocket");
 }
