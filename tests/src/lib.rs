@@ -1,6 +1,7 @@
 //! Shared helpers for the workspace integration tests (see `tests/tests/`).
 
 pub mod loopback;
+pub mod media;
 pub mod netsim;
 pub mod process;
 

@@ -179,6 +179,8 @@ pub enum Input {
     File(PathBuf),
     /// Written by a thread; stdin stays open until [`Proc::close_stdin`].
     Pipe(Arc<Vec<u8>>),
+    /// Another process's stdout (a pipeline).
+    From(Stdio),
 }
 
 impl Proc {
@@ -187,12 +189,25 @@ impl Proc {
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .env("NO_COLOR", "1");
-        match &input {
-            Input::Null => cmd.stdin(Stdio::null()),
-            Input::File(path) => cmd.stdin(Stdio::from(
-                std::fs::File::open(path).expect("open the input file"),
-            )),
-            Input::Pipe(_) => cmd.stdin(Stdio::piped()),
+        let input = match input {
+            Input::From(stdio) => {
+                cmd.stdin(stdio);
+                Input::Null
+            }
+            Input::Null => {
+                cmd.stdin(Stdio::null());
+                Input::Null
+            }
+            Input::File(path) => {
+                cmd.stdin(Stdio::from(
+                    std::fs::File::open(&path).expect("open the input file"),
+                ));
+                Input::Null
+            }
+            pipe @ Input::Pipe(_) => {
+                cmd.stdin(Stdio::piped());
+                pipe
+            }
         };
         let mut child = cmd
             .spawn()
@@ -223,6 +238,29 @@ impl Proc {
             err,
             stdin_close,
         }
+    }
+
+    /// Start `cmd` with its stdout handed to the caller (the head of a pipeline: pass the
+    /// returned `Stdio` to the next process as [`Input::From`]); its stderr is captured.
+    pub fn spawn_source(name: &str, mut cmd: Command) -> (Proc, Stdio) {
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        let stdout = Stdio::from(child.stdout.take().expect("stdout"));
+        let out = Arc::new(Capture::default());
+        let err = Arc::new(Capture::default());
+        err.start(child.stderr.take().expect("stderr"));
+        let proc = Proc {
+            name: name.to_string(),
+            child,
+            out,
+            err,
+            stdin_close: None,
+        };
+        (proc, stdout)
     }
 
     /// The process ID.

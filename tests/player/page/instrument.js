@@ -37,6 +37,8 @@
 						} else {
 							s.codedWidth = out.codedWidth;
 							s.codedHeight = out.codedHeight;
+							s.displayWidth = out.displayWidth;
+							s.displayHeight = out.displayHeight;
 						}
 						init.output(out);
 					},

@@ -110,6 +110,8 @@ struct Publisher {
     catalog: Option<Catalog>,
     started: bool,
     has_video: bool,
+    /// The first video track: its keyframes cut the audio groups.
+    primary_video: Option<u32>,
     /// Wall-clock pacing: the first sample's presentation time (seconds) and when it went.
     pace: Option<(f64, tokio::time::Instant)>,
     realtime: bool,
@@ -126,6 +128,11 @@ impl Publisher {
     /// A new `moov`: tracks for new track IDs (named `N.m4s` in `moov` order).
     async fn handle_init(&mut self, init: InitSegment) -> Result<(), Error> {
         self.has_video = init.tracks.iter().any(|t| t.kind == TrackKind::Video);
+        self.primary_video = init
+            .tracks
+            .iter()
+            .find(|t| t.kind == TrackKind::Video)
+            .map(|t| t.track_id);
         for (index, track) in init.tracks.iter().enumerate() {
             if self.tracks.contains_key(&track.track_id) {
                 continue;
@@ -242,9 +249,12 @@ impl Publisher {
             tokio::time::sleep_until(due).await;
         }
         if video_key {
-            // A keyframe starts a new group on every track: groups are GOPs, aligned.
-            for track in self.tracks.values_mut() {
-                if let Some(group) = track.group.take() {
+            // A keyframe starts a new group on its own track, and the primary (first) video
+            // track's keyframes cut the audio tracks too: groups are GOPs, audio aligned.
+            let primary = self.primary_video == Some(sample.track_id);
+            for (id, track) in self.tracks.iter_mut() {
+                let cut = *id == sample.track_id || (primary && track.kind == TrackKind::Audio);
+                if cut && let Some(group) = track.group.take() {
                     group.finish();
                 }
             }
@@ -262,6 +272,11 @@ impl Publisher {
             }
         }
         if track.group.is_none() {
+            if kind == TrackKind::Video && !sample.keyframe {
+                // Another rendition's first keyframe started the stream; this one's groups
+                // begin at its own keyframe.
+                return Ok(());
+            }
             track.group = Some(track.publisher.append_group()?);
             track.group_start = pts;
         }
@@ -318,6 +333,7 @@ pub(crate) async fn publish(common: &Common, args: PublishMediaArgs) -> Result<(
         catalog: None,
         started: false,
         has_video: false,
+        primary_video: None,
         pace: None,
         realtime: args.realtime,
     };
