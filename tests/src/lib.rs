@@ -2,6 +2,7 @@
 
 pub mod loopback;
 pub mod media;
+pub mod netns;
 pub mod netsim;
 pub mod process;
 

@@ -74,8 +74,18 @@ pub fn ffmpeg(source: &Source) -> Command {
         cmd.args(["-map", "1:a"]);
     }
     cmd.args([
-        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-bf", "0",
-        "-pix_fmt", "yuv420p",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-g",
+        "30",
+        "-bf",
+        "0",
+        "-pix_fmt",
+        "yuv420p",
     ]);
     for (i, (_, _, kbps)) in source.video.iter().enumerate() {
         cmd.args([&format!("-b:v:{i}"), &format!("{kbps}k")]);
@@ -178,7 +188,12 @@ pub fn player_command(url: &str, args: &[&str]) -> Command {
 
 /// Start the player and wait until its element exists (it then looks for the broadcast).
 pub fn start_player(url: &str, args: &[&str]) -> Proc {
-    let proc = Proc::spawn("player", player_command(url, args), Input::Null);
+    start_player_command(player_command(url, args))
+}
+
+/// [`start_player`] with a prepared command (e.g. run in a network namespace).
+pub fn start_player_command(cmd: Command) -> Proc {
+    let proc = Proc::spawn("player", cmd, Input::Null);
     proc.wait_line(false, "`{\"progress\":\"started\"}`", |l| {
         l.contains("\"progress\":\"started\"")
     });
@@ -190,7 +205,11 @@ pub fn finish_player(mut proc: Proc) -> Value {
     proc.wait_exit(PLAYER_RUN);
     let stdout = proc.stdout();
     let text = String::from_utf8_lossy(&stdout);
-    let last = text.lines().rev().find(|l| l.starts_with('{')).unwrap_or("");
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or("");
     serde_json::from_str(last).unwrap_or_else(|e| {
         panic!(
             "the player printed no report ({e}); stderr:\n{}",
@@ -237,7 +256,12 @@ pub fn check_playback(report: &Value, label: &str) -> Playback {
         }
         serde_json::to_string_pretty(&shown).unwrap_or_default()
     };
-    assert_eq!(report["ok"], Value::Bool(true), "{label}: playback failed:\n{}", pretty());
+    assert_eq!(
+        report["ok"],
+        Value::Bool(true),
+        "{label}: playback failed:\n{}",
+        pretty()
+    );
     let r = &report["report"];
     let num = |v: &Value| v.as_f64().unwrap_or(0.0);
     let playback = Playback {
@@ -247,7 +271,10 @@ pub fn check_playback(report: &Value, label: &str) -> Playback {
         audio_decoded: r["audio"]["outputs"].as_u64().unwrap_or(0),
         player_latency_ms: num(&r["player"]["syncBufferMs"]),
         end_to_end_ms: r["endToEndLatencyMs"]["median"].as_f64(),
-        version: r["connection"]["version"].as_str().unwrap_or("").to_string(),
+        version: r["connection"]["version"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
         video_track: r["video"]["track"].as_str().unwrap_or("").to_string(),
         size: (
             r["video"]["displayWidth"].as_u64().unwrap_or(0),

@@ -82,7 +82,14 @@ fn the_player_first_finds_a_publisher_that_comes_later() {
     let shot = screenshot("player-first");
     let player = start_player(
         &url,
-        &["--name", "later.hang", "--screenshot", &shot, "--timeout", "40"],
+        &[
+            "--name",
+            "later.hang",
+            "--screenshot",
+            &shot,
+            "--timeout",
+            "40",
+        ],
     );
     // The player is waiting for the broadcast's announcement.
     std::thread::sleep(std::time::Duration::from_secs(2));
@@ -122,7 +129,8 @@ fn our_relay_and_moq_relay_side_by_side() {
             p.first_frame_ms,
             p.painted_fps,
             p.player_latency_ms,
-            p.end_to_end_ms.map_or("n/a".into(), |m| format!("{m:.0} ms"))
+            p.end_to_end_ms
+                .map_or("n/a".into(), |m| format!("{m:.0} ms"))
         );
     }
 }
@@ -208,7 +216,11 @@ fn moq_watch_media_writes_a_file_ffprobe_reads() {
         .expect("ffprobe runs");
     let text = String::from_utf8_lossy(&probe.stdout);
     println!("ffprobe: {text}");
-    assert!(probe.status.success(), "{}", String::from_utf8_lossy(&probe.stderr));
+    assert!(
+        probe.status.success(),
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
     assert!(
         text.contains("codec_name=h264|width=640|height=360|nb_read_frames=90"),
         "video stream: {text}"
@@ -217,7 +229,10 @@ fn moq_watch_media_writes_a_file_ffprobe_reads() {
         .lines()
         .find(|l| l.contains("codec_name=aac"))
         .expect("an AAC stream");
-    assert!(audio.contains("sample_rate=48000") && audio.contains("channels=2"), "{audio}");
+    assert!(
+        audio.contains("sample_rate=48000") && audio.contains("channels=2"),
+        "{audio}"
+    );
 }
 
 /// Two renditions from one ffmpeg: the catalog lists both; the player picks by its size, and a
@@ -230,9 +245,19 @@ fn two_renditions_the_player_chooses_among() {
         ..Source::default()
     };
     let _publisher = moq_publish_media(&url, "abr.hang", None, &source);
-    let big = play(&url, "abr.hang", "renditions-large-player", &["--width", "1280"]);
+    let big = play(
+        &url,
+        "abr.hang",
+        "renditions-large-player",
+        &["--width", "1280"],
+    );
     assert_eq!(big.size, (1280, 720), "a 1280-pixel-wide player takes 720p");
-    let small = play(&url, "abr.hang", "renditions-small-player", &["--width", "320"]);
+    let small = play(
+        &url,
+        "abr.hang",
+        "renditions-small-player",
+        &["--width", "320"],
+    );
     assert_eq!(small.size, (640, 360), "a 320-pixel-wide player takes 360p");
     assert_ne!(big.video_track, small.video_track);
     let pinned = play(

@@ -125,6 +125,15 @@ pub struct AudioRendition {
     pub container: Container,
 }
 
+/// What a publisher measured of a track.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Measured {
+    /// Frames per second (video).
+    pub framerate: Option<f64>,
+    /// Bits per second.
+    pub bitrate: Option<u64>,
+}
+
 /// Presentation time 0 on the wall clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Clock {
@@ -172,11 +181,11 @@ fn opus_head(dops: &[u8]) -> Option<Vec<u8>> {
 
 impl Catalog {
     /// A catalog for the tracks of `init`, each named by `name_of` (tracks it returns `None`
-    /// for are left out), with `bitrate`/`framerate` where the caller knows them.
+    /// for are left out), with the frame rate and bit rate `measured` gives where known.
     pub fn from_init(
         init: &InitSegment,
         name_of: impl Fn(&TrackConfig) -> Option<String>,
-        framerate: impl Fn(&TrackConfig) -> Option<f64>,
+        measured: impl Fn(&TrackConfig) -> Measured,
     ) -> Result<Self, Mp4Error> {
         let mut catalog = Catalog::default();
         for track in &init.tracks {
@@ -186,15 +195,15 @@ impl Catalog {
             let container = Container::Cmaf {
                 init: BASE64.encode(cmaf::single_track_init(&init.bytes, track.track_id)?),
             };
+            let Measured { framerate, bitrate } = measured(track);
             match track.kind {
                 TrackKind::Video => {
-                    let framerate = framerate(track);
                     let rendition = VideoRendition {
                         codec: track.codec.clone(),
                         description: track.description.as_deref().map(hex),
                         coded_width: Some(u32::from(track.width)),
                         coded_height: Some(u32::from(track.height)),
-                        bitrate: None,
+                        bitrate,
                         framerate,
                         // A frame period of spacing: the player buffers that much video.
                         jitter: framerate.map(|f| (1000.0 / f).ceil() as u32),
@@ -217,7 +226,7 @@ impl Catalog {
                         codec: track.codec.clone(),
                         sample_rate: track.sample_rate,
                         number_of_channels: u32::from(track.channels),
-                        bitrate: None,
+                        bitrate,
                         description: description.as_deref().map(hex),
                         jitter: None,
                         container,

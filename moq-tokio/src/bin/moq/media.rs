@@ -20,12 +20,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use clap::Args;
 use moq_proto::media::catalog::{
-    AUDIO_PRIORITY, CATALOG_PRIORITY, CATALOG_TRACK, Catalog, Clock, VIDEO_PRIORITY,
+    AUDIO_PRIORITY, CATALOG_PRIORITY, CATALOG_TRACK, Catalog, Clock, Measured, VIDEO_PRIORITY,
 };
 use moq_proto::media::{Fmp4Event, Fmp4Reader, InitSegment, Sample, TrackKind, cmaf};
-use moq_tokio::{
-    BroadcastPublisher, GroupPublisher, SubscribeParams, TrackInfo, TrackPublisher,
-};
+use moq_tokio::{BroadcastPublisher, GroupPublisher, SubscribeParams, TrackInfo, TrackPublisher};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -99,6 +97,24 @@ struct MediaTrack {
     group_start: u64,
     /// Fragment sequence numbers for this track's `mfhd`.
     sequence: u32,
+    /// Payload bytes in the current group (for the bit rate).
+    group_bytes: u64,
+    /// What was measured: frame rate at the first keyframe, bit rate over the first group.
+    measured: Measured,
+}
+
+impl MediaTrack {
+    /// A group ended at `at` seconds: the first one long enough gives the bit rate. True
+    /// when it was learnt now.
+    fn learn_bitrate(&mut self, at: f64) -> bool {
+        let start = self.group_start as f64 / f64::from(self.timescale);
+        let span = at - start;
+        if self.measured.bitrate.is_some() || span < 0.5 || self.group_bytes == 0 {
+            return false;
+        }
+        self.measured.bitrate = Some((self.group_bytes as f64 * 8.0 / span) as u64);
+        true
+    }
 }
 
 /// The publishing state: tracks by MP4 track ID, the catalog last published.
@@ -160,41 +176,35 @@ impl Publisher {
                     group: None,
                     group_start: 0,
                     sequence: 0,
+                    group_bytes: 0,
+                    measured: Measured::default(),
                 },
             );
         }
         self.init = Some(init);
         // A changed moov republishes the catalog (once the stream has started).
         if self.started {
-            self.publish_catalog(None, None).await?;
+            self.publish_catalog(None).await?;
         }
         Ok(())
     }
 
     /// Publish the catalog if it changed: `first` (a keyframe sample and its track's
     /// timescale) sets the frame rate and the wall clock.
-    async fn publish_catalog(
-        &mut self,
-        first: Option<(&Sample, u32)>,
-        fps: Option<f64>,
-    ) -> Result<(), Error> {
+    async fn publish_catalog(&mut self, first: Option<(&Sample, u32)>) -> Result<(), Error> {
         let Some(init) = &self.init else {
             return Ok(());
         };
-        let names: HashMap<u32, String> = self
-            .tracks
-            .iter()
-            .map(|(id, t)| (*id, t.name.clone()))
-            .collect();
+        let tracks = &self.tracks;
         let previous = self.catalog.clone();
         let mut catalog = Catalog::from_init(
             init,
-            |t| names.get(&t.track_id).cloned(),
+            |t| tracks.get(&t.track_id).map(|m| m.name.clone()),
             |t| {
-                fps.or_else(|| {
-                    let old = previous.as_ref()?.video.as_ref()?;
-                    old.renditions.get(names.get(&t.track_id)?)?.framerate
-                })
+                tracks
+                    .get(&t.track_id)
+                    .map(|m| m.measured)
+                    .unwrap_or_default()
             },
         )?;
         catalog.clock = match (first, &previous) {
@@ -234,17 +244,19 @@ impl Publisher {
             }
             self.started = true;
             let timescale = self.tracks[&sample.track_id].timescale;
-            let fps = (kind == TrackKind::Video && sample.duration > 0)
-                .then(|| f64::from(timescale) / f64::from(sample.duration));
-            let fps = fps.map(|f| (f * 100.0).round() / 100.0);
-            self.publish_catalog(Some((&sample, timescale)), fps).await?;
+            if let Some(track) = self.tracks.get_mut(&sample.track_id)
+                && kind == TrackKind::Video
+                && sample.duration > 0
+            {
+                let fps = f64::from(timescale) / f64::from(sample.duration);
+                track.measured.framerate = Some((fps * 100.0).round() / 100.0);
+            }
+            self.publish_catalog(Some((&sample, timescale))).await?;
         }
         if self.realtime {
             let timescale = self.tracks[&sample.track_id].timescale;
             let pts = sample.presentation_time() as f64 / f64::from(timescale);
-            let (first, at) = *self
-                .pace
-                .get_or_insert((pts, tokio::time::Instant::now()));
+            let (first, at) = *self.pace.get_or_insert((pts, tokio::time::Instant::now()));
             let due = at + Duration::from_secs_f64((pts - first).max(0.0));
             tokio::time::sleep_until(due).await;
         }
@@ -252,23 +264,34 @@ impl Publisher {
             // A keyframe starts a new group on its own track, and the primary (first) video
             // track's keyframes cut the audio tracks too: groups are GOPs, audio aligned.
             let primary = self.primary_video == Some(sample.track_id);
+            let timescale = self.tracks[&sample.track_id].timescale;
+            let at = sample.presentation_time() as f64 / f64::from(timescale);
+            let mut learnt = false;
             for (id, track) in self.tracks.iter_mut() {
                 let cut = *id == sample.track_id || (primary && track.kind == TrackKind::Audio);
                 if cut && let Some(group) = track.group.take() {
                     group.finish();
+                    learnt |= track.learn_bitrate(at);
                 }
+            }
+            // The first whole group gives each track's bit rate: tell players (they choose
+            // renditions by it), once.
+            if learnt {
+                self.publish_catalog(None).await?;
             }
         }
         let Some(track) = self.tracks.get_mut(&sample.track_id) else {
             return Ok(());
         };
         let pts = sample.presentation_time();
+        let mut learnt = false;
         if kind == TrackKind::Audio && !self.has_video && track.group.is_some() {
             let elapsed = pts.saturating_sub(track.group_start);
-            if elapsed >= AUDIO_GROUP.as_secs() * u64::from(track.timescale) {
-                if let Some(group) = track.group.take() {
-                    group.finish();
-                }
+            if elapsed >= AUDIO_GROUP.as_secs() * u64::from(track.timescale)
+                && let Some(group) = track.group.take()
+            {
+                group.finish();
+                learnt = track.learn_bitrate(pts as f64 / f64::from(track.timescale));
             }
         }
         if track.group.is_none() {
@@ -279,11 +302,16 @@ impl Publisher {
             }
             track.group = Some(track.publisher.append_group()?);
             track.group_start = pts;
+            track.group_bytes = 0;
         }
+        track.group_bytes += sample.data.len() as u64;
         track.sequence = track.sequence.wrapping_add(1);
         let fragment = cmaf::sample_fragment(sample.track_id, track.sequence, &sample, 0);
         if let Some(group) = track.group.as_mut() {
             group.write_frame_at(pts, fragment).await?;
+        }
+        if learnt {
+            self.publish_catalog(None).await?;
         }
         Ok(())
     }
@@ -349,7 +377,10 @@ pub(crate) async fn publish(common: &Common, args: PublishMediaArgs) -> Result<(
             break;
         }
         reader.push(&buf[..n]);
-        while let Some(event) = reader.next_event().map_err(|e| format!("the input is not usable fragmented MP4: {e}"))? {
+        while let Some(event) = reader
+            .next_event()
+            .map_err(|e| format!("the input is not usable fragmented MP4: {e}"))?
+        {
             match event {
                 Fmp4Event::Init(init) => publisher.handle_init(init).await?,
                 Fmp4Event::Fragment(fragment) => {
@@ -415,11 +446,17 @@ pub(crate) async fn watch(common: &Common, args: WatchMediaArgs) -> Result<(), E
             None => video
                 .renditions
                 .iter()
-                .max_by_key(|(_, r)| u64::from(r.coded_width.unwrap_or(0)) * u64::from(r.coded_height.unwrap_or(0)))
+                .max_by_key(|(_, r)| {
+                    u64::from(r.coded_width.unwrap_or(0)) * u64::from(r.coded_height.unwrap_or(0))
+                })
                 .ok_or("the catalog lists no video rendition")?,
         };
         inits.push(pick.1.container.init()?);
-        wanted.push(Wanted { name: pick.0.clone(), kind: TrackKind::Video, renumber: None });
+        wanted.push(Wanted {
+            name: pick.0.clone(),
+            kind: TrackKind::Video,
+            renumber: None,
+        });
     }
     if let (false, Some(audio)) = (args.no_audio, &catalog.audio) {
         let pick = match &args.audio {
@@ -427,10 +464,18 @@ pub(crate) async fn watch(common: &Common, args: WatchMediaArgs) -> Result<(), E
                 .renditions
                 .get_key_value(name)
                 .ok_or_else(|| format!("no audio rendition {name:?} in the catalog"))?,
-            None => audio.renditions.iter().next().ok_or("the catalog lists no audio rendition")?,
+            None => audio
+                .renditions
+                .iter()
+                .next()
+                .ok_or("the catalog lists no audio rendition")?,
         };
         inits.push(pick.1.container.init()?);
-        wanted.push(Wanted { name: pick.0.clone(), kind: TrackKind::Audio, renumber: None });
+        wanted.push(Wanted {
+            name: pick.0.clone(),
+            kind: TrackKind::Audio,
+            renumber: None,
+        });
     }
     if wanted.is_empty() {
         return Err("nothing to watch: the catalog has no (selected) rendition".into());
@@ -441,7 +486,11 @@ pub(crate) async fn watch(common: &Common, args: WatchMediaArgs) -> Result<(), E
         let mut reader = Fmp4Reader::new();
         reader.push(init);
         let id = match reader.next_event()? {
-            Some(Fmp4Event::Init(i)) => i.tracks.first().map(|t| t.track_id).ok_or("an init segment without a track")?,
+            Some(Fmp4Event::Init(i)) => i
+                .tracks
+                .first()
+                .map(|t| t.track_id)
+                .ok_or("an init segment without a track")?,
             _ => return Err("an unreadable init segment in the catalog".into()),
         };
         if used.contains(&id) {
@@ -456,7 +505,11 @@ pub(crate) async fn watch(common: &Common, args: WatchMediaArgs) -> Result<(), E
     let refs: Vec<&[u8]> = inits.iter().map(|b| b.as_ref()).collect();
     let merged = cmaf::merge_inits(&refs)?;
     let mut out: Box<dyn AsyncWrite + Unpin + Send> = match &args.output {
-        Some(p) if p.as_os_str() != "-" => Box::new(tokio::fs::File::create(p).await.map_err(|e| format!("cannot create {}: {e}", p.display()))?),
+        Some(p) if p.as_os_str() != "-" => Box::new(
+            tokio::fs::File::create(p)
+                .await
+                .map_err(|e| format!("cannot create {}: {e}", p.display()))?,
+        ),
         _ => Box::new(tokio::io::stdout()),
     };
     out.write_all(&merged).await?;
@@ -465,7 +518,11 @@ pub(crate) async fn watch(common: &Common, args: WatchMediaArgs) -> Result<(), E
 
     // One reader per track, in group order; frames meet here in arrival order.
     let (tx, mut rx) = mpsc::channel::<(TrackKind, Bytes)>(256);
-    let count_kind = if wanted.iter().any(|w| w.kind == TrackKind::Video) { TrackKind::Video } else { TrackKind::Audio };
+    let count_kind = if wanted.iter().any(|w| w.kind == TrackKind::Video) {
+        TrackKind::Video
+    } else {
+        TrackKind::Audio
+    };
     for want in wanted {
         let mut subscription = endpoint.subscribe_with(
             &args.broadcast,
@@ -503,7 +560,9 @@ pub(crate) async fn watch(common: &Common, args: WatchMediaArgs) -> Result<(), E
         });
     }
     drop(tx);
-    let deadline = args.duration.map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s));
+    let deadline = args
+        .duration
+        .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s));
     let mut counted = 0u64;
     loop {
         let next = tokio::select! {
