@@ -431,6 +431,7 @@ impl Endpoint {
             stream,
             handle,
             leftover,
+            true,
         )));
         self.connected(handle, url).await
     }
@@ -500,7 +501,10 @@ impl Endpoint {
                         Poll::Ready(result) => Poll::Ready(Some(result)),
                         Poll::Pending => {
                             // The endpoint's close wakes this too.
-                            shared.lock().writers.push(cx.waker().clone());
+                            let mut state = shared.lock();
+                            if !state.close_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                                state.close_waiters.push(cx.waker().clone());
+                            }
                             Poll::Pending
                         }
                     }

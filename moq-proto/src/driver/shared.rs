@@ -83,7 +83,11 @@ pub(super) struct State {
     /// Tasks waiting for [`super::Endpoint::flushed`]; woken after every driver turn.
     pub(super) idle_waiters: Vec<Waker>,
     /// WebSocket connection tasks waiting for bytes to write.
-    pub(super) ws_wakers: HashMap<ConnectionHandle, Waker>,
+    pub(super) ws_wakers: crate::fxhash::FxHashMap<ConnectionHandle, Waker>,
+    /// Tasks that only wait for the endpoint to close (the HTTP listeners).
+    pub(super) close_waiters: Vec<Waker>,
+    /// The deadline the driver's timer is armed for.
+    pub(super) driver_deadline: Option<std::time::Instant>,
     pub(super) closed: bool,
 }
 
@@ -101,7 +105,9 @@ impl State {
             watches: HashMap::new(),
             writers: Vec::new(),
             idle_waiters: Vec::new(),
-            ws_wakers: HashMap::new(),
+            ws_wakers: Default::default(),
+            close_waiters: Vec::new(),
+            driver_deadline: None,
             closed: false,
         }
     }
@@ -162,6 +168,31 @@ impl State {
         }
         for (_, w) in self.ws_wakers.drain() {
             w.wake();
+        }
+        for w in self.close_waiters.drain(..) {
+            w.wake();
+        }
+    }
+
+    /// After a step of the engine outside the driver task (a WebSocket task fed it bytes or
+    /// took bytes from it): route its events and wake whoever they concern, and wake the
+    /// driver only when it has work: a UDP transmit, or a deadline before its timer's.
+    /// Waking it for every WebSocket message would cost a driver turn (system calls included)
+    /// per message per connection.
+    pub(super) fn after_step(&mut self) {
+        while let Some(event) = self.engine.poll_event() {
+            self.dispatch(event);
+        }
+        self.wake_writers();
+        self.wake_websockets();
+        let sooner = match (self.engine.poll_timeout(), self.driver_deadline) {
+            (Some(next), Some(armed)) => next < armed,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        // A closing endpoint's driver finishes once the last connection is gone.
+        if self.engine.wants_udp_transmit() || sooner || self.closed {
+            self.wake_driver();
         }
     }
 

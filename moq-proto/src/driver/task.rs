@@ -180,7 +180,9 @@ impl Future for Driver {
             }
             let now = this.runtime.now();
             let mut fired = false;
-            match state.engine.poll_timeout() {
+            let next = state.engine.poll_timeout();
+            state.driver_deadline = next;
+            match next {
                 Some(deadline) if deadline <= now => {
                     state.engine.handle_timeout(now);
                     fired = true;

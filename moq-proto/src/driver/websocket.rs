@@ -42,7 +42,7 @@ pub(super) async fn serve_upgrade(
         let now = runtime.now();
         let mut state = shared.lock();
         let result = state.engine.accept_websocket(now, remote, &request);
-        state.wake_driver();
+        state.after_step();
         result
     };
     let (handle, response) = match accepted {
@@ -57,10 +57,10 @@ pub(super) async fn serve_upgrade(
         state
             .engine
             .handle_websocket_eof(runtime.now(), handle, &err.to_string());
-        state.wake_driver();
+        state.after_step();
         return;
     }
-    run(shared, runtime, stream, handle, leftover).await;
+    run(shared, runtime, stream, handle, leftover, false).await;
 }
 
 /// The client's upgrade, to the first of `addrs` that accepts a TCP connection: the socket,
@@ -119,6 +119,13 @@ pub(super) async fn handshake(
     .await
 }
 
+/// How long a finished connection keeps reading before it closes the socket, when the peer has
+/// not closed first: closing with unread bytes would reset the connection (RST), and the peer
+/// could lose our close frames. The accepting side closes first (RFC 6455 §7.1.1).
+const LINGER_ACCEPTED: Duration = Duration::from_millis(500);
+/// The same for the dialling side, which waits for the server to close.
+const LINGER_DIALLED: Duration = Duration::from_secs(2);
+
 /// Pump one connection's socket until the engine is done with it or the socket ends.
 pub(super) async fn run(
     shared: Arc<Shared>,
@@ -126,33 +133,36 @@ pub(super) async fn run(
     stream: Box<dyn AsyncTcpStream>,
     handle: ConnectionHandle,
     leftover: Vec<u8>,
+    dialled: bool,
 ) {
     if !leftover.is_empty() {
         let mut state = shared.lock();
         state
             .engine
             .handle_websocket_data(runtime.now(), handle, &leftover);
-        state.wake_driver();
+        state.after_step();
     }
     let mut input = vec![0u8; READ_CHUNK];
     let mut out: Vec<u8> = Vec::new();
     let mut written = 0;
     let mut finished = false;
-    let mut read_open = true;
+    let mut linger: Option<std::pin::Pin<Box<dyn super::AsyncTimer>>> = None;
     poll_fn(|cx| {
         loop {
             let mut progressed = false;
-            if read_open {
-                match stream.poll_read(cx, &mut input) {
-                    Poll::Ready(Ok(n)) if n > 0 => {
-                        let mut state = shared.lock();
-                        state
-                            .engine
-                            .handle_websocket_data(runtime.now(), handle, &input[..n]);
-                        state.wake_driver();
-                        progressed = true;
-                    }
-                    Poll::Ready(result) => {
+            match stream.poll_read(cx, &mut input) {
+                // After our close, what still arrives is discarded.
+                Poll::Ready(Ok(n)) if n > 0 && finished => progressed = true,
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    let mut state = shared.lock();
+                    state
+                        .engine
+                        .handle_websocket_data(runtime.now(), handle, &input[..n]);
+                    state.after_step();
+                    progressed = true;
+                }
+                Poll::Ready(result) => {
+                    if !finished {
                         let reason = match result {
                             Err(err) => err.to_string(),
                             Ok(_) => "the peer closed the connection".to_string(),
@@ -162,18 +172,35 @@ pub(super) async fn run(
                             .engine
                             .handle_websocket_eof(runtime.now(), handle, &reason);
                         state.ws_wakers.remove(&handle);
-                        state.wake_driver();
-                        return Poll::Ready(());
+                        state.after_step();
                     }
-                    Poll::Pending => {}
+                    return Poll::Ready(());
                 }
+                Poll::Pending => {}
+            }
+            if let Some(timer) = linger.as_mut() {
+                return match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(()),
+                    Poll::Pending if progressed => continue,
+                    Poll::Pending => Poll::Pending,
+                };
             }
             if written == out.len() {
                 out.clear();
                 written = 0;
                 if finished {
-                    // Everything is written; a TLS layer may still hold records.
-                    return stream.poll_flush(cx).map(|_| ());
+                    // Everything is written (a TLS layer may still hold records); read until
+                    // the peer closes, or the linger ends.
+                    if stream.poll_flush(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    let wait = if dialled {
+                        LINGER_DIALLED
+                    } else {
+                        LINGER_ACCEPTED
+                    };
+                    linger = Some(runtime.new_timer(runtime.now() + wait));
+                    continue;
                 }
                 let mut state = shared.lock();
                 match state
@@ -186,7 +213,6 @@ pub(super) async fn run(
                     }
                     Some(WsState::Finished) => {
                         finished = true;
-                        read_open = false;
                         state.ws_wakers.remove(&handle);
                     }
                     Some(_) => {
@@ -195,7 +221,8 @@ pub(super) async fn run(
                         state.ws_wakers.insert(handle, cx.waker().clone());
                     }
                 }
-                state.wake_driver();
+                state.after_step();
+                progressed |= finished;
             }
             if written < out.len() {
                 match stream.poll_write(cx, &out[written..]) {
@@ -205,12 +232,16 @@ pub(super) async fn run(
                         progressed = true;
                     }
                     Poll::Ready(Err(err)) => {
-                        let mut state = shared.lock();
-                        state
-                            .engine
-                            .handle_websocket_eof(runtime.now(), handle, &err.to_string());
-                        state.ws_wakers.remove(&handle);
-                        state.wake_driver();
+                        if !finished {
+                            let mut state = shared.lock();
+                            state.engine.handle_websocket_eof(
+                                runtime.now(),
+                                handle,
+                                &err.to_string(),
+                            );
+                            state.ws_wakers.remove(&handle);
+                            state.after_step();
+                        }
                         return Poll::Ready(());
                     }
                     Poll::Pending => {}

@@ -287,6 +287,9 @@ pub struct QmuxConn {
     ping_answer: Option<u64>,
     last_ping_request: Option<u64>,
     last_send: Option<Instant>,
+    /// When to look at the keep-alive next: moves only when it fires, so sending does not
+    /// churn the caller's timers.
+    keepalive_at: Option<Instant>,
 }
 
 fn kind_index(dir: Dir) -> usize {
@@ -369,6 +372,7 @@ impl QmuxConn {
             ping_answer: None,
             last_ping_request: None,
             last_send: None,
+            keepalive_at: None,
             config,
         }
     }
@@ -413,22 +417,32 @@ impl QmuxConn {
         if self.draft == Draft::Qmux00 || self.state != State::Open {
             return None;
         }
-        self.last_send.map(|t| t + self.config.keep_alive)
+        self.keepalive_at
     }
 
     /// Time passed: queue a QX_PING if we have been silent for the keep-alive interval.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.poll_timeout().is_some_and(|t| t <= now) {
-            let seq = self.ping_seq;
-            self.ping_seq += 1;
-            self.control.push_back(Frame::Ping(seq));
-            if self.pings.len() == MAX_PINGS_IN_FLIGHT {
-                self.pings.pop_front();
-            }
-            self.pings.push_back((seq, now));
-            // Until the ping is polled, do not ask again.
-            self.last_send = Some(now);
+        let Some(at) = self.poll_timeout() else {
+            return;
+        };
+        if at > now {
+            return;
         }
+        let silent_until = self.last_send.map_or(now, |t| t + self.config.keep_alive);
+        if silent_until > now {
+            // Something went out meanwhile: look again when the silence would be long enough.
+            self.keepalive_at = Some(silent_until);
+            return;
+        }
+        let seq = self.ping_seq;
+        self.ping_seq += 1;
+        self.control.push_back(Frame::Ping(seq));
+        if self.pings.len() == MAX_PINGS_IN_FLIGHT {
+            self.pings.pop_front();
+        }
+        self.pings.push_back((seq, now));
+        self.last_send = Some(now);
+        self.keepalive_at = Some(now + self.config.keep_alive);
     }
 
     // ----- from the session -----
@@ -657,6 +671,9 @@ impl QmuxConn {
     pub fn poll_frame(&mut self, now: Instant) -> Option<OutFrame> {
         let frame = self.next_frame()?;
         self.last_send = Some(now);
+        if self.keepalive_at.is_none() {
+            self.keepalive_at = Some(now + self.config.keep_alive);
+        }
         Some(frame)
     }
 

@@ -44,6 +44,8 @@ pub struct WsQmux {
     close_sent: bool,
     idle_timeout: Duration,
     last_heard: Instant,
+    /// When to look at the idle timeout next (moves only when it fires: no timer churn).
+    idle_check_at: Instant,
     /// Masking keys for client frames (xorshift): they need variation, not secrecy, since
     /// nothing here runs in a browser that could be made to forge bytes (RFC 6455 §10.3).
     mask_state: u64,
@@ -67,6 +69,7 @@ impl WsQmux {
             close_sent: false,
             idle_timeout: config.idle_timeout,
             last_heard: now,
+            idle_check_at: now + config.idle_timeout,
             mask_state: seed | 1,
         }
     }
@@ -106,7 +109,7 @@ impl WsQmux {
         if self.qmux.is_closed() {
             return None;
         }
-        let idle = self.last_heard + self.idle_timeout;
+        let idle = self.idle_check_at;
         Some(self.qmux.poll_timeout().map_or(idle, |t| t.min(idle)))
     }
 
@@ -115,11 +118,15 @@ impl WsQmux {
         if self.qmux.is_closed() {
             return;
         }
-        if now >= self.last_heard + self.idle_timeout {
-            // Silent, as QMux's idle timeout is (draft-ietf-quic-qmux-01 §6).
-            self.qmux.handle_transport_closed("idle timeout");
-            self.close = (close_code::GOING_AWAY, "idle timeout".into());
-            return;
+        if now >= self.idle_check_at {
+            let idle_at = self.last_heard + self.idle_timeout;
+            if now >= idle_at {
+                // Silent, as QMux's idle timeout is (draft-ietf-quic-qmux-01 §6).
+                self.qmux.handle_transport_closed("idle timeout");
+                self.close = (close_code::GOING_AWAY, "idle timeout".into());
+                return;
+            }
+            self.idle_check_at = idle_at;
         }
         self.qmux.handle_timeout(now);
     }

@@ -674,6 +674,12 @@ impl Endpoint {
         self.flush(now);
     }
 
+    /// Whether a UDP transmit may be waiting (a QUIC connection was woken or a stateless
+    /// response is queued): the driver that owns the socket should run.
+    pub fn wants_udp_transmit(&self) -> bool {
+        !self.active.is_empty() || !self.responses.is_empty()
+    }
+
     /// The next datagram(s) to send, written into `buf`. GSO batches carry `segment_size`.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
         self.flush(now);

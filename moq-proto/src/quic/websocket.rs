@@ -239,8 +239,9 @@ impl Endpoint {
         self.flush(now);
         let conn = self.ws.get_mut(&handle)?;
         let state = conn.transport.poll_transmit(now, out);
-        // Sending may have granted opens or finished streams.
-        self.ws_drive(now, handle);
+        // Sending may have granted opens or finished streams. The caller asks again until
+        // this returns nothing, so the connection need not be listed for waking.
+        self.ws_drive_listed(now, handle, false);
         if state == WsState::Finished {
             self.reap_websocket(now, handle, "closed");
         }
@@ -286,6 +287,10 @@ impl Endpoint {
     /// Hand the transport's events to the session, report its backlog, refresh its timer and
     /// list it for writing.
     fn ws_drive(&mut self, now: Instant, handle: ConnectionHandle) {
+        self.ws_drive_listed(now, handle, true);
+    }
+
+    fn ws_drive_listed(&mut self, now: Instant, handle: ConnectionHandle, list: bool) {
         loop {
             let Some(conn) = self.ws.get_mut(&handle) else {
                 return;
@@ -354,7 +359,7 @@ impl Endpoint {
                 self.timers.push(std::cmp::Reverse((at, handle)));
             }
         }
-        if !conn.listed {
+        if list && !conn.listed {
             conn.listed = true;
             self.ws_wake.push_back(handle);
         }
