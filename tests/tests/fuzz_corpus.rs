@@ -40,6 +40,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("http1", fuzzing::http1),
     ("h3_conn", fuzzing::h3_conn),
     ("fmp4", fuzzing::fmp4),
+    ("media_catalog", fuzzing::media_catalog),
     ("ws_frames", fuzzing::ws_frames),
     ("ws_handshake", fuzzing::ws_handshake),
     ("qmux_frames", fuzzing::qmux_frames),

@@ -114,9 +114,12 @@ fn opus_audio_decodes_through_our_relay() {
 #[test]
 fn our_relay_and_moq_relay_side_by_side() {
     let mut rows = Vec::new();
-    for (name, (relay, url)) in [("moq relay", our()), ("moq-relay", reference())] {
+    for (name, tag, (relay, url)) in [
+        ("moq relay", "ours", our()),
+        ("moq-relay", "reference", reference()),
+    ] {
         let _publisher = moq_cli(&url, "side.hang", None, &Source::default());
-        let label = format!("side-by-side-{}", name.replace(' ', "-"));
+        let label = format!("side-by-side-{tag}");
         let playback = play(&url, "side.hang", &label, &[]);
         rows.push((name, playback));
         drop(relay);

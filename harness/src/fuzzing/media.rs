@@ -49,3 +49,40 @@ pub fn fmp4(data: &[u8]) {
         assert!(reader.buffered() <= MAX_FRAGMENT + MAX_MOOV + size);
     }
 }
+
+/// A catalog frame (JSON) as a player or `moq watch-media` reads it: parsing never panics,
+/// what parses writes back and reads the same, and every CMAF initialization segment it
+/// carries either decodes to tracks or is refused, and its one-track inits merge or are
+/// refused, without panicking.
+pub fn media_catalog(data: &[u8]) {
+    use moq_proto::media::catalog::Catalog;
+    use moq_proto::media::cmaf;
+    let Ok(catalog) = Catalog::parse(data) else {
+        return;
+    };
+    let again = Catalog::parse(&catalog.to_json()).expect("a written catalog reads back");
+    assert_eq!(catalog.video.is_some(), again.video.is_some());
+    let containers = catalog
+        .video
+        .iter()
+        .flat_map(|v| v.renditions.values().map(|r| &r.container))
+        .chain(
+            catalog
+                .audio
+                .iter()
+                .flat_map(|a| a.renditions.values().map(|r| &r.container)),
+        );
+    let mut inits = Vec::new();
+    for container in containers {
+        let Ok(init) = container.init() else {
+            continue;
+        };
+        let mut reader = Fmp4Reader::new();
+        reader.push(&init);
+        if let Ok(Some(Fmp4Event::Init(_))) = reader.next_event() {
+            inits.push(init);
+        }
+    }
+    let refs: Vec<&[u8]> = inits.iter().map(|b| b.as_ref()).collect();
+    let _ = cmaf::merge_inits(&refs);
+}
