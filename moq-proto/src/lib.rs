@@ -152,6 +152,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod auth;
 pub mod codes;
 pub mod coding;
 #[cfg(feature = "driver")]
