@@ -173,13 +173,10 @@ impl Sim {
             client_cfg.setup_path = Some(path.to_string());
         }
         let server_cfg = Config::new(version, Side::Server);
-        let server_root = if version.is_lite05() {
-            None
-        } else {
-            Path::new(path).ok()
-        };
+        // The path (with any `?jwt=` query) reaches the server as the URL would.
+        let request = (!version.is_lite05()).then_some(path);
         let a = self.nodes[client].add_session(now, client_cfg, Some(Path::root()));
-        let b = self.nodes[server].add_session(now, server_cfg, server_root);
+        let b = self.nodes[server].add_server_session(now, server_cfg, request);
         let ends = [
             End {
                 node: client,

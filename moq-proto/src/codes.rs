@@ -75,6 +75,9 @@ impl StreamCode {
     pub const SESSION_CLOSED: Self = Self(0x3);
     /// Going away.
     pub const GOING_AWAY: Self = Self(0x4);
+    /// A request outside the session's grant: the reference relay resets it with 0x3
+    /// (its Session Closed code), so we do too (docs/wire.md §6).
+    pub const UNAUTHORIZED: Self = Self(0x3);
     /// The subscriber is too far behind.
     pub const TOO_FAR_BEHIND: Self = Self(0x5);
     /// Malformed content (decode error in a group, bytes on a probe stream).

@@ -145,8 +145,13 @@ impl Endpoint {
         let socket = runtime.bind_udp(addr)?;
         let local_addr = socket.local_addr()?;
         config.max_gso_segments = socket.max_transmit_segments();
-        let engine =
+        let mut engine =
             crate::quic::Endpoint::new(config).map_err(|e| io::Error::other(e.to_string()))?;
+        // Token expiry is in Unix time; the sans-IO node learns the wall clock from us.
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        engine.node().set_wall_clock(runtime.now(), unix);
         let shared = Arc::new(Shared::new(State::new(engine, driver)));
         runtime.spawn(Box::pin(Driver::new(
             shared.clone(),

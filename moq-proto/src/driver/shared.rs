@@ -270,6 +270,7 @@ impl State {
     fn dispatch_node(&mut self, event: NodeEvent) {
         match event {
             NodeEvent::SessionReady { .. }
+            | NodeEvent::Refused { .. }
             | NodeEvent::ProbeReport { .. }
             | NodeEvent::Fetch { .. } => {}
             NodeEvent::SessionClosed {

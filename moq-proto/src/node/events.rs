@@ -90,6 +90,14 @@ pub enum NodeEvent {
         /// The peer.
         peer: PeerId,
     },
+    /// A server-side session was refused by the authorizer (it is being closed with
+    /// [`SessionCode::UNAUTHORIZED`]).
+    Refused {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        error: crate::auth::AuthError,
+    },
     /// A session closed.
     SessionClosed {
         /// The peer.

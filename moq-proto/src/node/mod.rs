@@ -33,6 +33,7 @@ use slotmap::{SecondaryMap, SlotMap};
 pub use events::{FetchEvent, LocalFetchId, LocalSubId, NodeEvent, SubscriptionEvent, WatchId};
 pub use local::PublishError;
 
+use crate::auth::{Authorizer, Grant};
 use crate::origin::{Origin, OriginConfig, PeerId, TrackId};
 use crate::session::{
     Command, Config, FetchId, FetchServeId, GroupSendId, InterestId, ListenerId, ServeId, Session,
@@ -57,6 +58,9 @@ pub struct NodeConfig {
     pub announce_on_connect: bool,
     /// How long a session may drain after GOAWAY before it is closed with 0x10.
     pub goaway_drain: Duration,
+    /// Admits server-side sessions and limits what they may publish and subscribe
+    /// ([`crate::auth`]); `None` lets every session do everything.
+    pub authorizer: Option<std::sync::Arc<dyn Authorizer>>,
 }
 
 impl Default for NodeConfig {
@@ -66,6 +70,7 @@ impl Default for NodeConfig {
             origin: OriginConfig::default(),
             announce_on_connect: true,
             goaway_drain: Duration::from_secs(10),
+            authorizer: None,
         }
     }
 }
@@ -146,6 +151,8 @@ struct Peer {
     session: Session,
     /// Broadcast paths on this session are relative to this root (`None` until known).
     root: Option<Path>,
+    /// A server-side session admitted by the authorizer: what it may do (`None`: anything).
+    grant: Option<Grant>,
     closed: bool,
     ready_flag: bool,
     timer_flag: bool,
@@ -190,6 +197,25 @@ pub struct Node {
     timer_dirty: Vec<PeerId>,
     /// Session deadlines, earliest first; an entry is stale unless it equals the peer's.
     timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
+    /// When grants expire, earliest first.
+    grant_expiry: BinaryHeap<Reverse<(Instant, PeerId)>>,
+    /// The wall clock: an instant and the Unix time then (for token expiry).
+    wall_clock: Option<(Instant, Duration)>,
+    /// Counters for metrics.
+    stats: NodeStats,
+}
+
+/// Running totals of what a node has done (for metrics; never reset).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeStats {
+    /// Sessions refused by the authorizer (bad, expired or missing token, no access).
+    pub auth_refused_sessions: u64,
+    /// Requests refused for lack of rights (announcements dropped, subscriptions, fetches and
+    /// track queries refused).
+    pub auth_refused_requests: u64,
+    /// Sessions closed because their grant expired.
+    pub auth_expired_sessions: u64,
 }
 
 impl Node {
@@ -209,6 +235,9 @@ impl Node {
             ready: VecDeque::new(),
             timer_dirty: Vec::new(),
             timers: BinaryHeap::new(),
+            grant_expiry: BinaryHeap::new(),
+            wall_clock: None,
+            stats: NodeStats::default(),
         }
     }
 
@@ -232,6 +261,7 @@ impl Node {
         let peer = self.peers.insert(Peer {
             session,
             root: None,
+            grant: None,
             closed: false,
             ready_flag: false,
             timer_flag: false,
@@ -249,6 +279,60 @@ impl Node {
         self.touch(peer);
         self.pump(now);
         peer
+    }
+
+    /// Attach a server-side session: `request` is the path (with its `?query`) the client
+    /// asked for (the WebTransport CONNECT or WebSocket request path, `/` for raw QUIC before
+    /// lite-05), or `None` until lite-05's SETUP names it. With an
+    /// [authorizer](NodeConfig::authorizer) the session is admitted (or closed with
+    /// [`SessionCode::UNAUTHORIZED`]) once the path is known.
+    pub fn add_server_session(
+        &mut self,
+        now: Instant,
+        config: Config,
+        request: Option<&str>,
+    ) -> PeerId {
+        let peer = self.add_session(now, config, None);
+        if let Some(request) = request {
+            self.admit(now, peer, request);
+            self.pump(now);
+        }
+        peer
+    }
+
+    /// Tell the node the wall-clock time (Unix time since the epoch) at `now`, for token
+    /// expiry; the drivers do this when they start. Without it, Unix time is taken as
+    /// `now` minus the first instant the node saw (fine for tests without expiry).
+    pub fn set_wall_clock(&mut self, now: Instant, unix: Duration) {
+        self.wall_clock = Some((now, unix));
+    }
+
+    /// The Unix time at `now`, in seconds, by the wall clock the node was given.
+    pub fn unix_time(&self, now: Instant) -> u64 {
+        match self.wall_clock {
+            Some((at, unix)) => now
+                .checked_duration_since(at)
+                .map_or_else(|| unix.saturating_sub(at - now), |d| unix + d)
+                .as_secs(),
+            None => self
+                .epoch
+                .map_or(0, |e| now.saturating_duration_since(e).as_secs()),
+        }
+    }
+
+    /// What a peer's session was granted (`None`: unrestricted, or not admitted yet).
+    pub fn grant(&self, peer: PeerId) -> Option<&Grant> {
+        self.peers.get(peer)?.grant.as_ref()
+    }
+
+    /// A peer's root path, once known.
+    pub fn root(&self, peer: PeerId) -> Option<&Path> {
+        self.peers.get(peer)?.root.as_ref()
+    }
+
+    /// Running totals (for metrics).
+    pub fn stats(&self) -> NodeStats {
+        self.stats
     }
 
     /// The session of a peer (read-only; feed input through [`Node::input`]).
@@ -305,14 +389,28 @@ impl Node {
     pub fn poll_timeout(&self) -> Option<Instant> {
         // The heap's top may be stale (a session's deadline moved): early, never late.
         let sessions = self.timers.peek().map(|Reverse((at, _))| *at);
-        [sessions, self.origin.next_eviction()]
+        let grants = self.grant_expiry.peek().map(|Reverse((at, _))| *at);
+        [sessions, grants, self.origin.next_eviction()]
             .into_iter()
             .flatten()
             .min()
     }
 
-    /// Time passed: session timers and cache eviction.
+    /// Time passed: session timers, grant expiry and cache eviction.
     pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, peer))) = self.grant_expiry.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.grant_expiry.pop();
+            if let Some(p) = self.peers.get_mut(peer)
+                && !p.closed
+            {
+                self.stats.auth_expired_sessions += 1;
+                p.session.close(SessionCode::UNAUTHORIZED, "token expired");
+                self.touch(peer);
+            }
+        }
         while let Some(Reverse((at, peer))) = self.timers.peek().copied() {
             if at > now {
                 break;

@@ -9,6 +9,7 @@ use super::events::FetchEvent;
 use super::{
     Consumer, ConsumerId, FetchProgress, FetchSink, Node, NodeEvent, Owner, WatchOwner, Watcher,
 };
+use crate::auth::AuthRequest;
 use crate::codes::SessionCode;
 use crate::codes::StreamCode;
 use crate::origin::{AnnounceChange, BroadcastId, GroupState, PeerId, Route, TrackEnd, TrackId};
@@ -23,11 +24,9 @@ impl Node {
             Event::Setup { path, .. } => {
                 let needs_root = self.peers.get(peer).is_some_and(|p| p.root.is_none());
                 if needs_root {
-                    // The SETUP Path roots a lite-05 raw QUIC session; a `?query` is ignored.
-                    let raw = path.unwrap_or_default();
-                    let raw = raw.split('?').next().unwrap_or_default();
-                    let root = Path::new(raw).unwrap_or_else(|_| Path::root());
-                    self.set_root(now, peer, root);
+                    // The SETUP Path (with its `?query`: a token) roots a lite-05 raw QUIC
+                    // session.
+                    self.admit(now, peer, path.as_deref().unwrap_or_default());
                 }
             }
 
@@ -190,6 +189,18 @@ impl Node {
                 let Some(abs) = self.absolute(peer, &path) else {
                     return;
                 };
+                let allowed = self
+                    .peers
+                    .get(peer)
+                    .is_some_and(|p| p.grant.as_ref().is_none_or(|g| g.may_publish(&abs)));
+                if !allowed {
+                    // Outside the session's publish grant: dropped, as the reference does.
+                    if active {
+                        self.stats.auth_refused_requests += 1;
+                        tracing::debug!(%abs, "announcement outside the session's grant");
+                    }
+                    return;
+                }
                 if active {
                     if self.cfg.hop_id != 0 && hops.contains(&self.cfg.hop_id) {
                         tracing::debug!(%abs, "ignoring an announcement that loops through us");
@@ -291,20 +302,88 @@ impl Node {
         }
     }
 
+    /// A server-side session's request path (`path?query`) is known: admit it (ask the
+    /// authorizer, if any) and root it there, or close it as unauthorized.
+    pub(super) fn admit(&mut self, now: Instant, peer: PeerId, request: &str) {
+        let (raw_path, query) = match request.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (request, None),
+        };
+        let Some(authorizer) = self.cfg.authorizer.clone() else {
+            let root = Path::new(raw_path).unwrap_or_else(|_| Path::root());
+            return self.set_root(now, peer, root);
+        };
+        let verdict = Path::new(raw_path)
+            .map_err(|e| crate::auth::AuthError::Malformed(format!("path: {e}")))
+            .and_then(|path| {
+                let grant = authorizer.authorize(&AuthRequest {
+                    path: &path,
+                    query,
+                    now_unix: self.unix_time(now),
+                })?;
+                Ok((path, grant))
+            });
+        match verdict {
+            Ok((root, grant)) => {
+                if let Some(expires) = grant.expires {
+                    let left = expires.saturating_sub(self.unix_time(now));
+                    let at = now + std::time::Duration::from_secs(left);
+                    self.grant_expiry.push(std::cmp::Reverse((at, peer)));
+                }
+                if let Some(p) = self.peers.get_mut(peer) {
+                    p.grant = Some(grant);
+                }
+                self.set_root(now, peer, root);
+            }
+            Err(err) => {
+                tracing::info!(%err, path = raw_path, "session refused");
+                self.stats.auth_refused_sessions += 1;
+                if let Some(p) = self.peers.get_mut(peer) {
+                    p.session
+                        .close(SessionCode::UNAUTHORIZED, &format!("unauthorized: {err}"));
+                    self.touch(peer);
+                }
+                self.events.push_back(NodeEvent::Refused { peer, error: err });
+            }
+        }
+    }
+
+    /// Whether `peer` may subscribe to the origin path `path` (counted when not).
+    pub(super) fn may_subscribe(&mut self, peer: PeerId, path: &Path) -> bool {
+        let allowed = self
+            .peers
+            .get(peer)
+            .is_some_and(|p| p.grant.as_ref().is_none_or(|g| g.may_subscribe(path)));
+        if !allowed {
+            self.stats.auth_refused_requests += 1;
+        }
+        allowed
+    }
+
     /// A session's root became known: it is usable.
     pub(super) fn set_root(&mut self, _now: Instant, peer: PeerId, root: Path) {
         let hop = self.cfg.hop_id;
         let Some(p) = self.peers.get_mut(peer) else {
             return;
         };
+        // A session that may publish nothing here is never asked for announcements.
+        let publishes = p.grant.as_ref().is_none_or(|g| g.publishes_under(&root));
         p.root = Some(root);
         if self.cfg.announce_on_connect
+            && publishes
             && let Ok(interest) = p.session.request_announcements(Path::root(), hop)
         {
             p.interests.push(interest);
         }
         self.touch(peer);
         self.events.push_back(NodeEvent::SessionReady { peer });
+    }
+
+    /// Whether `peer`'s grant lets it learn of / subscribe to the origin path `path`.
+    fn grant_allows_subscribe(&self, peer: PeerId, path: &Path) -> bool {
+        self.peers
+            .get(peer)
+            .is_some_and(|p| p.grant.as_ref().is_none_or(|g| g.may_subscribe(path)))
     }
 
     /// A path on `peer`'s session, made absolute in the origin.
@@ -447,6 +526,9 @@ impl Node {
                     let Some(rel) = self.relative(peer, &path) else {
                         continue;
                     };
+                    if !self.grant_allows_subscribe(peer, &path) {
+                        continue;
+                    }
                     if let Some(p) = self.peers.get_mut(peer) {
                         let _ = p.session.announce(listener, &rel, active_here, &hops);
                         self.touch(peer);
@@ -491,6 +573,7 @@ impl Node {
             .origin
             .active_under(&abs)
             .filter(|b| b.best_route().is_none_or(|r| r.peer != peer))
+            .filter(|b| self.grant_allows_subscribe(peer, b.path()))
             .filter_map(|b| Some((self.relative(peer, b.path())?, b.hops().to_vec())))
             .collect();
         if let Some(p) = self.peers.get_mut(peer) {
@@ -524,6 +607,9 @@ impl Node {
         let Some(abs) = self.absolute(peer, broadcast) else {
             return reject(self, StreamCode::UNROUTABLE);
         };
+        if !self.may_subscribe(peer, &abs) {
+            return reject(self, StreamCode::UNAUTHORIZED);
+        }
         let track_id = match self.resolve_track(now, &abs, track, params, Some(peer)) {
             Ok(t) => t,
             Err(code) => return reject(self, code),
@@ -681,6 +767,9 @@ impl Node {
         let Some(abs) = self.absolute(peer, broadcast) else {
             return reply(self, Err(StreamCode::UNROUTABLE));
         };
+        if !self.may_subscribe(peer, &abs) {
+            return reply(self, Err(StreamCode::UNAUTHORIZED));
+        }
         let Some(b) = self
             .origin
             .find(&abs)
@@ -793,6 +882,9 @@ impl Node {
         let Some(abs) = self.absolute(peer, broadcast) else {
             return reject(self, StreamCode::UNROUTABLE);
         };
+        if !self.may_subscribe(peer, &abs) {
+            return reject(self, StreamCode::UNAUTHORIZED);
+        }
         let Some(bid) = self.origin.find(&abs) else {
             return reject(self, StreamCode::UNROUTABLE);
         };

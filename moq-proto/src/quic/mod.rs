@@ -831,11 +831,11 @@ impl Endpoint {
                 if version.is_lite05() {
                     config.setup_path = conn.url_path.clone();
                 }
-                Some(Path::root())
+                SessionRoot::Client
             }
             // Raw QUIC before lite-05 has no path: the session is rooted at `/`.
-            Side::Server if !version.is_lite05() => Some(Path::root()),
-            Side::Server => None,
+            Side::Server if !version.is_lite05() => SessionRoot::Server(Some("/")),
+            Side::Server => SessionRoot::Server(None),
         };
         self.attach_session(now, handle, config, root);
     }
@@ -847,7 +847,7 @@ impl Endpoint {
         now: Instant,
         handle: ConnectionHandle,
         config: session::Config,
-        root: Option<Path>,
+        root: SessionRoot<'_>,
     ) {
         let Some(conn) = self.conns.get_mut(&handle) else {
             return;
@@ -855,7 +855,7 @@ impl Endpoint {
         let (version, side) = (config.version, config.side);
         conn.version = Some(version);
         let remote = conn.quic.remote_address();
-        let peer = self.node.add_session(now, config, root);
+        let peer = root.attach(&mut self.node, now, config);
         if let Some(conn) = self.conns.get_mut(&handle) {
             conn.peer = Some(peer);
         }
@@ -900,6 +900,24 @@ fn client_config(
     let mut client = quinn_proto::ClientConfig::new(Arc::new(crypto));
     client.transport_config(transport);
     Ok(client)
+}
+
+/// Where a new session is rooted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SessionRoot<'a> {
+    /// We dialled: rooted at `/` (the path travels to the server).
+    Client,
+    /// We accepted: the client's request path and query, or `None` until lite-05's SETUP.
+    Server(Option<&'a str>),
+}
+
+impl SessionRoot<'_> {
+    fn attach(self, node: &mut Node, now: Instant, config: session::Config) -> PeerId {
+        match self {
+            SessionRoot::Client => node.add_session(now, config, Some(Path::root())),
+            SessionRoot::Server(request) => node.add_server_session(now, config, request),
+        }
+    }
 }
 
 /// How to dial a server: the address, the name its certificate must carry, the URL path,

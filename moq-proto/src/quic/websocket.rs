@@ -16,7 +16,7 @@ use std::time::Instant;
 use quinn_proto::ConnectionHandle;
 
 use super::tls::{self, TlsError, UntrustedCertificate};
-use super::{Endpoint, EngineEvent};
+use super::{Endpoint, EngineEvent, SessionRoot};
 use crate::codes::SessionCode;
 use crate::http1::{Request, Response};
 use crate::origin::PeerId;
@@ -121,16 +121,29 @@ impl Endpoint {
         let Some((draft, version)) = chosen else {
             return Err(Response::text(400, "no subprotocol\n"));
         };
-        // The URL path roots the session (a `?query`, a token, is not part of it).
+        // The URL path roots the session; its `?query` may carry a token. A refused client
+        // gets 401 before the upgrade, as from the reference relay.
         let root = Path::new(request.path())
             .map_err(|e| Response::text(400, format!("invalid path: {e}\n")))?;
+        if let Some(authorizer) = &self.cfg.node.authorizer {
+            let query = request.target.split_once('?').map(|(_, q)| q);
+            let now_unix = self.node.unix_time(now);
+            if let Err(err) = authorizer.authorize(&crate::auth::AuthRequest {
+                path: &root,
+                query,
+                now_unix,
+            }) {
+                tracing::info!(%err, path = request.path(), "WebSocket session refused");
+                return Err(Response::text(401, format!("unauthorized: {err}\n")));
+            }
+        }
         let handle = self.add_websocket(now, Side::Server, draft, version, remote);
         let mut config = self.cfg.session.clone();
         config.version = version;
         config.side = Side::Server;
         config.setup_path = None;
         config.datagram_prefix = bytes::Bytes::new();
-        self.attach_websocket_session(now, handle, config, root);
+        self.attach_websocket_session(now, handle, config, SessionRoot::Server(Some(&request.target)));
         Ok((handle, accepted.response()))
     }
 
@@ -150,7 +163,7 @@ impl Endpoint {
         // The path travels in the upgrade's URL, never in SETUP (as over WebTransport).
         config.setup_path = None;
         config.datagram_prefix = bytes::Bytes::new();
-        self.attach_websocket_session(now, handle, config, Path::root());
+        self.attach_websocket_session(now, handle, config, SessionRoot::Client);
         Some(handle)
     }
 
@@ -187,9 +200,9 @@ impl Endpoint {
         now: Instant,
         handle: ConnectionHandle,
         config: crate::session::Config,
-        root: Path,
+        root: SessionRoot<'_>,
     ) {
-        let peer = self.node.add_session(now, config, Some(root));
+        let peer = root.attach(&mut self.node, now, config);
         let Some(conn) = self.ws.get_mut(&handle) else {
             return;
         };

@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use quinn_proto::ConnectionHandle;
 
-use super::{ConnectFailure, Endpoint, EngineEvent};
+use super::{ConnectFailure, Endpoint, EngineEvent, SessionRoot};
 use crate::session::Side;
 use crate::webtransport::{H3Config, H3Conn, H3Event, SessionInput};
-use crate::wire::{Path, Version};
+use crate::wire::Version;
 
 impl Endpoint {
     /// The handshake of a connection on ALPN `h3` completed: start its HTTP/3 layer.
@@ -119,12 +119,11 @@ impl Endpoint {
         config.setup_path = None;
         config.datagram_prefix = h3.datagram_prefix();
         let root = match side {
-            Side::Client => Path::root(),
-            // The CONNECT path roots the session; a `?query` (a token) is not part of it.
-            Side::Server => Path::new(path.split('?').next().unwrap_or_default())
-                .unwrap_or_else(|_| Path::root()),
+            Side::Client => SessionRoot::Client,
+            // The CONNECT path roots the session; its `?query` may carry a token.
+            Side::Server => SessionRoot::Server(Some(path)),
         };
-        self.attach_session(now, handle, config, Some(root));
+        self.attach_session(now, handle, config, root);
     }
 
     fn wt_session_input(&mut self, now: Instant, handle: ConnectionHandle, input: SessionInput) {
