@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use super::Runtime;
 use super::http::HttpHandler;
+use super::http_api::HttpApi;
 use super::shared::{Connect, Shared, State, SubSlot, WatchSlot};
 use super::task::Driver;
 use crate::codes::{SessionCode, StreamCode};
@@ -192,13 +193,47 @@ impl Endpoint {
 
     /// Run `f` on the engine (and its node), then let the driver send what it produced.
     /// Private: `f` runs under the endpoint's lock, so a handle used inside it would deadlock.
-    fn with_engine<R>(&self, f: impl FnOnce(&mut crate::quic::Endpoint, Instant) -> R) -> R {
+    pub(super) fn with_engine<R>(
+        &self,
+        f: impl FnOnce(&mut crate::quic::Endpoint, Instant) -> R,
+    ) -> R {
         let now = self.runtime.now();
         let mut state = self.shared.lock();
         let result = f(&mut state.engine, now);
         state.engine.apply_commands(now);
         state.wake_driver();
         result
+    }
+
+    /// Run `f` on the node (the origin, stats, grants) under the endpoint's lock. `f` must
+    /// not use this endpoint's handles: they take the same lock (a deadlock).
+    pub fn with_node<R>(&self, f: impl FnOnce(&mut crate::node::Node, Instant) -> R) -> R {
+        self.with_state(|state, now| f(state.engine.node(), now))
+    }
+
+    /// The runtime's clock.
+    pub(super) fn runtime_now(&self) -> Instant {
+        self.runtime.now()
+    }
+
+    /// `future`'s output, or `None` once `deadline` passed.
+    pub(super) async fn until<T>(
+        &self,
+        deadline: Instant,
+        future: std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + '_>>,
+    ) -> Option<T> {
+        let mut future = future;
+        let mut timer = self.runtime.new_timer(deadline);
+        poll_fn(|cx| {
+            if let Poll::Ready(v) = future.as_mut().poll(cx) {
+                return Poll::Ready(Some(v));
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     fn with_state<R>(&self, f: impl FnOnce(&mut State, Instant) -> R) -> R {
@@ -469,7 +504,41 @@ impl Endpoint {
     /// most 256 connections at once; WebSocket upgrades (`ws://`) become MOQ sessions when
     /// the engine's `websocket` is on. Returns the bound address.
     pub fn serve_http(&self, addr: SocketAddr, handler: HttpHandler) -> io::Result<SocketAddr> {
-        self.serve_tcp(addr, handler, None)
+        self.serve_tcp(addr, handler, None, None)
+    }
+
+    /// [`Endpoint::serve_http`] with the relay's [HTTP API](HttpApi) (`/health`,
+    /// `/announced/…`, `/fetch/…`, `/metrics`) answered before `handler`.
+    pub fn serve_http_api(
+        &self,
+        addr: SocketAddr,
+        handler: HttpHandler,
+        api: HttpApi,
+    ) -> io::Result<SocketAddr> {
+        self.serve_tcp(addr, handler, None, Some(Arc::new(api)))
+    }
+
+    /// HTTPS with the HTTP API, on the endpoint's certificate or on `certificate` (a
+    /// separate HTTPS listener with its own, e.g. one browsers trust).
+    pub fn serve_https_api(
+        &self,
+        addr: SocketAddr,
+        handler: HttpHandler,
+        api: HttpApi,
+        certificate: Option<&crate::quic::tls::Certificate>,
+    ) -> io::Result<SocketAddr> {
+        let config = match certificate {
+            Some(certificate) => crate::quic::tls::server_config(certificate, vec![b"http/1.1".to_vec()])
+                .map(Arc::new)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            None => self
+                .shared
+                .lock()
+                .engine
+                .tcp_tls_server_config()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+        };
+        self.serve_tcp(addr, handler, Some(config), Some(Arc::new(api)))
     }
 
     /// [`Endpoint::serve_http`] over TLS with the endpoint's certificate: `https://` and
@@ -482,7 +551,7 @@ impl Endpoint {
             .engine
             .tcp_tls_server_config()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        self.serve_tcp(addr, handler, Some(config))
+        self.serve_tcp(addr, handler, Some(config), None)
     }
 
     fn serve_tcp(
@@ -490,12 +559,14 @@ impl Endpoint {
         addr: SocketAddr,
         handler: HttpHandler,
         tls: Option<Arc<rustls::ServerConfig>>,
+        api: Option<Arc<HttpApi>>,
     ) -> io::Result<SocketAddr> {
         let listener = self.runtime.bind_tcp(addr)?;
         let local = listener.local_addr()?;
         let runtime = self.runtime.clone();
         let shared = self.shared.clone();
         let active = Arc::new(AtomicUsize::new(0));
+        let endpoint = self.clone();
         self.runtime.spawn(Box::pin(async move {
             loop {
                 let accepted = poll_fn(|cx| {
@@ -540,12 +611,14 @@ impl Endpoint {
                     continue; // dropped: closes it
                 }
                 active.fetch_add(1, Ordering::Relaxed);
+                let api = api.clone().map(|api| (endpoint.clone(), api));
                 runtime.spawn(Box::pin(super::http::serve_connection(
                     runtime.clone(),
                     shared.clone(),
                     stream,
                     remote,
                     handler.clone(),
+                    api,
                     active.clone(),
                 )));
             }

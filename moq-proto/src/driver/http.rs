@@ -74,6 +74,7 @@ pub(super) async fn serve_connection(
     stream: Box<dyn AsyncTcpStream>,
     remote: SocketAddr,
     handler: HttpHandler,
+    api: Option<(super::api::Endpoint, Arc<super::http_api::HttpApi>)>,
     active: Arc<AtomicUsize>,
 ) {
     let deadline = runtime.now() + REQUEST_DEADLINE;
@@ -94,7 +95,13 @@ pub(super) async fn serve_connection(
                         return Ok(Some((request, buf.split_off(len))));
                     }
                     let head_only = request.method == "HEAD";
-                    write_all(&*stream, &handler(&request).encode(head_only)).await?;
+                    let response = match &api {
+                        Some((endpoint, api)) if super::http_api::is_api_route(request.path()) => {
+                            super::http_api::answer(endpoint, api, &request).await
+                        }
+                        _ => handler(&request),
+                    };
+                    write_all(&*stream, &response.encode(head_only)).await?;
                     return Ok(None);
                 }
                 Ok(None) => continue,

@@ -18,6 +18,7 @@
 
 mod api;
 mod http;
+mod http_api;
 mod shared;
 mod task;
 mod tls_stream;
@@ -38,6 +39,7 @@ pub use api::{
     GroupReader, Session, Subscription, SubscriptionEnd, TrackPublisher,
 };
 pub use http::HttpHandler;
+pub use http_api::{HttpApi, MAX_FETCH_BYTES};
 pub use quinn_udp::{RecvMeta, Transmit as UdpTransmit};
 
 /// A UDP socket the driver can poll.

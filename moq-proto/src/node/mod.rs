@@ -21,6 +21,7 @@
 mod deliver;
 mod events;
 mod local;
+mod metrics;
 mod routing;
 
 use std::cmp::Reverse;
@@ -32,6 +33,7 @@ use slotmap::{SecondaryMap, SlotMap};
 
 pub use events::{FetchEvent, LocalFetchId, LocalSubId, NodeEvent, SubscriptionEvent, WatchId};
 pub use local::PublishError;
+pub use metrics::{BroadcastMetrics, NodeGauges};
 
 use crate::auth::{Authorizer, Grant};
 use crate::origin::{Origin, OriginConfig, PeerId, TrackId};
@@ -129,6 +131,9 @@ struct Links {
     /// The start group the upstream subscription asked for (kept on updates: a start of
     /// "latest" in SUBSCRIBE_UPDATE would re-pin it).
     upstream_start: Option<u64>,
+    /// Frames and payload bytes delivered to peers (metrics).
+    frames_out: u64,
+    bytes_out: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -216,6 +221,16 @@ pub struct NodeStats {
     pub auth_refused_requests: u64,
     /// Sessions closed because their grant expired.
     pub auth_expired_sessions: u64,
+    /// Frames received from publishers (peers and local).
+    pub frames_in: u64,
+    /// Payload bytes received from publishers.
+    pub bytes_in: u64,
+    /// Frames delivered to peers' subscriptions.
+    pub frames_out: u64,
+    /// Payload bytes delivered to peers' subscriptions.
+    pub bytes_out: u64,
+    /// Groups given up toward subscribers, by reason, summed over sessions (including ended ones).
+    pub delivery: crate::session::DeliveryStats,
 }
 
 impl Node {
@@ -325,14 +340,14 @@ impl Node {
         self.peers.get(peer)?.grant.as_ref()
     }
 
+    /// The authorizer sessions are admitted by, if any.
+    pub fn authorizer(&self) -> Option<&dyn Authorizer> {
+        self.cfg.authorizer.as_deref()
+    }
+
     /// A peer's root path, once known.
     pub fn root(&self, peer: PeerId) -> Option<&Path> {
         self.peers.get(peer)?.root.as_ref()
-    }
-
-    /// Running totals (for metrics).
-    pub fn stats(&self) -> NodeStats {
-        self.stats
     }
 
     /// The session of a peer (read-only; feed input through [`Node::input`]).
@@ -446,7 +461,9 @@ impl Node {
             self.touch(peer);
             self.pump(now);
         }
-        self.peers.remove(peer);
+        if let Some(p) = self.peers.remove(peer) {
+            metrics::add_delivery(&mut self.stats.delivery, p.session.delivery_stats());
+        }
     }
 
     /// Send GOAWAY on every session (lite-04+) and close each after the drain period.

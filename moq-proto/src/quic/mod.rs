@@ -288,9 +288,9 @@ pub enum ConnectFailure {
     /// Client and server have no MOQ version (ALPN) in common.
     #[error("no common MOQ version (ALPN): {0}")]
     NoCommonVersion(String),
-    /// The server would not open the WebTransport session (no WebTransport, an HTTP error
-    /// status, or no version in common).
-    #[error("WebTransport session refused: {0}")]
+    /// The server would not open the WebTransport or WebSocket session (no such endpoint,
+    /// an HTTP error status such as 401 for a refused token, or no version in common).
+    #[error("session refused: {0}")]
     Refused(String),
     /// The handshake failed otherwise (timeout, refused, transport or TLS error), as text.
     #[error("{0}")]

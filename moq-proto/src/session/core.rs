@@ -82,6 +82,18 @@ pub(super) struct PendingOpen {
     pub(super) fin: bool,
 }
 
+/// Groups a session gave up while serving subscribers, by reason (running totals).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeliveryStats {
+    /// Older than the max latency when a newer group existed (reset with 0x34 Old).
+    pub groups_expired: u64,
+    /// Skipped because the transport was too far behind (0x5 Too Far Behind).
+    pub groups_shed: u64,
+    /// Stopped by the subscriber (STOP_SENDING).
+    pub groups_stopped: u64,
+}
+
 /// One MOQ Lite session. See the [module docs](super) for the contract.
 pub struct Session {
     pub(super) cfg: Config,
@@ -103,6 +115,8 @@ pub struct Session {
     pub(super) pending_bytes: usize,
     /// Bytes the transport holds that it could not accept yet (last reported).
     pub(super) send_backlog: usize,
+    /// Groups given up while serving (for metrics).
+    pub(super) delivery: DeliveryStats,
 
     pub(super) subs: SlotMap<SubscriptionId, Subscription>,
     pub(super) sub_by_wire: FxHashMap<u64, SubscriptionId>,
@@ -150,6 +164,7 @@ impl Session {
             unacked_ends: FxHashSet::default(),
             pending_bytes: 0,
             send_backlog: 0,
+            delivery: DeliveryStats::default(),
             subs: SlotMap::with_key(),
             sub_by_wire: FxHashMap::default(),
             next_sub_wire: 0,
@@ -247,6 +262,7 @@ impl Session {
             unacked_ends,
             pending_bytes,
             send_backlog: _,
+            delivery: _,
             subs,
             sub_by_wire,
             next_sub_wire: _,
@@ -426,6 +442,16 @@ impl Session {
         let role = stream.role;
         self.recv_done(id);
         self.on_peer_reset(now, id, role, code);
+    }
+
+    /// Groups this session gave up while serving, by reason (running totals).
+    pub fn delivery_stats(&self) -> DeliveryStats {
+        self.delivery
+    }
+
+    /// Bytes the transport could not accept yet, as last reported.
+    pub fn send_backlog(&self) -> usize {
+        self.send_backlog
     }
 
     /// The peer asked us to stop sending on a stream.
@@ -708,7 +734,10 @@ impl Session {
 
     fn on_peer_stop(&mut self, now: Instant, id: StreamId, role: Role, code: StreamCode) {
         match role {
-            Role::GroupSend(group) => self.group_send_stopped(now, group, code),
+            Role::GroupSend(group) => {
+                self.delivery.groups_stopped += 1;
+                self.group_send_stopped(now, group, code)
+            }
             Role::Serve(serve) => self.serve_peer_closed(now, serve, Some(code)),
             Role::Subscribe(sub) => self.subscription_reset(now, sub, code),
             Role::Listener(listener) => self.listener_peer_closed(listener, Some(code)),

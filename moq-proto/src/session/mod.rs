@@ -83,6 +83,6 @@ mod requests;
 mod subscriber;
 mod types;
 
-pub use self::core::Session;
+pub use self::core::{DeliveryStats, Session};
 pub use crate::codes::{SessionCode, StreamCode};
 pub use types::*;

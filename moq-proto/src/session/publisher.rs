@@ -569,6 +569,9 @@ impl Session {
         let Some(g) = self.group_sends.remove(group) else {
             return;
         };
+        if code == StreamCode::TOO_FAR_BEHIND {
+            self.delivery.groups_shed += 1;
+        }
         if g.abortable() {
             if matches!(g.stream, StreamRef::Pending(_)) {
                 // It never reached the network: tell the subscriber it will not come, as an
@@ -772,6 +775,7 @@ impl Session {
         let Some(g) = self.group_sends.remove(group) else {
             return;
         };
+        self.delivery.groups_expired += 1;
         match g.stream {
             StreamRef::Pending(_) => {
                 // Never hit the network: drop it for free and say so.

@@ -21,29 +21,29 @@ pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Args, Debug, Clone)]
 pub(crate) struct Common {
     /// Pin one wire version: moq-lite-03, moq-lite-04 or moq-lite-05 (default: offer/accept all).
-    #[arg(long = "version", global = true, value_name = "VERSION")]
+    #[arg(long = "version", global = true, value_name = "VERSION", env = "MOQ_VERSION")]
     pub(crate) version: Option<Version>,
 
     /// Do not verify the server certificate (insecure; for local testing).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "MOQ_TLS_DISABLE_VERIFY")]
     pub(crate) tls_disable_verify: bool,
 
     /// Accept only a server certificate with this SHA-256 (hex, colons allowed; repeatable).
-    #[arg(long, global = true, value_name = "HEX")]
+    #[arg(long, global = true, value_name = "HEX", env = "MOQ_TLS_CERT_HASH", value_delimiter = ',')]
     pub(crate) tls_cert_hash: Vec<String>,
 
     /// Verify the server against this CA certificate (PEM) instead of the system roots.
-    #[arg(long, global = true, value_name = "PEM")]
+    #[arg(long, global = true, value_name = "PEM", env = "MOQ_TLS_ROOT")]
     pub(crate) tls_root: Option<PathBuf>,
 
     /// Also try WebSocket (QMux over TCP) this many milliseconds after QUIC / WebTransport,
     /// as browsers do, for networks that block UDP: the first to connect wins (`https://`
     /// and `moqt://` URLs race `wss://`, `http://` races `ws://`).
-    #[arg(long, global = true, value_name = "MS")]
+    #[arg(long, global = true, value_name = "MS", env = "MOQ_WEBSOCKET_FALLBACK")]
     pub(crate) websocket_fallback: Option<u64>,
 
     /// Log level or filter (error, warn, info, debug, trace); RUST_LOG takes precedence.
-    #[arg(long, global = true, default_value = "info")]
+    #[arg(long, global = true, default_value = "info", env = "MOQ_LOG")]
     pub(crate) log: String,
 }
 
@@ -136,6 +136,7 @@ impl Common {
         let transport = session
             .transport()
             .map_or_else(|| "closed".to_string(), |t| t.to_string());
+        let url = redact_token(url);
         tracing::info!(%url, version = %session.version(), %transport, "connected");
         Ok((endpoint, session))
     }
@@ -188,4 +189,16 @@ pub(crate) async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// `url` with a `jwt=` token's value hidden (tokens are credentials: never in logs).
+pub(crate) fn redact_token(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let query: Vec<&str> = query
+        .split('&')
+        .map(|kv| if kv.starts_with("jwt=") { "jwt=…" } else { kv })
+        .collect();
+    format!("{base}?{}", query.join("&"))
 }

@@ -4,6 +4,7 @@ mod bench;
 mod cert;
 mod clock;
 mod common;
+mod config;
 mod media;
 mod pubsub;
 mod relay;
@@ -17,7 +18,9 @@ use common::Common;
 /// Media over QUIC Lite (moq-lite-03, -04, -05) over raw QUIC.
 #[derive(Parser, Debug)]
 #[command(name = "moq", disable_version_flag = true, about, long_about = None)]
-struct Cli {
+// A flag given again (the command line after a config file's) replaces the earlier value.
+#[command(args_override_self = true)]
+pub(crate) struct Cli {
     #[command(flatten)]
     common: Common,
 
@@ -48,7 +51,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match config::expand(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(err) => {
+            eprintln!("moq: error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(args);
     common::init_logging(&cli.common.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

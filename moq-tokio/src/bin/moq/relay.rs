@@ -13,71 +13,134 @@ use std::time::{Duration, SystemTime};
 use clap::Args;
 use moq_proto::codes::SessionCode;
 use moq_proto::http1;
+use moq_proto::auth::token::{TokenAuthorizer, VerifyingKey};
+use moq_proto::auth::{Authorizer, Pattern, Public};
 use moq_proto::node::NodeConfig;
 use moq_proto::quic::tls;
-use moq_tokio::{Certificate, DriverConfig, Endpoint, EngineConfig, HttpHandler, TokioRuntime};
+use moq_tokio::{
+    Certificate, DriverConfig, Endpoint, EngineConfig, HttpApi, HttpHandler, OriginConfig,
+    TokioRuntime,
+};
 
 use crate::common::{Common, Error, random_hop_id, shutdown_signal};
 
-/// `moq relay` flags.
+/// `moq relay` flags. Every flag can also come from `MOQ_<FLAG>` (e.g. `MOQ_LISTEN`,
+/// `MOQ_AUTH_PUBLIC`) or from a TOML file (`--config`).
 #[derive(Args, Debug)]
 pub(crate) struct RelayArgs {
+    /// Read flags from this TOML file (keys are flag names; see docs/relay.toml). The
+    /// command line wins over the environment, which wins over the file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
     /// UDP address to listen on.
-    #[arg(long, default_value = "[::]:4443")]
+    #[arg(long, default_value = "[::]:4443", env = "MOQ_LISTEN")]
     pub(crate) listen: SocketAddr,
 
     /// Certificate chain (PEM); needs --tls-key.
-    #[arg(long, requires = "tls_key", conflicts_with = "tls_generate")]
+    #[arg(long, requires = "tls_key", conflicts_with = "tls_generate", env = "MOQ_TLS_CERT")]
     pub(crate) tls_cert: Option<PathBuf>,
 
     /// Private key (PEM); needs --tls-cert.
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, requires = "tls_cert", env = "MOQ_TLS_KEY")]
     pub(crate) tls_key: Option<PathBuf>,
 
     /// Generate a development certificate for these comma-separated hostnames.
-    #[arg(long, value_delimiter = ',', default_value = "localhost")]
+    #[arg(long, value_delimiter = ',', default_value = "localhost", env = "MOQ_TLS_GENERATE")]
     pub(crate) tls_generate: Vec<String>,
 
+    /// Verify `?jwt=` tokens with this key (repeatable): a JWK as `moq-token-cli` writes it
+    /// (base64url or JSON; a private key works too), a JWK set (`{"keys": [...]}`), or a
+    /// PEM public key (its key ID is the file name without extension). A token's `kid`
+    /// picks the key. Sessions without a token get the --auth-public* grants, if any.
+    #[arg(long, value_name = "FILE", env = "MOQ_AUTH_KEY", value_delimiter = ',')]
+    pub(crate) auth_key: Vec<PathBuf>,
+
+    /// Anyone may publish and subscribe to broadcasts matching these patterns, without a
+    /// token (comma-separated or repeated; `*` one segment, `**` any number, e.g. `anon/**`).
+    #[arg(long, value_name = "PATTERN", env = "MOQ_AUTH_PUBLIC", value_delimiter = ',')]
+    pub(crate) auth_public: Vec<String>,
+
+    /// Anyone may subscribe to broadcasts matching these patterns, without a token.
+    #[arg(long, value_name = "PATTERN", env = "MOQ_AUTH_PUBLIC_SUBSCRIBE", value_delimiter = ',')]
+    pub(crate) auth_public_subscribe: Vec<String>,
+
+    /// Anyone may publish broadcasts matching these patterns, without a token.
+    #[arg(long, value_name = "PATTERN", env = "MOQ_AUTH_PUBLIC_PUBLISH", value_delimiter = ',')]
+    pub(crate) auth_public_publish: Vec<String>,
+
     /// Link to another relay (repeatable); hop IDs prevent announcement loops.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "MOQ_CLUSTER_CONNECT", value_delimiter = ',')]
     pub(crate) cluster_connect: Vec<String>,
+
+    /// A file holding the token this relay presents on its --cluster-connect links (added
+    /// to each URL as `?jwt=`, unless the URL has one).
+    #[arg(long, value_name = "FILE", env = "MOQ_CLUSTER_TOKEN")]
+    pub(crate) cluster_token: Option<PathBuf>,
+
+    /// Most bytes cached per track for late joiners (the latest group is always kept).
+    #[arg(long, value_name = "BYTES", default_value_t = 32 * 1024 * 1024, env = "MOQ_CACHE_CAPACITY")]
+    pub(crate) cache_capacity: u64,
 
     /// Ask peers to acknowledge every N ack-eliciting packets (QUIC ACK frequency extension;
     /// peers without it ignore the request). Fewer acknowledgements from many subscribers
     /// save the relay CPU; 1 keeps QUIC's default of every second packet.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64), env = "MOQ_ACK_THRESHOLD")]
     pub(crate) ack_threshold: u32,
 
     /// Concurrent streams each peer may open per direction (subscriptions and announce
     /// requests on bidirectional streams, groups in flight on unidirectional ones). Every
     /// allowed stream costs memory per connection, so keep it near what peers really use.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(16..=100_000))]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(16..=100_000), env = "MOQ_MAX_STREAMS")]
     pub(crate) max_streams: u32,
 
     /// TCP address of the plain-HTTP listener (`GET /certificate.sha256` for browsers and
-    /// `http://` clients); default: the QUIC address and port, over TCP.
-    #[arg(long, value_name = "ADDR", conflicts_with = "no_web_http")]
+    /// `http://` clients, `ws://` WebSocket sessions, and the HTTP API: `/health`,
+    /// `/announced/{prefix}`, `/fetch/{broadcast}/{track}`, `/metrics`); default: the QUIC
+    /// address and port, over TCP.
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_web_http", env = "MOQ_WEB_HTTP_LISTEN")]
     pub(crate) web_http_listen: Option<SocketAddr>,
 
-    /// TCP address of an HTTPS listener with the relay's certificate: `wss://` WebSocket
-    /// sessions and `https://…/certificate.sha256` (for production, with a certificate
-    /// browsers trust). Off by default.
-    #[arg(long, value_name = "ADDR")]
+    /// TCP address of an HTTPS listener with the relay's certificate (or --web-https-cert):
+    /// `wss://` WebSocket sessions, `https://…/certificate.sha256` and the HTTP API (for
+    /// production, with a certificate browsers trust). Off by default.
+    #[arg(long, value_name = "ADDR", env = "MOQ_WEB_HTTPS_LISTEN")]
     pub(crate) web_https_listen: Option<SocketAddr>,
 
+    /// Certificate chain (PEM) of the HTTPS listener, if not the relay's; needs
+    /// --web-https-key.
+    #[arg(long, requires = "web_https_key", env = "MOQ_WEB_HTTPS_CERT")]
+    pub(crate) web_https_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of the HTTPS listener; needs --web-https-cert.
+    #[arg(long, requires = "web_https_cert", env = "MOQ_WEB_HTTPS_KEY")]
+    pub(crate) web_https_key: Option<PathBuf>,
+
     /// No plain-HTTP listener (and so no `ws://` either).
-    #[arg(long)]
+    #[arg(long, env = "MOQ_NO_WEB_HTTP")]
     pub(crate) no_web_http: bool,
 
     /// Refuse WebSocket upgrades on the HTTP listener (by default browsers without
     /// WebTransport, and clients on networks that block UDP, reach the relay over WebSocket
     /// with QMux: `ws://host:port/`).
-    #[arg(long)]
+    #[arg(long, env = "MOQ_NO_WEBSOCKET")]
     pub(crate) no_websocket: bool,
 
-    /// Seconds to drain after GOAWAY on Ctrl-C before closing.
-    #[arg(long, default_value_t = 10)]
+    /// No HTTP API (`/health`, `/announced`, `/fetch`, `/metrics`) on the HTTP listeners.
+    #[arg(long, env = "MOQ_NO_HTTP_API")]
+    pub(crate) no_http_api: bool,
+
+    /// Per-broadcast metrics for at most this many broadcasts (the most watched).
+    #[arg(long, default_value_t = 50, env = "MOQ_METRICS_BROADCASTS")]
+    pub(crate) metrics_broadcasts: usize,
+
+    /// Seconds to drain after GOAWAY on Ctrl-C or SIGTERM before closing.
+    #[arg(long, default_value_t = 10, env = "MOQ_DRAIN")]
     pub(crate) drain: u64,
+
+    /// On shutdown, send clients this URL in GOAWAY (another relay to reconnect to).
+    #[arg(long, value_name = "URL", env = "MOQ_GOAWAY_URL")]
+    pub(crate) goaway_url: Option<String>,
 }
 
 pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
@@ -86,9 +149,15 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
         _ => Certificate::generate(&args.tls_generate, SystemTime::now())?,
     };
     let hash = tls::hex(&certificate.sha256());
+    let authorizer = authorizer(&args)?;
     let mut config = EngineConfig::new(NodeConfig {
         hop_id: random_hop_id(),
         goaway_drain: Duration::from_secs(args.drain),
+        authorizer: authorizer.clone(),
+        origin: OriginConfig {
+            max_cache_bytes: args.cache_capacity,
+            ..OriginConfig::default()
+        },
         ..NodeConfig::default()
     });
     config.certificate = Some(certificate);
@@ -114,6 +183,22 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
         .unwrap_or_else(|| "localhost".into());
     println!("moq relay listening on {}", endpoint.local_addr());
     println!("url: moqt://{host}:{port}/ (raw QUIC) and https://{host}:{port}/ (WebTransport)");
+    match &authorizer {
+        None => println!("auth: none (anyone may publish and subscribe anything)"),
+        Some(_) => println!(
+            "auth: {} key(s); public publish {:?}, public subscribe {:?}",
+            args.auth_key.len(),
+            public_patterns(&args.auth_public, &args.auth_public_publish),
+            public_patterns(&args.auth_public, &args.auth_public_subscribe),
+        ),
+    }
+    let mut api = HttpApi::default();
+    api.metrics_broadcasts = args.metrics_broadcasts;
+    let api_note = if args.no_http_api {
+        ""
+    } else {
+        ", /health, /announced/{prefix}, /fetch/{broadcast}/{track}, /metrics"
+    };
     if !args.no_web_http {
         let addr = args
             .web_http_listen
@@ -121,11 +206,14 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
         let fingerprint = hash.clone();
         let handler: HttpHandler =
             Arc::new(move |request| http1::certificate_route(request, Some(&fingerprint)));
-        let bound = endpoint
-            .serve_http(addr, handler)
-            .map_err(|e| format!("cannot listen for HTTP on TCP {addr}: {e}"))?;
+        let bound = if args.no_http_api {
+            endpoint.serve_http(addr, handler)
+        } else {
+            endpoint.serve_http_api(addr, handler, api.clone())
+        }
+        .map_err(|e| format!("cannot listen for HTTP on TCP {addr}: {e}"))?;
         println!(
-            "http: http://{host}:{}/certificate.sha256 (browsers pin this hash; http:// URLs fetch it)",
+            "http: http://{host}:{}/certificate.sha256 (browsers pin this hash; http:// URLs fetch it){api_note}",
             bound.port()
         );
         if !args.no_websocket {
@@ -136,20 +224,40 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
         }
     }
     if let Some(addr) = args.web_https_listen {
-        let fingerprint = hash.clone();
+        let own = match (&args.web_https_cert, &args.web_https_key) {
+            (Some(cert), Some(key)) => Some(Certificate::load_pem(cert, key)?),
+            _ => None,
+        };
+        let fingerprint = own
+            .as_ref()
+            .map_or_else(|| hash.clone(), |c| tls::hex(&c.sha256()));
         let handler: HttpHandler =
             Arc::new(move |request| http1::certificate_route(request, Some(&fingerprint)));
-        let bound = endpoint
-            .serve_https(addr, handler)
-            .map_err(|e| format!("cannot listen for HTTPS on TCP {addr}: {e}"))?;
+        let bound = if args.no_http_api && own.is_none() {
+            endpoint.serve_https(addr, handler)
+        } else {
+            let api = api.clone();
+            endpoint.serve_https_api(addr, handler, api, own.as_ref())
+        }
+        .map_err(|e| format!("cannot listen for HTTPS on TCP {addr}: {e}"))?;
         println!(
-            "https: https://{host}:{}/ (wss:// WebSocket over TLS)",
+            "https: https://{host}:{}/ (wss:// WebSocket over TLS){api_note}",
             bound.port()
         );
     }
     println!("certificate sha256: {hash}");
 
+    let cluster_token = match &args.cluster_token {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --cluster-token {}: {e}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
     for url in args.cluster_connect.clone() {
+        let url = with_token(&url, cluster_token.as_deref());
         tokio::spawn(cluster_link(endpoint.clone(), url));
     }
 
@@ -172,9 +280,10 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
         "moq relay: shutting down (GOAWAY, draining up to {} s; Ctrl-C again to stop now)",
         args.drain
     );
-    endpoint.goaway("");
+    endpoint.goaway(args.goaway_url.as_deref().unwrap_or(""));
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_secs(args.drain) + Duration::from_millis(500)) => {}
+        _ = drained(&endpoint) => {}
         _ = shutdown_signal() => {}
     }
     endpoint.close(SessionCode(0), "relay shutting down");
@@ -183,20 +292,92 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// Resolves once no session is left (every client followed GOAWAY).
+async fn drained(endpoint: &Endpoint) {
+    loop {
+        if endpoint.with_node(|node, _| node.gauges().sessions) == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `--auth-public` plus the direction's own list.
+fn public_patterns(both: &[String], one: &[String]) -> Vec<String> {
+    both.iter().chain(one).cloned().collect()
+}
+
+fn parse_patterns(flag: &str, texts: Vec<String>) -> Result<Vec<Pattern>, Error> {
+    texts
+        .into_iter()
+        .map(|text| {
+            let pattern =
+                Pattern::parse(&text).map_err(|e| format!("--{flag} {text:?}: {e}"))?;
+            if !pattern.has_wildcard() {
+                return Err(format!(
+                    "--{flag} {text:?} names one broadcast; write `{text}/**` for the subtree"
+                )
+                .into());
+            }
+            Ok(pattern)
+        })
+        .collect()
+}
+
+/// The authorizer the flags ask for (`None`: no auth flag, everything allowed).
+fn authorizer(args: &RelayArgs) -> Result<Option<Arc<dyn Authorizer>>, Error> {
+    let public = Public {
+        publish: parse_patterns(
+            "auth-public-publish",
+            public_patterns(&args.auth_public, &args.auth_public_publish),
+        )?,
+        subscribe: parse_patterns(
+            "auth-public-subscribe",
+            public_patterns(&args.auth_public, &args.auth_public_subscribe),
+        )?,
+    };
+    if args.auth_key.is_empty() && public.is_empty() {
+        return Ok(None);
+    }
+    let mut keys = Vec::new();
+    for path in &args.auth_key {
+        let text = std::fs::read(path)
+            .map_err(|e| format!("cannot read --auth-key {}: {e}", path.display()))?;
+        let stem = path.file_stem().and_then(|s| s.to_str());
+        keys.extend(
+            VerifyingKey::parse_file(&text, stem)
+                .map_err(|e| format!("--auth-key {}: {e}", path.display()))?,
+        );
+    }
+    Ok(Some(Arc::new(TokenAuthorizer::new(keys, public))))
+}
+
+/// `url` with `?jwt=token` added, unless it has a token already.
+fn with_token(url: &str, token: Option<&str>) -> String {
+    match token {
+        Some(token) if !url.contains("jwt=") => {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}jwt={token}")
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// Keep a link to another relay, reconnecting with backoff.
 async fn cluster_link(endpoint: Endpoint, url: String) {
+    let shown = crate::common::redact_token(&url);
     let mut backoff = Duration::from_millis(500);
     loop {
         match endpoint.connect(&url).await {
             Ok(session) => {
-                tracing::info!(%url, version = %session.version(), "cluster link up");
+                tracing::info!(url = %shown, version = %session.version(), "cluster link up");
                 backoff = Duration::from_millis(500);
                 let reason = session.closed().await;
-                tracing::warn!(%url, %reason, "cluster link down");
+                tracing::warn!(url = %shown, %reason, "cluster link down");
             }
             Err(err) => {
                 let err = crate::common::explain_connect_error(err);
-                tracing::warn!(%url, %err, "cluster link failed");
+                tracing::warn!(url = %shown, %err, "cluster link failed");
             }
         }
         tokio::time::sleep(backoff).await;
