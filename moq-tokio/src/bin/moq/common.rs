@@ -150,13 +150,14 @@ pub(crate) fn explain_connect_error(err: ConnectError) -> Error {
             url,
             failure: ConnectFailure::UntrustedCertificate(cert),
         } => format!(
-            "{url}: {cert}; to trust it pass --tls-cert-hash {} (the hash the relay printed), \
+            "{}: {cert}; to trust it pass --tls-cert-hash {} (the hash the relay printed), \
              --tls-root <CA PEM> for a CA-issued certificate, or --tls-disable-verify for local \
              testing",
+            redact_token(&url),
             tls::hex(&cert.sha256)
         )
         .into(),
-        other => other.into(),
+        other => redact_token(&other.to_string()).into(),
     }
 }
 
@@ -191,14 +192,22 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
-/// `url` with a `jwt=` token's value hidden (tokens are credentials: never in logs).
-pub(crate) fn redact_token(url: &str) -> String {
-    let Some((base, query)) = url.split_once('?') else {
-        return url.to_string();
-    };
-    let query: Vec<&str> = query
-        .split('&')
-        .map(|kv| if kv.starts_with("jwt=") { "jwt=…" } else { kv })
-        .collect();
-    format!("{base}?{}", query.join("&"))
+/// `text` (a URL, an error) with every `jwt=` token's value hidden: tokens are credentials
+/// and never belong in logs.
+pub(crate) fn redact_token(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("jwt=") {
+        out.push_str(&rest[..at + 4]);
+        rest = &rest[at + 4..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '=')))
+            .unwrap_or(rest.len());
+        if end > 0 {
+            out.push('…');
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }

@@ -88,7 +88,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("moq: error: {err}");
+            eprintln!("moq: error: {}", common::redact_token(&err.to_string()));
             ExitCode::FAILURE
         }
     }
