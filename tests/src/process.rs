@@ -316,12 +316,21 @@ impl Proc {
 
     /// Ask the child to stop as on Ctrl-C.
     pub fn interrupt(&self) {
+        self.signal("INT");
+    }
+
+    /// Ask the child to stop as a service manager does (SIGTERM).
+    pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .arg("-INT")
+            .arg(format!("-{name}"))
             .arg(self.pid().to_string())
             .status()
             .expect("run kill");
-        assert!(status.success(), "{}: kill -INT failed", self.name);
+        assert!(status.success(), "{}: kill -{name} failed", self.name);
     }
 
     /// Wait for the child to exit (its pipes close first), with a deadline.
@@ -381,7 +390,8 @@ impl Drop for Proc {
 
 /// A relay process and its UDP port on 127.0.0.1.
 pub struct Relay {
-    _proc: Proc,
+    /// The process.
+    pub proc: Proc,
     /// Its UDP port on 127.0.0.1.
     pub port: u16,
 }
@@ -399,7 +409,7 @@ impl Relay {
 
     /// Wait for a line of the relay's standard output.
     pub fn wait_stdout_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        self._proc.wait_line(false, what, pred)
+        self.proc.wait_line(false, what, pred)
     }
 
     /// `ws://127.0.0.1:PORT/`: WebSocket (QMux) on the relay's HTTP listener.
@@ -431,6 +441,11 @@ fn our_relay_args(global: &[&str], relay_flags: &[&str]) -> Relay {
     cmd.args(global);
     cmd.args(["relay", "--listen", "127.0.0.1:0", "--drain", "0"]);
     cmd.args(relay_flags);
+    relay_from(cmd)
+}
+
+/// Start our relay with `cmd` (a `moq relay` command line) and wait for its address.
+pub fn relay_from(cmd: Command) -> Relay {
     let proc = Proc::spawn("moq relay", cmd, Input::Null);
     let line = proc.wait_line(false, "`moq relay listening on ADDR`", |l| {
         l.starts_with("moq relay listening on ")
@@ -440,7 +455,11 @@ fn our_relay_args(global: &[&str], relay_flags: &[&str]) -> Relay {
         .next()
         .and_then(|p| p.trim().parse().ok())
         .unwrap_or_else(|| panic!("cannot parse the port from {line:?}"));
-    Relay { _proc: proc, port }
+    // Its last startup line: every listener (HTTP too) is bound by then.
+    proc.wait_line(false, "`certificate sha256: …`", |l| {
+        l.starts_with("certificate sha256: ")
+    });
+    Relay { proc, port }
 }
 
 /// A free UDP port on 127.0.0.1 (bound once by us, then released).
@@ -486,7 +505,7 @@ pub fn ref_relay() -> Relay {
             (listening("quic") && listening("http")).then_some(())
         });
         if ready.is_some() {
-            return Relay { _proc: proc, port };
+            return Relay { proc, port };
         }
         last = proc.stderr_text();
     }

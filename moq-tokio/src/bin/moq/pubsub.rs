@@ -160,11 +160,18 @@ pub(crate) async fn subscribe(common: &Common, args: SubArgs) -> Result<(), Erro
                     break;
                 }
                 let mut group = entry.remove();
-                while let Some(frame) = group.read_frame().await {
+                // A live group may stay open for long: each frame is printed (flushed) as
+                // it arrives.
+                loop {
+                    let frame = tokio::select! {
+                        frame = group.read_frame() => frame,
+                        _ = shutdown_signal() => return Ok(()),
+                    };
+                    let Some(frame) = frame else { break };
                     out.write_all(&frame.payload).await?;
                     out.write_all(b"\n").await?;
+                    out.flush().await?;
                 }
-                out.flush().await?;
                 next = Some(seq + 1);
                 gap_since = None;
             }

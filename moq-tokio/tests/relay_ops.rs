@@ -1,0 +1,277 @@
+//! The relay as an operator runs it, on 127.0.0.1: the HTTP API (`/health`, `/announced`,
+//! `/fetch`, `/metrics` parsed as Prometheus text and checked against a known run), the TOML
+//! config file with `MOQ_*` environment variables, and SIGTERM draining like Ctrl-C.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use moq_tests::process::*;
+
+/// GET `path` from 127.0.0.1:`port`: status, headers (lowercased names) and body.
+fn http_get(port: u16, path: &str) -> (u16, HashMap<String, String>, Vec<u8>) {
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the HTTP listener");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read the response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = raw[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body)
+}
+
+/// The relay's metrics, parsed as Prometheus text: `name{labels}` → value.
+fn metrics(port: u16) -> Vec<(String, HashMap<String, String>, f64)> {
+    let (status, headers, body) = http_get(port, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        headers
+            .get("content-type")
+            .is_some_and(|t| t.starts_with("text/plain; version=0.0.4")),
+        "{headers:?}"
+    );
+    let text = String::from_utf8(body).expect("UTF-8 metrics");
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("the metrics parse as Prometheus text");
+    assert!(!scrape.docs.is_empty(), "HELP lines are there");
+    scrape
+        .samples
+        .into_iter()
+        .map(|s| {
+            let value = match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                other => panic!("unexpected sample kind {other:?}"),
+            };
+            let labels = s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            (s.metric, labels, value)
+        })
+        .collect()
+}
+
+fn value(samples: &[(String, HashMap<String, String>, f64)], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, l, _)| {
+            n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, v)| *v)
+        .sum()
+}
+
+/// Poll `/metrics` until `pred` holds (a state to reach, not a timing assumption).
+fn until_metrics(port: u16, what: &str, pred: impl Fn(&[(String, HashMap<String, String>, f64)]) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let samples = metrics(port);
+        if pred(&samples) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: not reached within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const SUBSCRIBERS: usize = 3;
+const FRAMES: usize = 20;
+
+#[test]
+fn the_http_api_answers_and_the_metrics_count_a_known_run() {
+    let relay = our_relay_with(&[]);
+    let port = relay.port;
+    let (status, _, body) = http_get(port, "/health");
+    assert_eq!((status, body.as_slice()), (200, b"ok\n".as_slice()));
+
+    // One publisher, one group of FRAMES frames kept open (stdin stays open), SUBSCRIBERS
+    // subscribers: each gets the whole group (a late joiner from the cache).
+    let lines: Vec<String> = (0..FRAMES).map(|i| format!("frame-{i:02}")).collect();
+    let input = lines.join("\n") + "\n";
+    let publisher = Proc::spawn(
+        "moq pub",
+        moq(
+            None,
+            &[
+                "pub", "--url", &relay.url(), "--broadcast", "live/cam", "--track", "video",
+                "--group-lines", "1000",
+            ],
+        ),
+        Input::Pipe(std::sync::Arc::new(input.into_bytes())),
+    );
+    let subscribers: Vec<Proc> = (0..SUBSCRIBERS)
+        .map(|_| {
+            Proc::spawn(
+                "moq sub",
+                moq(
+                    None,
+                    &["sub", "--url", &relay.url(), "--broadcast", "live/cam", "--track", "video"],
+                ),
+                Input::Null,
+            )
+        })
+        .collect();
+    for sub in &subscribers {
+        assert_eq!(sub.wait_lines(FRAMES, WAIT), lines);
+    }
+
+    // /announced: relative to the prefix, one per line, no trailing newline.
+    let (status, _, body) = http_get(port, "/announced/live");
+    assert_eq!((status, String::from_utf8_lossy(&body).as_ref()), (200, "cam"));
+    let (_, _, body) = http_get(port, "/announced");
+    assert_eq!(String::from_utf8_lossy(&body), "live/cam");
+    let (_, _, body) = http_get(port, "/announced/nothing");
+    assert!(body.is_empty());
+
+    // /fetch: the latest group's payloads (the group is still open: what arrived, marked so).
+    let (status, headers, body) = http_get(port, "/fetch/live/cam/video");
+    assert_eq!(status, 200);
+    assert_eq!(body, lines.concat().into_bytes());
+    assert_eq!(headers.get("x-moq-group").map(String::as_str), Some("0"));
+    assert_eq!(headers.get("x-moq-group-complete").map(String::as_str), Some("false"));
+    assert_eq!(http_get(port, "/fetch/live/nope/video").0, 404);
+    assert_eq!(http_get(port, "/fetch/video").0, 400);
+
+    // The counters of this run.
+    let payload: usize = lines.iter().map(String::len).sum();
+    let m = metrics(port);
+    assert_eq!(value(&m, "moq_frames_in_total", &[]), FRAMES as f64);
+    assert_eq!(value(&m, "moq_bytes_in_total", &[]), payload as f64);
+    // The fetch above was a local subscription: not counted as delivered to peers.
+    assert_eq!(value(&m, "moq_frames_out_total", &[]), (FRAMES * SUBSCRIBERS) as f64);
+    assert_eq!(value(&m, "moq_bytes_out_total", &[]), (payload * SUBSCRIBERS) as f64);
+    assert_eq!(
+        value(&m, "moq_sessions", &[("version", "moq-lite-05"), ("transport", "quic")]),
+        (SUBSCRIBERS + 1) as f64
+    );
+    assert_eq!(value(&m, "moq_subscriptions", &[]), SUBSCRIBERS as f64);
+    assert_eq!(value(&m, "moq_broadcasts", &[]), 1.0);
+    assert_eq!(value(&m, "moq_broadcast_viewers", &[("broadcast", "live/cam")]), SUBSCRIBERS as f64);
+    assert_eq!(
+        value(&m, "moq_broadcast_bytes_out_total", &[("broadcast", "live/cam")]),
+        (payload * SUBSCRIBERS) as f64
+    );
+    assert!(value(&m, "moq_cache_bytes", &[]) >= payload as f64);
+    assert_eq!(value(&m, "moq_groups_dropped_total", &[]), 0.0);
+
+    // Viewers who leave are counted out when their sessions end (no idle timeout).
+    for sub in &subscribers {
+        sub.interrupt();
+    }
+    until_metrics(port, "no viewer left", |m| {
+        value(m, "moq_broadcast_viewers", &[("broadcast", "live/cam")]) == 0.0
+            && value(m, "moq_subscriptions", &[]) == 0.0
+    });
+    drop(publisher);
+}
+
+#[test]
+fn a_config_file_and_the_environment_set_the_flags_and_sigterm_drains() {
+    let dir = std::env::temp_dir().join(format!("moq-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let config = dir.join("relay.toml");
+    std::fs::write(
+        &config,
+        r#"
+listen = "127.0.0.1:0"
+drain = 30
+no_websocket = false
+[auth]
+public = ["anon/**"]
+"#,
+    )
+    .expect("write relay.toml");
+    let mut cmd = Command::new(moq_binary());
+    cmd.args(["relay", "--config"])
+        .arg(&config)
+        // The command line wins over the file...
+        .args(["--drain", "5"])
+        // ...and the environment over the file.
+        .env("MOQ_NO_WEBSOCKET", "true");
+    let mut relay = relay_from(cmd);
+    let auth = relay.wait_stdout_line("the auth line", |l| l.starts_with("auth: "));
+    assert!(auth.contains("anon/**"), "{auth}");
+    relay.wait_stdout_line("the certificate line", |l| l.starts_with("certificate sha256"));
+    let stdout = String::from_utf8_lossy(&relay.proc.stdout()).into_owned();
+    assert!(!stdout.contains("websocket: "), "MOQ_NO_WEBSOCKET=true: {stdout}");
+    // Anonymous under `anon` is admitted, elsewhere refused.
+    let mut refused = Proc::spawn(
+        "moq sub",
+        moq(
+            Some("moq-lite-05"),
+            &["sub", "--url", &format!("moqt://localhost:{}/private", relay.port), "--broadcast", "x", "--track", "y"],
+        ),
+        Input::Null,
+    );
+    assert!(!refused.wait_exit(WAIT).success());
+    let started = now_unix();
+    let _publisher = Proc::spawn(
+        "moq clock publish",
+        moq(
+            Some("moq-lite-05"),
+            &["clock", "publish", "--url", &format!("moqt://localhost:{}/anon", relay.port), "--broadcast", "c"],
+        ),
+        Input::Null,
+    );
+    let subscriber = Proc::spawn(
+        "moq clock subscribe",
+        moq(
+            Some("moq-lite-05"),
+            &["clock", "subscribe", "--url", &format!("moqt://localhost:{}/anon", relay.port), "--broadcast", "c"],
+        ),
+        Input::Null,
+    );
+    check_clock(&subscriber, started, 1);
+
+    // SIGTERM: GOAWAY, drain (at most --drain 5 s, as the command line said), exit 0.
+    relay.proc.terminate();
+    let status = relay.proc.wait_exit(Duration::from_secs(15));
+    assert!(status.success(), "{}", relay.proc.stderr_text());
+    assert!(relay.proc.stderr_text().contains("shutting down"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bad_config_file_is_refused_with_its_key() {
+    let dir = std::env::temp_dir().join(format!("moq-badconfig-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let config = dir.join("relay.toml");
+    std::fs::write(&config, "lisen = \"127.0.0.1:0\"\n").expect("write");
+    let out = Command::new(moq_binary())
+        .args(["relay", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run moq relay");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown key `lisen`"), "{stderr}");
+    // A public pattern without a wildcard names one broadcast: refused at startup.
+    let out = Command::new(moq_binary())
+        .args(["relay", "--listen", "127.0.0.1:0", "--auth-public", "anon"])
+        .output()
+        .expect("run moq relay");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("anon/**"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
