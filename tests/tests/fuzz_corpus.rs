@@ -45,6 +45,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("ws_handshake", fuzzing::ws_handshake),
     ("qmux_frames", fuzzing::qmux_frames),
     ("qmux_conn", fuzzing::qmux_conn),
+    ("auth_token", fuzzing::auth_token),
 ];
 
 fn corpus_dir() -> PathBuf {

@@ -30,9 +30,11 @@ use std::fmt::Debug;
 
 use bytes::Bytes;
 
+mod auth;
 mod media;
 mod websocket;
 mod webtransport;
+pub use auth::auth_token;
 pub use media::{fmp4, media_catalog};
 pub use websocket::{qmux_conn, qmux_frames, ws_frames, ws_handshake};
 pub use webtransport::{capsule, connect_fields, h3_conn, h3_frames, h3_settings, http1, qpack};
