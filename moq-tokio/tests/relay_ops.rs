@@ -275,3 +275,51 @@ fn a_bad_config_file_is_refused_with_its_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("anon/**"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Demand follows viewers, seen from the publisher's side: a library publisher learns at once
+/// when the last `moq sub` viewer leaves (its session ends), and again when one returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publisher_learns_when_the_last_viewer_leaves() {
+    use moq_tokio::{Endpoint, EngineConfig, NodeConfig, TokioRuntime, TrackInfo};
+    use std::sync::Arc;
+    let relay = our_relay_with(&[]);
+    let mut config = EngineConfig::new(NodeConfig::default());
+    config.verification = moq_proto::quic::Verification::DangerousInsecure;
+    let endpoint = Endpoint::client(Arc::new(TokioRuntime), config).expect("client endpoint");
+    let _session = endpoint.connect(&relay.url()).await.expect("connect");
+    let broadcast = endpoint.publish("battery/cam").expect("publish");
+    let track = broadcast
+        .create_track("video", TrackInfo::default())
+        .expect("track");
+    let within = |what: &'static str| {
+        let track = &track;
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                if tokio::time::Instant::now() > deadline {
+                    panic!("{what}: not within {WAIT:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if what.starts_with("watched") == (track.subscribers() > 0) {
+                    return;
+                }
+            }
+        }
+    };
+    for round in 0..2 {
+        let viewer = Proc::spawn(
+            "moq sub",
+            moq(None, &["sub", "--url", &relay.url(), "--broadcast", "battery/cam", "--track", "video"]),
+            Input::Null,
+        );
+        tokio::time::timeout(WAIT, track.subscribed())
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the viewer's subscription never reached the publisher"));
+        let _ = track.write_single(bytes::Bytes::from_static(b"hello"));
+        let lines = tokio::task::block_in_place(|| viewer.wait_lines(1, WAIT));
+        assert_eq!(lines, ["hello"]);
+        viewer.interrupt();
+        within("nobody watches after the viewer left").await;
+        drop(viewer);
+    }
+}

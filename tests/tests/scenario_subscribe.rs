@@ -539,3 +539,56 @@ fn publisher_loss_closes_subscriptions_with_an_error() {
         teardown(&mut sim, &links[1..], run);
     }
 }
+
+/// Demand follows viewers across a cluster: publisher (0) → relay A (1) ← relay B (2) ←
+/// viewers (3, 4). When the last viewer's session ends (not an unsubscribe: the session is
+/// gone), both relays cancel their upstream subscriptions at once, so the publisher learns
+/// nobody watches; a returning viewer brings the subscription back.
+#[test]
+fn demand_follows_viewers_across_a_cluster() {
+    for run in runs().filter(|r| r.seed < 8) {
+        let mut sim = sim(run.seed, 5);
+        let now = sim.now();
+        let b = sim.nodes[0].publish(now, &path("live")).unwrap();
+        let t = sim.nodes[0]
+            .create_track(b, "video", TrackInfo::default())
+            .unwrap();
+        let l_pub = sim.connect(0, 1, run.version, "/");
+        let l_ab = sim.connect(2, 1, run.version, "/");
+        let l_v1 = sim.connect(3, 2, run.version, "/");
+        sim.run();
+        let params = SubscribeParams::default();
+        let v1 = sim.nodes[3].subscribe(now, &path("live"), "video", params);
+        sim.run();
+        assert_eq!(serves(&sim, 0, l_pub), 1, "{run}: the publisher is asked");
+        assert_eq!(serves(&sim, 1, l_ab), 1, "{run}: relay A serves relay B");
+        write_group(&mut sim, 0, t, 2, 0);
+        assert_eq!(frames(&sub_events(&sim.events(3), v1)).len(), 2, "{run}");
+
+        // The viewer's connection drops: no unsubscribe, no idle timeout to wait for.
+        sim.disconnect(l_v1);
+        sim.run();
+        assert_eq!(serves(&sim, 1, l_ab), 0, "{run}: B cancelled toward A");
+        assert_eq!(serves(&sim, 0, l_pub), 0, "{run}: A cancelled toward the publisher");
+        assert_eq!(sim.nodes[0].subscriber_count(t), 0, "{run}");
+
+        // A new viewer: the subscription comes back through both relays.
+        let l_v2 = sim.connect(4, 2, run.version, "/");
+        sim.run();
+        let now = sim.now();
+        let v2 = sim.nodes[4].subscribe(now, &path("live"), "video", params);
+        sim.run();
+        assert_eq!(serves(&sim, 0, l_pub), 1, "{run}: resubscribed");
+        let seq = write_group(&mut sim, 0, t, 3, 10);
+        let got = frames(&sub_events(&sim.events(4), v2));
+        // The new group in full (a late joiner may also get the cached latest one first).
+        assert_eq!(got.iter().filter(|f| f.0 == seq).count(), 3, "{run}: {got:?}");
+
+        let now = sim.now();
+        sim.nodes[4].unsubscribe(now, v2);
+        sim.nodes[0].unpublish(now, b);
+        sim.run();
+        teardown(&mut sim, &[l_pub, l_ab, l_v2], run);
+        let _ = v1;
+    }
+}
