@@ -319,6 +319,11 @@ impl Proc {
         self.signal("INT");
     }
 
+    /// Kill the child at once (SIGKILL: no goodbye to its peers).
+    pub fn kill(&self) {
+        self.signal("KILL");
+    }
+
     /// Ask the child to stop as a service manager does (SIGTERM).
     pub fn terminate(&self) {
         self.signal("TERM");

@@ -134,6 +134,25 @@ struct Links {
     /// Frames and payload bytes delivered to peers (metrics).
     frames_out: u64,
     bytes_out: u64,
+    /// Peers whose upstream subscription failed since the last group arrived: a failover
+    /// tries the other routes first.
+    failed_routes: Vec<PeerId>,
+    /// Group renumbering after a failover to another source.
+    remap: Remap,
+}
+
+/// How group sequences from the current upstream map to the track's: after a failover to
+/// another publisher of the same broadcast (whose numbering is its own), groups continue
+/// after the last one seen, so subscribers never see a sequence go back.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Remap {
+    /// The original source: sequences as they are.
+    #[default]
+    None,
+    /// Failed over; the offset is set by the new source's first group.
+    Pending,
+    /// Add this to the new source's sequences.
+    Offset(u64),
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -56,23 +56,27 @@ impl Node {
                 }
                 self.accept_waiting(track);
             }
-            Event::GroupStart { id, seq } => {
+            Event::GroupStart { id, seq: raw } => {
                 let Some(track) = self.upstream_track(peer, id) else {
                     return;
                 };
+                let seq = self.map_upstream_seq(track, raw, true);
                 if self.origin.start_group(now, track, seq).is_ok() {
+                    if let Some(links) = self.links.get_mut(track) {
+                        links.failed_routes.clear();
+                    }
                     self.accept_waiting(track);
                     self.group_started(now, track, seq);
                     self.enforce_cache(now, track);
                 } else if let Some(p) = self.peers.get_mut(peer) {
                     // A duplicate (e.g. already received as a datagram) or after the end.
-                    p.session.stop_group(id, seq);
+                    p.session.stop_group(id, raw);
                     self.touch(peer);
                 }
             }
             Event::FrameStart {
                 id,
-                seq,
+                seq: raw,
                 timestamp,
                 size,
                 chunk,
@@ -81,6 +85,7 @@ impl Node {
                 let Some(track) = self.upstream_track(peer, id) else {
                     return;
                 };
+                let seq = self.map_upstream_seq(track, raw, false);
                 let ts = timestamp.unwrap_or_else(|| self.arrival_timestamp(now));
                 let appended = self
                     .origin
@@ -97,7 +102,7 @@ impl Node {
                         peer,
                         id,
                         track,
-                        seq,
+                        (raw, seq),
                         StreamCode::GROUP_TOO_LARGE,
                     ),
                     _ => {}
@@ -107,6 +112,7 @@ impl Node {
                 let Some(track) = self.upstream_track(peer, id) else {
                     return;
                 };
+                let seq = self.map_upstream_seq(track, seq, false);
                 let appended = self
                     .origin
                     .track_mut(track)
@@ -119,6 +125,7 @@ impl Node {
                 let Some(track) = self.upstream_track(peer, id) else {
                     return;
                 };
+                let seq = self.map_upstream_seq(track, seq, false);
                 let state = match end {
                     GroupEnd::Finished => GroupState::Finished,
                     GroupEnd::Reset(code) | GroupEnd::Stopped(code) => GroupState::Aborted(code),
@@ -134,6 +141,7 @@ impl Node {
                 let Some(track) = self.upstream_track(peer, id) else {
                     return;
                 };
+                let seq = self.map_upstream_seq(track, seq, true);
                 self.datagram_group(now, track, seq, timestamp, payload);
             }
             Event::GroupsDropped {
@@ -145,6 +153,10 @@ impl Node {
                 let Some(track) = self.upstream_track(peer, id) else {
                     return;
                 };
+                let (start, end) = (
+                    self.map_upstream_seq(track, start, false),
+                    self.map_upstream_seq(track, end, false),
+                );
                 self.forward_drop(track, start, end, code);
             }
             Event::SubscribeEnd { id, end } => {
@@ -165,6 +177,11 @@ impl Node {
                 };
                 if let Some(links) = self.links.get_mut(track) {
                     links.upstream = None;
+                }
+                if let Some(code) = error
+                    && self.fail_over(now, track, peer, code)
+                {
+                    return;
                 }
                 let end = match error {
                     Some(code) => TrackEnd::Aborted(code),
@@ -412,20 +429,101 @@ impl Node {
         }
     }
 
+    /// Stop an upstream group (`raw`: its sequence upstream; `seq`: ours).
     fn abort_upstream_group(
         &mut self,
         now: Instant,
         peer: PeerId,
         id: crate::session::SubscriptionId,
         track: TrackId,
-        seq: u64,
+        (raw, seq): (u64, u64),
         code: StreamCode,
     ) {
         if let Some(p) = self.peers.get_mut(peer) {
-            p.session.stop_group(id, seq);
+            p.session.stop_group(id, raw);
             self.touch(peer);
         }
         self.group_closed(now, track, seq, GroupState::Aborted(code));
+    }
+
+    /// A group sequence from the track's upstream, in the track's numbering (see
+    /// [`super::Remap`]); `first` is true for a group's start, which fixes a pending offset.
+    fn map_upstream_seq(&mut self, track: TrackId, seq: u64, first: bool) -> u64 {
+        let latest = self.origin.track(track).and_then(|t| t.latest());
+        let Some(links) = self.links.get_mut(track) else {
+            return seq;
+        };
+        match links.remap {
+            super::Remap::None => seq,
+            super::Remap::Offset(offset) => seq.saturating_add(offset),
+            super::Remap::Pending if first => {
+                let offset = latest.map_or(0, |l| (l + 1).saturating_sub(seq));
+                links.remap = super::Remap::Offset(offset);
+                seq.saturating_add(offset)
+            }
+            super::Remap::Pending => seq,
+        }
+    }
+
+    /// The upstream of a remote track with subscribers failed (`code`) through `failed`:
+    /// subscribe through another route of the broadcast if there is one (another relay, or
+    /// another publisher of the same broadcast: active/active), keeping every subscriber.
+    /// Open groups of the lost source are aborted; the new source's groups continue the
+    /// numbering. False when no other route is left (the track ends).
+    pub(super) fn fail_over(
+        &mut self,
+        now: Instant,
+        track: TrackId,
+        failed: PeerId,
+        code: StreamCode,
+    ) -> bool {
+        let Some(links) = self.links.get_mut(track) else {
+            return false;
+        };
+        if links.consumers.is_empty() {
+            return false;
+        }
+        if !links.failed_routes.contains(&failed) {
+            links.failed_routes.push(failed);
+        }
+        let failed_routes = links.failed_routes.clone();
+        let params = self
+            .links
+            .get(track)
+            .and_then(|l| l.consumers.first())
+            .and_then(|&c| self.consumers.get(c))
+            .map(|c| SubscribeParams {
+                start: None,
+                end: None,
+                ..c.params
+            })
+            .unwrap_or_default();
+        let alternative = self
+            .origin
+            .track(track)
+            .and_then(|t| self.origin.broadcast(t.broadcast()))
+            .is_some_and(|b| b.routes().iter().any(|r| !failed_routes.contains(&r.peer)));
+        if !alternative {
+            return false;
+        }
+        let open: Vec<u64> = self
+            .origin
+            .track(track)
+            .map(|t| t.open_groups().collect())
+            .unwrap_or_default();
+        for seq in open {
+            self.group_closed(now, track, seq, GroupState::Aborted(code));
+        }
+        if let Some(links) = self.links.get_mut(track) {
+            links.remap = super::Remap::Pending;
+        }
+        match self.ensure_upstream(track, params) {
+            Ok(()) => {
+                tracing::debug!(?track, "failed over to another route");
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     pub(super) fn enforce_cache(&mut self, now: Instant, track: TrackId) {
@@ -710,7 +808,19 @@ impl Node {
         if self.links.get(track).is_some_and(|l| l.upstream.is_some()) {
             return Ok(());
         }
-        let route = b.best_route().ok_or(StreamCode::UNROUTABLE)?.clone();
+        // The route with the fewest hops, skipping those that just failed for this track.
+        let failed = self
+            .links
+            .get(track)
+            .map(|l| l.failed_routes.as_slice())
+            .unwrap_or_default();
+        let route = b
+            .routes()
+            .iter()
+            .filter(|r| !failed.contains(&r.peer))
+            .min_by_key(|r| r.hops.len())
+            .ok_or(StreamCode::UNROUTABLE)?
+            .clone();
         let path = b.path().clone();
         let name = t.name().to_string();
         let rel = self
@@ -1158,7 +1268,9 @@ impl Node {
             if let Some(links) = self.links.get_mut(track) {
                 links.upstream = None;
             }
-            self.track_ended(now, track, TrackEnd::Aborted(StreamCode::CANCEL));
+            if !self.fail_over(now, track, peer, StreamCode::CANCEL) {
+                self.track_ended(now, track, TrackEnd::Aborted(StreamCode::CANCEL));
+            }
         }
         for sink in fetches {
             match sink {

@@ -134,6 +134,11 @@ pub(crate) struct RelayArgs {
     #[arg(long, default_value_t = 50, env = "MOQ_METRICS_BROADCASTS")]
     pub(crate) metrics_broadcasts: usize,
 
+    /// Seconds of silence after which a peer is taken for gone (keep-alives go every third
+    /// of it): how fast a dead client, or a dead relay in a cluster, is noticed.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=600), env = "MOQ_IDLE_TIMEOUT")]
+    pub(crate) idle_timeout: u64,
+
     /// Seconds to drain after GOAWAY on Ctrl-C or SIGTERM before closing.
     #[arg(long, default_value_t = 10, env = "MOQ_DRAIN")]
     pub(crate) drain: u64,
@@ -167,6 +172,8 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
     config.ack_eliciting_threshold = (args.ack_threshold > 1).then_some(args.ack_threshold);
     config.max_streams = args.max_streams;
     config.websocket = !args.no_websocket;
+    config.idle_timeout = Duration::from_secs(args.idle_timeout);
+    config.keep_alive = Some(Duration::from_secs(args.idle_timeout) / 3);
     let endpoint = Endpoint::bind(
         Arc::new(TokioRuntime),
         args.listen,
