@@ -147,3 +147,85 @@ fn relay_fans_out_one_upstream_subscription() {
         assert_eq!(held, 0, "{version}: {}", node.state_summary());
     }
 }
+
+/// Two relays in the lossy simulator (3% loss, jitter), each with a publisher of the same
+/// broadcast (active/active); a subscriber on the second relay keeps receiving when its
+/// publisher's connection dies (the relay fails over to the other relay's publisher, with
+/// the group numbering continued), and when the subscriber leaves, the demand is cancelled
+/// all the way to the remaining publisher.
+#[test]
+fn a_two_relay_cluster_fails_over_and_follows_demand_under_loss() {
+    for (i, version) in Version::ALL.into_iter().enumerate() {
+        let seed = 700 + i as u64;
+        let mut w = World::new(
+            seed,
+            LinkConfig {
+                jitter: ms(3),
+                loss: 0.03,
+                ..LinkConfig::latency(ms(15))
+            },
+        );
+        let mut relay_cfg = server_config(seed, &Version::ALL);
+        relay_cfg.verification = client_config(seed, &[version]).verification;
+        relay_cfg.client_versions = vec![version];
+        let r1 = w.add(server_config(seed + 1, &Version::ALL));
+        let r2 = w.add(relay_cfg);
+        let p1 = w.add(client_config(seed * 10 + 1, &[version]));
+        let p2 = w.add(client_config(seed * 10 + 2, &[version]));
+        let s = w.add(client_config(seed * 10 + 3, &[version]));
+        w.connect(r2, r1);
+        let t1 = w.publish(p1, "dual/cam", "video", TrackInfo::default());
+        let t2 = w.publish(p2, "dual/cam", "video", TrackInfo::default());
+        w.connect(p1, r1);
+        let up2 = w.connect(p2, r2);
+        w.connect(s, r2);
+        w.run_for(ms(500));
+        let sub = w.subscribe(s, "dual/cam", "video", SubscribeParams::default());
+        w.run_for(ms(500));
+        // R2 takes its own publisher (the shortest route).
+        assert_eq!(w.engine(p2).node().subscriber_count(t2), 1, "{version}");
+        for _ in 0..3 {
+            w.publish_group(p2, t2, 3, 200);
+            w.publish_group(p1, t1, 3, 200);
+            w.run_for(ms(200));
+        }
+        w.run_for(ms(1000));
+        let before = w.frames(s, sub).len();
+        assert_eq!(before, 9, "{version}: the first publisher's groups");
+
+        // P2's connection dies: R2 fails over to R1 (and so to P1).
+        w.with(p2, |e, now| {
+            e.close(now, moq_proto::codes::SessionCode(0), "gone")
+        });
+        let _ = up2;
+        w.run_for(ms(1500));
+        assert_eq!(w.engine(p1).node().subscriber_count(t1), 1, "{version}: P1 asked");
+        for _ in 0..3 {
+            w.publish_group(p1, t1, 3, 200);
+            w.run_for(ms(200));
+        }
+        w.run_for(ms(1500));
+        let frames = w.frames(s, sub);
+        assert!(
+            frames.len() >= before + 9,
+            "{version}: {} frames after the failover",
+            frames.len() - before
+        );
+        let seqs: Vec<u64> = frames.iter().map(|d| d.seq).collect();
+        let mut sorted = seqs.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), seqs.len() / 3, "{version}: no group twice: {seqs:?}");
+        assert!(
+            !w.sub_events(s, sub)
+                .iter()
+                .any(|(_, e)| matches!(e, SubscriptionEvent::Closed { .. })),
+            "{version}: the subscription never ended"
+        );
+
+        // The subscriber leaves: the demand is cancelled up to P1.
+        w.with(s, |e, now| e.close(now, moq_proto::codes::SessionCode(0), "bye"));
+        w.run_for(ms(2000));
+        assert_eq!(w.engine(p1).node().subscriber_count(t1), 0, "{version}: cancelled");
+    }
+}
