@@ -45,7 +45,13 @@ fn announced(port: u16) -> Proc {
         &format!("moq announced :{port}"),
         moq(
             None,
-            &["announced", "--url", &format!("moqt://localhost:{port}/"), "--prefix", ""],
+            &[
+                "announced",
+                "--url",
+                &format!("moqt://localhost:{port}/"),
+                "--prefix",
+                "",
+            ],
         ),
         Input::Null,
     )
@@ -58,11 +64,17 @@ fn listed(port: u16) -> Vec<String> {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    write!(stream, "GET /announced HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n")
-        .expect("request");
+    write!(
+        stream,
+        "GET /announced HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
     let mut raw = String::new();
     stream.read_to_string(&mut raw).expect("response");
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
     let mut paths: Vec<String> = body.lines().map(str::to_string).collect();
     paths.sort();
     paths
@@ -119,7 +131,12 @@ fn a_triangle_with_the_reference_relay_routes_everything_once() {
     let _from_b = clock("publish", pb, "from-b");
     let _from_c = Proc::spawn(
         "moq-clock publish",
-        moq_clock(&format!("https://localhost:{pc}/"), "from-c", None, "publish"),
+        moq_clock(
+            &format!("https://localhost:{pc}/"),
+            "from-c",
+            None,
+            "publish",
+        ),
         Input::Null,
     );
     // Across the reference relay into ours...
@@ -155,7 +172,7 @@ fn a_triangle_with_the_reference_relay_routes_everything_once() {
 #[test]
 fn active_active_publishers_fail_over_and_a_dead_relays_broadcasts_end() {
     let (pa, pb, pc) = (free_udp_port(), free_udp_port(), free_udp_port());
-    let mut a = relay_on(pa, &[pb], &[]);
+    let a = relay_on(pa, &[pb], &[]);
     let _b = relay_on(pb, &[], &[]);
     let _c = relay_on(pc, &[pb, pa], &[]);
 
@@ -192,7 +209,9 @@ fn active_active_publishers_fail_over_and_a_dead_relays_broadcasts_end() {
     }
     a.proc.kill();
     for port in [pb, pc] {
-        until_listed(port, "solo gone with relay A", |l| !l.iter().any(|p| p == "solo"));
+        until_listed(port, "solo gone with relay A", |l| {
+            !l.iter().any(|p| p == "solo")
+        });
     }
     let _solo_again = clock("publish", pc, "solo");
     until_listed(pb, "solo back through C", |l| l.iter().any(|p| p == "solo"));
@@ -205,5 +224,7 @@ fn active_active_publishers_fail_over_and_a_dead_relays_broadcasts_end() {
     );
     // A restarted relay holds no stale route: it learns `solo` again from its links only.
     let restarted = relay_on(pa, &[pb], &[]);
-    until_listed(restarted.port, "solo learnt again", |l| l == ["solo".to_string()]);
+    until_listed(restarted.port, "solo learnt again", |l| {
+        l == ["solo".to_string()]
+    });
 }

@@ -44,11 +44,25 @@ impl Keys {
         let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
         moq_token(&["generate", "--id", "hs", "--out", &p("hs.jwk")]);
         moq_token(&[
-            "generate", "--algorithm", "ES256", "--id", "es", "--out", &p("es.jwk"), "--public",
+            "generate",
+            "--algorithm",
+            "ES256",
+            "--id",
+            "es",
+            "--out",
+            &p("es.jwk"),
+            "--public",
             &p("es.pub.jwk"),
         ]);
         moq_token(&[
-            "generate", "--algorithm", "EdDSA", "--id", "ed", "--out", &p("ed.jwk"), "--public",
+            "generate",
+            "--algorithm",
+            "EdDSA",
+            "--id",
+            "ed",
+            "--out",
+            &p("ed.jwk"),
+            "--public",
             &p("ed.pub.jwk"),
         ]);
         // A key the relay does not know, with the same kid as a known one.
@@ -152,7 +166,10 @@ fn tokens_from_the_reference_tool_grant_what_they_say_over_every_transport() {
     let relay = relay(&keys, &[]);
     let hour = (now_unix() + 3600).to_string();
     // HS256 to publish `demo/clock`, ES256 and EdDSA to subscribe under `demo`.
-    let put = keys.sign("hs.jwk", &["--root", "demo", "--publish", "clock", "--expires", &hour]);
+    let put = keys.sign(
+        "hs.jwk",
+        &["--root", "demo", "--publish", "clock", "--expires", &hour],
+    );
     let get_es = keys.sign("es.jwk", &["--root", "demo", "--subscribe", ""]);
     let get_ed = keys.sign("ed.jwk", &["--root", "demo", "--subscribe", ""]);
     for scheme in SCHEMES {
@@ -178,7 +195,10 @@ fn tokens_from_the_reference_tool_grant_what_they_say_over_every_transport() {
     }
     let (status, _) = http_get(relay.port, &format!("/announced/demo?jwt={put}"));
     assert_eq!(status, 401, "/announced with a publish-only token");
-    let (status, _) = http_get(relay.port, &format!("/fetch/demo/clock/ws/seconds?jwt={put}"));
+    let (status, _) = http_get(
+        relay.port,
+        &format!("/fetch/demo/clock/ws/seconds?jwt={put}"),
+    );
     assert_eq!(status, 401, "/fetch with a publish-only token");
 
     // A subscribe-only token cannot publish: the relay never takes its announcements (it
@@ -187,7 +207,10 @@ fn tokens_from_the_reference_tool_grant_what_they_say_over_every_transport() {
     let _sneaky = clock("publish", &url(&relay, "moqt", "demo", &get_es), "sneaky");
     let watcher = clock("subscribe", &url(&relay, "moqt", "demo", &all), "sneaky");
     std::thread::sleep(Duration::from_secs(2));
-    assert!(watcher.stdout().is_empty(), "a subscribe-only token published");
+    assert!(
+        watcher.stdout().is_empty(),
+        "a subscribe-only token published"
+    );
     let (status, listed) = http_get(relay.port, &format!("/announced/demo?jwt={all}"));
     assert_eq!(status, 200);
     assert!(!listed.contains("sneaky"), "{listed}");
@@ -200,7 +223,12 @@ fn refused(relay: &Relay, scheme: &str, token: &str) -> String {
         moq(
             Some("moq-lite-05"),
             &[
-                "sub", "--url", &url(relay, scheme, "demo", token), "--broadcast", "x", "--track",
+                "sub",
+                "--url",
+                &url(relay, scheme, "demo", token),
+                "--broadcast",
+                "x",
+                "--track",
                 "y",
             ],
         ),
@@ -220,7 +248,10 @@ fn bad_tokens_are_refused_with_the_unauthorized_code() {
     let claims = |json: &str| URL_SAFE_NO_PAD.encode(json);
     let cases = [
         // Signed by a key the relay does not have, under a kid it knows.
-        ("wrong signature", keys.sign("other.jwk", &["--root", "demo", "--subscribe", ""])),
+        (
+            "wrong signature",
+            keys.sign("other.jwk", &["--root", "demo", "--subscribe", ""]),
+        ),
         ("unknown kid", {
             let dir = keys.dir.join("x.jwk");
             moq_token(&["generate", "--id", "nope", "--out", &dir.to_string_lossy()]);
@@ -230,7 +261,14 @@ fn bad_tokens_are_refused_with_the_unauthorized_code() {
             "expired",
             keys.sign(
                 "hs.jwk",
-                &["--root", "demo", "--subscribe", "", "--expires", &(now_unix() - 10).to_string()],
+                &[
+                    "--root",
+                    "demo",
+                    "--subscribe",
+                    "",
+                    "--expires",
+                    &(now_unix() - 10).to_string(),
+                ],
             ),
         ),
         (
@@ -243,7 +281,12 @@ fn bad_tokens_are_refused_with_the_unauthorized_code() {
         ),
         (
             "tampered payload",
-            format!("{}.{}.{}", parts[0], claims(r#"{"root":"","put":[""],"get":[""]}"#), parts[2]),
+            format!(
+                "{}.{}.{}",
+                parts[0],
+                claims(r#"{"root":"","put":[""],"get":[""]}"#),
+                parts[2]
+            ),
         ),
         ("not a token", "garbage".to_string()),
     ];
@@ -260,7 +303,8 @@ fn bad_tokens_are_refused_with_the_unauthorized_code() {
     // Every QUIC and WebTransport refusal is counted (WebSocket ones are refused before a
     // session exists).
     assert!(
-        metric(&relay, "moq_auth_refused_total", &[("what", "session")]) >= (cases.len() * 2) as f64
+        metric(&relay, "moq_auth_refused_total", &[("what", "session")])
+            >= (cases.len() * 2) as f64
     );
     let _ = good;
 }
@@ -307,7 +351,14 @@ fn public_patterns_admit_anonymous_clients_and_cluster_links_present_a_token() {
         "moq clock subscribe",
         moq(
             Some("moq-lite-05"),
-            &["clock", "subscribe", "--url", &format!("moqt://localhost:{}/anon", a.port), "--broadcast", "room"],
+            &[
+                "clock",
+                "subscribe",
+                "--url",
+                &format!("moqt://localhost:{}/anon", a.port),
+                "--broadcast",
+                "room",
+            ],
         ),
         Input::Null,
     );
@@ -316,7 +367,14 @@ fn public_patterns_admit_anonymous_clients_and_cluster_links_present_a_token() {
         "moq clock subscribe",
         moq(
             Some("moq-lite-05"),
-            &["clock", "subscribe", "--url", &format!("moqt://localhost:{}/anon", b.port), "--broadcast", "room"],
+            &[
+                "clock",
+                "subscribe",
+                "--url",
+                &format!("moqt://localhost:{}/anon", b.port),
+                "--broadcast",
+                "room",
+            ],
         ),
         Input::Null,
     );
@@ -327,7 +385,15 @@ fn public_patterns_admit_anonymous_clients_and_cluster_links_present_a_token() {
             "moq sub",
             moq(
                 Some("moq-lite-05"),
-                &["sub", "--url", &format!("moqt://localhost:{}/private", a.port), "--broadcast", "x", "--track", "y"],
+                &[
+                    "sub",
+                    "--url",
+                    &format!("moqt://localhost:{}/private", a.port),
+                    "--broadcast",
+                    "x",
+                    "--track",
+                    "y",
+                ],
             ),
             Input::Null,
         );

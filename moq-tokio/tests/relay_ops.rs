@@ -66,31 +66,49 @@ fn metrics(port: u16) -> Vec<(String, HashMap<String, String>, f64)> {
                 | prometheus_parse::Value::Untyped(v) => v,
                 other => panic!("unexpected sample kind {other:?}"),
             };
-            let labels = s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let labels = s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             (s.metric, labels, value)
         })
         .collect()
 }
 
-fn value(samples: &[(String, HashMap<String, String>, f64)], name: &str, labels: &[(&str, &str)]) -> f64 {
+fn value(
+    samples: &[(String, HashMap<String, String>, f64)],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
     samples
         .iter()
         .filter(|(n, l, _)| {
-            n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
         })
         .map(|(_, _, v)| *v)
         .sum()
 }
 
 /// Poll `/metrics` until `pred` holds (a state to reach, not a timing assumption).
-fn until_metrics(port: u16, what: &str, pred: impl Fn(&[(String, HashMap<String, String>, f64)]) -> bool) {
+fn until_metrics(
+    port: u16,
+    what: &str,
+    pred: impl Fn(&[(String, HashMap<String, String>, f64)]) -> bool,
+) {
     let deadline = Instant::now() + WAIT;
     loop {
         let samples = metrics(port);
         if pred(&samples) {
             return;
         }
-        assert!(Instant::now() < deadline, "{what}: not reached within {WAIT:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not reached within {WAIT:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -114,8 +132,15 @@ fn the_http_api_answers_and_the_metrics_count_a_known_run() {
         moq(
             None,
             &[
-                "pub", "--url", &relay.url(), "--broadcast", "live/cam", "--track", "video",
-                "--group-lines", "1000",
+                "pub",
+                "--url",
+                &relay.url(),
+                "--broadcast",
+                "live/cam",
+                "--track",
+                "video",
+                "--group-lines",
+                "1000",
             ],
         ),
         Input::Pipe(std::sync::Arc::new(input.into_bytes())),
@@ -126,7 +151,15 @@ fn the_http_api_answers_and_the_metrics_count_a_known_run() {
                 "moq sub",
                 moq(
                     None,
-                    &["sub", "--url", &relay.url(), "--broadcast", "live/cam", "--track", "video"],
+                    &[
+                        "sub",
+                        "--url",
+                        &relay.url(),
+                        "--broadcast",
+                        "live/cam",
+                        "--track",
+                        "video",
+                    ],
                 ),
                 Input::Null,
             )
@@ -138,7 +171,10 @@ fn the_http_api_answers_and_the_metrics_count_a_known_run() {
 
     // /announced: relative to the prefix, one per line, no trailing newline.
     let (status, _, body) = http_get(port, "/announced/live");
-    assert_eq!((status, String::from_utf8_lossy(&body).as_ref()), (200, "cam"));
+    assert_eq!(
+        (status, String::from_utf8_lossy(&body).as_ref()),
+        (200, "cam")
+    );
     let (_, _, body) = http_get(port, "/announced");
     assert_eq!(String::from_utf8_lossy(&body), "live/cam");
     let (_, _, body) = http_get(port, "/announced/nothing");
@@ -149,7 +185,10 @@ fn the_http_api_answers_and_the_metrics_count_a_known_run() {
     assert_eq!(status, 200);
     assert_eq!(body, lines.concat().into_bytes());
     assert_eq!(headers.get("x-moq-group").map(String::as_str), Some("0"));
-    assert_eq!(headers.get("x-moq-group-complete").map(String::as_str), Some("false"));
+    assert_eq!(
+        headers.get("x-moq-group-complete").map(String::as_str),
+        Some("false")
+    );
     assert_eq!(http_get(port, "/fetch/live/nope/video").0, 404);
     assert_eq!(http_get(port, "/fetch/video").0, 400);
 
@@ -159,17 +198,34 @@ fn the_http_api_answers_and_the_metrics_count_a_known_run() {
     assert_eq!(value(&m, "moq_frames_in_total", &[]), FRAMES as f64);
     assert_eq!(value(&m, "moq_bytes_in_total", &[]), payload as f64);
     // The fetch above was a local subscription: not counted as delivered to peers.
-    assert_eq!(value(&m, "moq_frames_out_total", &[]), (FRAMES * SUBSCRIBERS) as f64);
-    assert_eq!(value(&m, "moq_bytes_out_total", &[]), (payload * SUBSCRIBERS) as f64);
     assert_eq!(
-        value(&m, "moq_sessions", &[("version", "moq-lite-05"), ("transport", "quic")]),
+        value(&m, "moq_frames_out_total", &[]),
+        (FRAMES * SUBSCRIBERS) as f64
+    );
+    assert_eq!(
+        value(&m, "moq_bytes_out_total", &[]),
+        (payload * SUBSCRIBERS) as f64
+    );
+    assert_eq!(
+        value(
+            &m,
+            "moq_sessions",
+            &[("version", "moq-lite-05"), ("transport", "quic")]
+        ),
         (SUBSCRIBERS + 1) as f64
     );
     assert_eq!(value(&m, "moq_subscriptions", &[]), SUBSCRIBERS as f64);
     assert_eq!(value(&m, "moq_broadcasts", &[]), 1.0);
-    assert_eq!(value(&m, "moq_broadcast_viewers", &[("broadcast", "live/cam")]), SUBSCRIBERS as f64);
     assert_eq!(
-        value(&m, "moq_broadcast_bytes_out_total", &[("broadcast", "live/cam")]),
+        value(&m, "moq_broadcast_viewers", &[("broadcast", "live/cam")]),
+        SUBSCRIBERS as f64
+    );
+    assert_eq!(
+        value(
+            &m,
+            "moq_broadcast_bytes_out_total",
+            &[("broadcast", "live/cam")]
+        ),
         (payload * SUBSCRIBERS) as f64
     );
     assert!(value(&m, "moq_cache_bytes", &[]) >= payload as f64);
@@ -212,15 +268,28 @@ public = ["anon/**"]
     let mut relay = relay_from(cmd);
     let auth = relay.wait_stdout_line("the auth line", |l| l.starts_with("auth: "));
     assert!(auth.contains("anon/**"), "{auth}");
-    relay.wait_stdout_line("the certificate line", |l| l.starts_with("certificate sha256"));
+    relay.wait_stdout_line("the certificate line", |l| {
+        l.starts_with("certificate sha256")
+    });
     let stdout = String::from_utf8_lossy(&relay.proc.stdout()).into_owned();
-    assert!(!stdout.contains("websocket: "), "MOQ_NO_WEBSOCKET=true: {stdout}");
+    assert!(
+        !stdout.contains("websocket: "),
+        "MOQ_NO_WEBSOCKET=true: {stdout}"
+    );
     // Anonymous under `anon` is admitted, elsewhere refused.
     let mut refused = Proc::spawn(
         "moq sub",
         moq(
             Some("moq-lite-05"),
-            &["sub", "--url", &format!("moqt://localhost:{}/private", relay.port), "--broadcast", "x", "--track", "y"],
+            &[
+                "sub",
+                "--url",
+                &format!("moqt://localhost:{}/private", relay.port),
+                "--broadcast",
+                "x",
+                "--track",
+                "y",
+            ],
         ),
         Input::Null,
     );
@@ -230,7 +299,14 @@ public = ["anon/**"]
         "moq clock publish",
         moq(
             Some("moq-lite-05"),
-            &["clock", "publish", "--url", &format!("moqt://localhost:{}/anon", relay.port), "--broadcast", "c"],
+            &[
+                "clock",
+                "publish",
+                "--url",
+                &format!("moqt://localhost:{}/anon", relay.port),
+                "--broadcast",
+                "c",
+            ],
         ),
         Input::Null,
     );
@@ -238,7 +314,14 @@ public = ["anon/**"]
         "moq clock subscribe",
         moq(
             Some("moq-lite-05"),
-            &["clock", "subscribe", "--url", &format!("moqt://localhost:{}/anon", relay.port), "--broadcast", "c"],
+            &[
+                "clock",
+                "subscribe",
+                "--url",
+                &format!("moqt://localhost:{}/anon", relay.port),
+                "--broadcast",
+                "c",
+            ],
         ),
         Input::Null,
     );
@@ -309,12 +392,25 @@ async fn the_publisher_learns_when_the_last_viewer_leaves() {
     for round in 0..2 {
         let viewer = Proc::spawn(
             "moq sub",
-            moq(None, &["sub", "--url", &relay.url(), "--broadcast", "battery/cam", "--track", "video"]),
+            moq(
+                None,
+                &[
+                    "sub",
+                    "--url",
+                    &relay.url(),
+                    "--broadcast",
+                    "battery/cam",
+                    "--track",
+                    "video",
+                ],
+            ),
             Input::Null,
         );
         tokio::time::timeout(WAIT, track.subscribed())
             .await
-            .unwrap_or_else(|_| panic!("round {round}: the viewer's subscription never reached the publisher"));
+            .unwrap_or_else(|_| {
+                panic!("round {round}: the viewer's subscription never reached the publisher")
+            });
         let _ = track.write_single(bytes::Bytes::from_static(b"hello"));
         let lines = tokio::task::block_in_place(|| viewer.wait_lines(1, WAIT));
         assert_eq!(lines, ["hello"]);

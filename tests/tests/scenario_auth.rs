@@ -105,7 +105,11 @@ fn publish_and_subscribe_follow_the_grant_relative_to_the_root() {
 
         // The relay took `demo/cam` only; `secret` is outside the grant and dropped.
         let er = sim.events(r);
-        assert_eq!(announced(&er, watch_r), vec![("demo/cam".into(), true)], "{run}");
+        assert_eq!(
+            announced(&er, watch_r),
+            vec![("demo/cam".into(), true)],
+            "{run}"
+        );
         assert!(sim.nodes[r].stats().auth_refused_requests >= 1, "{run}");
         // The subscriber sees it relative to its root.
         let es = sim.events(s);
@@ -185,7 +189,11 @@ fn bad_tokens_and_paths_close_the_session_as_unauthorized() {
                 er.iter().any(|e| matches!(e, NodeEvent::Refused { .. })),
                 "{run}: {what}"
             );
-            assert_eq!(sim.nodes[1].stats().auth_refused_sessions, 1, "{run}: {what}");
+            assert_eq!(
+                sim.nodes[1].stats().auth_refused_sessions,
+                1,
+                "{run}: {what}"
+            );
             teardown(&mut sim, &[link], run);
         }
     }
@@ -206,7 +214,11 @@ fn public_patterns_admit_anonymous_sessions_under_them_only() {
         let l2 = sim.connect(2, 1, run.version, "/anon");
         let watch = sim.nodes[2].announced(&path(""));
         sim.run();
-        assert_eq!(announced(&sim.events(2), watch), vec![("room".into(), true)], "{run}");
+        assert_eq!(
+            announced(&sim.events(2), watch),
+            vec![("room".into(), true)],
+            "{run}"
+        );
         let sub = sim.nodes[2].subscribe(now, &path("room"), "t", SubscribeParams::default());
         sim.run();
         write_group(&mut sim, 0, t, 2, 0);
@@ -215,7 +227,11 @@ fn public_patterns_admit_anonymous_sessions_under_them_only() {
         let mut other = auth_sim(run.seed, Public::default());
         let l3 = other.connect(2, 1, run.version, "/private");
         other.run();
-        assert_eq!(close_codes(&other.events(2)), vec![SessionCode::UNAUTHORIZED], "{run}");
+        assert_eq!(
+            close_codes(&other.events(2)),
+            vec![SessionCode::UNAUTHORIZED],
+            "{run}"
+        );
         teardown(&mut other, &[l3], run);
         let now = sim.now();
         sim.nodes[0].unpublish(now, b);
@@ -247,7 +263,11 @@ fn a_grant_that_expires_ends_its_session_at_the_expiry() {
         // 30 s: closed as unauthorized; the publisher's session stays.
         sim.advance(Duration::from_secs(2));
         let after = sim.events(2);
-        assert_eq!(close_codes(&after), vec![SessionCode::UNAUTHORIZED], "{run}: {after:?}");
+        assert_eq!(
+            close_codes(&after),
+            vec![SessionCode::UNAUTHORIZED],
+            "{run}: {after:?}"
+        );
         assert!(
             sub_events(&after, sub)
                 .iter()

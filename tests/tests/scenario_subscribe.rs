@@ -569,7 +569,11 @@ fn demand_follows_viewers_across_a_cluster() {
         sim.disconnect(l_v1);
         sim.run();
         assert_eq!(serves(&sim, 1, l_ab), 0, "{run}: B cancelled toward A");
-        assert_eq!(serves(&sim, 0, l_pub), 0, "{run}: A cancelled toward the publisher");
+        assert_eq!(
+            serves(&sim, 0, l_pub),
+            0,
+            "{run}: A cancelled toward the publisher"
+        );
         assert_eq!(sim.nodes[0].subscriber_count(t), 0, "{run}");
 
         // A new viewer: the subscription comes back through both relays.
@@ -582,7 +586,11 @@ fn demand_follows_viewers_across_a_cluster() {
         let seq = write_group(&mut sim, 0, t, 3, 10);
         let got = frames(&sub_events(&sim.events(4), v2));
         // The new group in full (a late joiner may also get the cached latest one first).
-        assert_eq!(got.iter().filter(|f| f.0 == seq).count(), 3, "{run}: {got:?}");
+        assert_eq!(
+            got.iter().filter(|f| f.0 == seq).count(),
+            3,
+            "{run}: {got:?}"
+        );
 
         let now = sim.now();
         sim.nodes[4].unsubscribe(now, v2);

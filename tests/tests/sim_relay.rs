@@ -199,7 +199,11 @@ fn a_two_relay_cluster_fails_over_and_follows_demand_under_loss() {
         });
         let _ = up2;
         w.run_for(ms(1500));
-        assert_eq!(w.engine(p1).node().subscriber_count(t1), 1, "{version}: P1 asked");
+        assert_eq!(
+            w.engine(p1).node().subscriber_count(t1),
+            1,
+            "{version}: P1 asked"
+        );
         for _ in 0..3 {
             w.publish_group(p1, t1, 3, 200);
             w.run_for(ms(200));
@@ -215,7 +219,11 @@ fn a_two_relay_cluster_fails_over_and_follows_demand_under_loss() {
         let mut sorted = seqs.clone();
         sorted.sort();
         sorted.dedup();
-        assert_eq!(sorted.len(), seqs.len() / 3, "{version}: no group twice: {seqs:?}");
+        assert_eq!(
+            sorted.len(),
+            seqs.len() / 3,
+            "{version}: no group twice: {seqs:?}"
+        );
         assert!(
             !w.sub_events(s, sub)
                 .iter()
@@ -224,8 +232,14 @@ fn a_two_relay_cluster_fails_over_and_follows_demand_under_loss() {
         );
 
         // The subscriber leaves: the demand is cancelled up to P1.
-        w.with(s, |e, now| e.close(now, moq_proto::codes::SessionCode(0), "bye"));
+        w.with(s, |e, now| {
+            e.close(now, moq_proto::codes::SessionCode(0), "bye")
+        });
         w.run_for(ms(2000));
-        assert_eq!(w.engine(p1).node().subscriber_count(t1), 0, "{version}: cancelled");
+        assert_eq!(
+            w.engine(p1).node().subscriber_count(t1),
+            0,
+            "{version}: cancelled"
+        );
     }
 }

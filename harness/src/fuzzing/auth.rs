@@ -52,7 +52,10 @@ pub fn auth_token(data: &[u8]) {
         && let (Ok(pattern), Ok(path)) = (Pattern::parse(pattern), Path::new(path))
         && pattern.matches(&path)
     {
-        assert!(pattern.reaches_under(&path), "{pattern} matches {path} but does not reach it");
+        assert!(
+            pattern.reaches_under(&path),
+            "{pattern} matches {path} but does not reach it"
+        );
         assert!(pattern.reaches_under(&Path::root()));
     }
 }

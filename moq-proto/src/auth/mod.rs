@@ -191,8 +191,14 @@ mod tests {
             at("other", None),
             Err(AuthError::NoPublicAccess(Path::new("other").unwrap()))
         );
-        assert_eq!(at("anon", Some("jwt=x.y.z")), Err(AuthError::TokenNotAccepted));
-        assert!(at("anon", Some("jwt=")).is_ok(), "an empty jwt= is no token");
+        assert_eq!(
+            at("anon", Some("jwt=x.y.z")),
+            Err(AuthError::TokenNotAccepted)
+        );
+        assert!(
+            at("anon", Some("jwt=")).is_ok(),
+            "an empty jwt= is no token"
+        );
     }
 
     #[test]

@@ -47,7 +47,10 @@ pub enum PatternError {
 enum Segment {
     Literal(Box<str>),
     /// One segment with this prefix and suffix (`*` alone is both empty).
-    Glob { prefix: Box<str>, suffix: Box<str> },
+    Glob {
+        prefix: Box<str>,
+        suffix: Box<str>,
+    },
 }
 
 impl Segment {
@@ -126,9 +129,7 @@ impl Pattern {
     /// `path` and everything below it (`path/**`, or `**` at the root): what a token's
     /// legacy `put`/`get` prefix grants. `path`'s segments are taken literally.
     pub fn subtree(path: &Path) -> Self {
-        let head = segments(path)
-            .map(|s| Segment::Literal(s.into()))
-            .collect();
+        let head = segments(path).map(|s| Segment::Literal(s.into())).collect();
         let text = if path.is_empty() {
             "**".to_string()
         } else {
@@ -146,9 +147,7 @@ impl Pattern {
         if root.is_empty() {
             return self.clone();
         }
-        let mut head: Vec<Segment> = segments(root)
-            .map(|s| Segment::Literal(s.into()))
-            .collect();
+        let mut head: Vec<Segment> = segments(root).map(|s| Segment::Literal(s.into())).collect();
         head.extend(self.head.iter().cloned());
         let text = if self.text.is_empty() {
             root.to_string()
@@ -164,19 +163,14 @@ impl Pattern {
 
     /// True when the pattern has a wildcard (`*` or `**`).
     pub fn has_wildcard(&self) -> bool {
-        self.tail.is_some()
-            || self
-                .head
-                .iter()
-                .any(|s| matches!(s, Segment::Glob { .. }))
+        self.tail.is_some() || self.head.iter().any(|s| matches!(s, Segment::Glob { .. }))
     }
 
     /// Whether `path` matches.
     pub fn matches(&self, path: &Path) -> bool {
         let parts: Vec<&str> = segments(path).collect();
-        let head_ok = |n: usize| {
-            parts.len() >= n && self.head.iter().zip(&parts).all(|(p, s)| p.matches(s))
-        };
+        let head_ok =
+            |n: usize| parts.len() >= n && self.head.iter().zip(&parts).all(|(p, s)| p.matches(s));
         match &self.tail {
             None => parts.len() == self.head.len() && head_ok(self.head.len()),
             Some(tail) => {
@@ -266,7 +260,10 @@ mod tests {
         assert!(p("user-*").matches(&path("user-")));
         assert!(!p("user-*").matches(&path("use")));
         assert!(p("a*z").matches(&path("az")));
-        assert!(!p("ab*ba").matches(&path("aba")), "prefix and suffix may not overlap");
+        assert!(
+            !p("ab*ba").matches(&path("aba")),
+            "prefix and suffix may not overlap"
+        );
         assert!(p("**/chat").matches(&path("chat")));
         assert!(p("**/chat").matches(&path("x/y/chat")));
         assert!(!p("**/chat").matches(&path("x/chat/y")));
@@ -281,7 +278,10 @@ mod tests {
             assert!(Pattern::parse(bad).is_err(), "{bad}");
         }
         let long = vec!["a"; MAX_SEGMENTS + 1].join("/");
-        assert!(matches!(Pattern::parse(&long), Err(PatternError::TooLong(_))));
+        assert!(matches!(
+            Pattern::parse(&long),
+            Err(PatternError::TooLong(_))
+        ));
         assert!(Pattern::parse(&vec!["a"; MAX_SEGMENTS].join("/")).is_ok());
     }
 

@@ -179,13 +179,25 @@ impl VerifyingKey {
         let has = |oid: &[u8]| der.windows(oid.len()).any(|w| w == oid);
         let bad = |e: jsonwebtoken::errors::Error| KeyError(format!("PEM key: {e}"));
         let (alg, key) = if has(P256) {
-            (Algorithm::ES256, DecodingKey::from_ec_pem(pem).map_err(bad)?)
+            (
+                Algorithm::ES256,
+                DecodingKey::from_ec_pem(pem).map_err(bad)?,
+            )
         } else if has(P384) {
-            (Algorithm::ES384, DecodingKey::from_ec_pem(pem).map_err(bad)?)
+            (
+                Algorithm::ES384,
+                DecodingKey::from_ec_pem(pem).map_err(bad)?,
+            )
         } else if has(ED25519) {
-            (Algorithm::EdDSA, DecodingKey::from_ed_pem(pem).map_err(bad)?)
+            (
+                Algorithm::EdDSA,
+                DecodingKey::from_ed_pem(pem).map_err(bad)?,
+            )
         } else if has(RSA) {
-            (Algorithm::RS256, DecodingKey::from_rsa_pem(pem).map_err(bad)?)
+            (
+                Algorithm::RS256,
+                DecodingKey::from_rsa_pem(pem).map_err(bad)?,
+            )
         } else {
             return Err(KeyError("unsupported PEM public key type".into()));
         };
@@ -336,7 +348,9 @@ pub fn grant_from_claims(claims: &Map<String, Value>, now_unix: u64) -> Result<G
             Some(_) => return Err(malformed(format!("`{name}` is not a list of strings"))),
         };
         if entries.len() > MAX_CLAIM_ENTRIES {
-            return Err(malformed(format!("`{name}` has over {MAX_CLAIM_ENTRIES} entries")));
+            return Err(malformed(format!(
+                "`{name}` has over {MAX_CLAIM_ENTRIES} entries"
+            )));
         }
         entries
             .into_iter()
@@ -367,7 +381,9 @@ pub fn grant_from_claims(claims: &Map<String, Value>, now_unix: u64) -> Result<G
         expires,
     };
     if grant.publish.is_empty() && grant.subscribe.is_empty() {
-        return Err(malformed("the token grants neither publish nor subscribe".into()));
+        return Err(malformed(
+            "the token grants neither publish nor subscribe".into(),
+        ));
     }
     Ok(grant)
 }
@@ -433,7 +449,8 @@ mod tests {
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
     fn hmac_key(kid: &str) -> VerifyingKey {
-        let jwk = json!({"kty": "oct", "alg": "HS256", "kid": kid, "k": URL_SAFE_NO_PAD.encode(SECRET)});
+        let jwk =
+            json!({"kty": "oct", "alg": "HS256", "kid": kid, "k": URL_SAFE_NO_PAD.encode(SECRET)});
         VerifyingKey::from_jwk(&jwk).unwrap()
     }
 
@@ -507,9 +524,15 @@ mod tests {
         assert_eq!(authorize(&auth, "", &early), Err(AuthError::NotYetValid));
         // Unknown kid; no kid with two keys.
         let unknown = sign_hs(Some("zz"), &good);
-        assert!(matches!(authorize(&auth, "", &unknown), Err(AuthError::UnknownKey(_))));
+        assert!(matches!(
+            authorize(&auth, "", &unknown),
+            Err(AuthError::UnknownKey(_))
+        ));
         let no_kid = sign_hs(None, &good);
-        assert!(matches!(authorize(&auth, "", &no_kid), Err(AuthError::UnknownKey(_))));
+        assert!(matches!(
+            authorize(&auth, "", &no_kid),
+            Err(AuthError::UnknownKey(_))
+        ));
         // Wrong secret.
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some("a".into());
@@ -519,16 +542,25 @@ mod tests {
             &EncodingKey::from_secret(b"another secret of 32 bytes......"),
         )
         .unwrap();
-        assert!(matches!(authorize(&auth, "", &forged), Err(AuthError::BadSignature(_))));
+        assert!(matches!(
+            authorize(&auth, "", &forged),
+            Err(AuthError::BadSignature(_))
+        ));
         // Tampered payload: the signature of the original with a new body.
         let parts: Vec<&str> = token.split('.').collect();
         let body = URL_SAFE_NO_PAD.encode(br#"{"put":[""],"get":[""],"exp":1900000000}"#);
         let tampered = format!("{}.{body}.{}", parts[0], parts[2]);
-        assert!(matches!(authorize(&auth, "", &tampered), Err(AuthError::BadSignature(_))));
+        assert!(matches!(
+            authorize(&auth, "", &tampered),
+            Err(AuthError::BadSignature(_))
+        ));
         // alg: none.
         let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT","kid":"a"}"#);
         let none = format!("{none_header}.{}.", parts[1]);
-        assert!(matches!(authorize(&auth, "", &none), Err(AuthError::Malformed(_))));
+        assert!(matches!(
+            authorize(&auth, "", &none),
+            Err(AuthError::Malformed(_))
+        ));
         // Unknown claims, nulls, mixed forms, useless tokens, wildcard prefixes.
         for claims in [
             json!({"put": [""], "cluster": true}),
@@ -547,9 +579,15 @@ mod tests {
             );
         }
         // Garbage and oversized tokens.
-        assert!(matches!(authorize(&auth, "", "not.a.jwt"), Err(AuthError::Malformed(_))));
+        assert!(matches!(
+            authorize(&auth, "", "not.a.jwt"),
+            Err(AuthError::Malformed(_))
+        ));
         let huge = "a".repeat(MAX_TOKEN_LEN + 1);
-        assert!(matches!(authorize(&auth, "", &huge), Err(AuthError::Malformed(_))));
+        assert!(matches!(
+            authorize(&auth, "", &huge),
+            Err(AuthError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -589,13 +627,13 @@ mod tests {
         let claims = json!({"get": ["live"], "exp": NOW + 5});
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some("ec".into());
-        let es = jsonwebtoken::encode(
-            &header,
-            &claims,
-            &EncodingKey::from_ec_der(pkcs8.as_ref()),
-        )
-        .unwrap();
-        assert!(authorize(&auth, "live", &es).unwrap().may_subscribe(&p("live/x")));
+        let es = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ec_der(pkcs8.as_ref()))
+            .unwrap();
+        assert!(
+            authorize(&auth, "live", &es)
+                .unwrap()
+                .may_subscribe(&p("live/x"))
+        );
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some("ed".into());
         let ed = jsonwebtoken::encode(
@@ -613,12 +651,18 @@ mod tests {
             parts[1],
             parts[2]
         );
-        assert!(matches!(authorize(&auth, "live", &confused), Err(AuthError::BadSignature(_))));
+        assert!(matches!(
+            authorize(&auth, "live", &confused),
+            Err(AuthError::BadSignature(_))
+        ));
         // HS256 signed with the EC key's public bytes as the secret: refused by alg.
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some("ec".into());
         let hs = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(point)).unwrap();
-        assert!(matches!(authorize(&auth, "live", &hs), Err(AuthError::BadSignature(_))));
+        assert!(matches!(
+            authorize(&auth, "live", &hs),
+            Err(AuthError::BadSignature(_))
+        ));
     }
 
     #[test]
@@ -649,11 +693,12 @@ mod tests {
         assert!(grant.may_subscribe(&p("anon/x")));
         assert!(!grant.may_publish(&p("anon/x")));
         let other = p("private");
-        assert!(auth
-            .authorize(&AuthRequest {
+        assert!(
+            auth.authorize(&AuthRequest {
                 path: &other,
                 ..request
             })
-            .is_err());
+            .is_err()
+        );
     }
 }

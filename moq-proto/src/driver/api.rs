@@ -528,9 +528,11 @@ impl Endpoint {
         certificate: Option<&crate::quic::tls::Certificate>,
     ) -> io::Result<SocketAddr> {
         let config = match certificate {
-            Some(certificate) => crate::quic::tls::server_config(certificate, vec![b"http/1.1".to_vec()])
-                .map(Arc::new)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            Some(certificate) => {
+                crate::quic::tls::server_config(certificate, vec![b"http/1.1".to_vec()])
+                    .map(Arc::new)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
+            }
             None => self
                 .shared
                 .lock()

@@ -85,7 +85,11 @@ pub(super) async fn answer(endpoint: &Endpoint, api: &HttpApi, request: &Request
 }
 
 /// The grant for an HTTP request at `path` (`Ok(None)`: no authorizer, everything allowed).
-fn authorize(endpoint: &Endpoint, path: &Path, query: Option<&str>) -> Result<Option<Grant>, Response> {
+fn authorize(
+    endpoint: &Endpoint,
+    path: &Path,
+    query: Option<&str>,
+) -> Result<Option<Grant>, Response> {
     endpoint.with_node(|node, now| {
         let Some(authorizer) = node.authorizer() else {
             return Ok(None);
@@ -144,7 +148,10 @@ async fn fetch(endpoint: &Endpoint, api: &HttpApi, rest: &str, query: Option<&st
     };
     match authorize(endpoint, &broadcast, query) {
         Ok(Some(grant)) if !grant.may_subscribe(&broadcast) => {
-            return Response::text(401, "unauthorized: no subscribe rights for this broadcast\n");
+            return Response::text(
+                401,
+                "unauthorized: no subscribe rights for this broadcast\n",
+            );
         }
         Ok(_) => {}
         Err(response) => return response,
@@ -190,7 +197,10 @@ async fn fetch(endpoint: &Endpoint, api: &HttpApi, rest: &str, query: Option<&st
     let mut body = BytesMut::new();
     let mut complete = false;
     loop {
-        match endpoint.until(deadline, Box::pin(reader.read_frame())).await {
+        match endpoint
+            .until(deadline, Box::pin(reader.read_frame()))
+            .await
+        {
             Some(Some(frame)) => {
                 if body.len() + frame.payload.len() > MAX_FETCH_BYTES {
                     return Response::text(413, "group too large to fetch\n");
@@ -236,7 +246,8 @@ fn metrics_text(endpoint: &Endpoint, api: &HttpApi) -> String {
     endpoint.with_engine(|engine, _| {
         let mut sessions: std::collections::BTreeMap<(String, String), u64> = Default::default();
         for conn in engine.connections() {
-            let (Some(version), Some(transport)) = (engine.version_of(conn), engine.transport_of(conn))
+            let (Some(version), Some(transport)) =
+                (engine.version_of(conn), engine.transport_of(conn))
             else {
                 continue;
             };
@@ -249,9 +260,17 @@ fn metrics_text(endpoint: &Endpoint, api: &HttpApi) -> String {
         let gauges = node.gauges();
         let broadcasts = node.broadcast_metrics(api.metrics_broadcasts);
         let mut m = Metrics::default();
-        m.family("moq_sessions", "gauge", "Sessions by version and transport.");
+        m.family(
+            "moq_sessions",
+            "gauge",
+            "Sessions by version and transport.",
+        );
         for ((version, transport), n) in &sessions {
-            m.sample("moq_sessions", &[("version", version), ("transport", transport)], *n);
+            m.sample(
+                "moq_sessions",
+                &[("version", version), ("transport", transport)],
+                *n,
+            );
         }
         let gauge = |m: &mut Metrics, name: &str, help: &str, value: u64| {
             m.family(name, "gauge", help);
@@ -261,18 +280,67 @@ fn metrics_text(endpoint: &Endpoint, api: &HttpApi) -> String {
             m.family(name, "counter", help);
             m.sample(name, &[], value);
         };
-        gauge(&mut m, "moq_subscriptions", "Subscriptions served to peers.", gauges.subscriptions as u64);
-        gauge(&mut m, "moq_upstream_subscriptions", "Subscriptions toward publishers or other relays.", gauges.upstream_subscriptions as u64);
-        gauge(&mut m, "moq_announce_requests", "Announce requests (prefix watches) from peers.", gauges.announce_requests as u64);
-        gauge(&mut m, "moq_broadcasts", "Active broadcasts.", gauges.broadcasts as u64);
+        gauge(
+            &mut m,
+            "moq_subscriptions",
+            "Subscriptions served to peers.",
+            gauges.subscriptions as u64,
+        );
+        gauge(
+            &mut m,
+            "moq_upstream_subscriptions",
+            "Subscriptions toward publishers or other relays.",
+            gauges.upstream_subscriptions as u64,
+        );
+        gauge(
+            &mut m,
+            "moq_announce_requests",
+            "Announce requests (prefix watches) from peers.",
+            gauges.announce_requests as u64,
+        );
+        gauge(
+            &mut m,
+            "moq_broadcasts",
+            "Active broadcasts.",
+            gauges.broadcasts as u64,
+        );
         gauge(&mut m, "moq_tracks", "Tracks held.", gauges.tracks as u64);
         gauge(&mut m, "moq_groups", "Groups cached.", gauges.groups as u64);
-        gauge(&mut m, "moq_cache_bytes", "Payload bytes cached.", gauges.cache_bytes);
-        counter(&mut m, "moq_frames_in_total", "Frames received from publishers.", stats.frames_in);
-        counter(&mut m, "moq_bytes_in_total", "Payload bytes received from publishers.", stats.bytes_in);
-        counter(&mut m, "moq_frames_out_total", "Frames delivered to subscribers.", stats.frames_out);
-        counter(&mut m, "moq_bytes_out_total", "Payload bytes delivered to subscribers.", stats.bytes_out);
-        m.family("moq_groups_dropped_total", "counter", "Groups given up toward subscribers, by reason.");
+        gauge(
+            &mut m,
+            "moq_cache_bytes",
+            "Payload bytes cached.",
+            gauges.cache_bytes,
+        );
+        counter(
+            &mut m,
+            "moq_frames_in_total",
+            "Frames received from publishers.",
+            stats.frames_in,
+        );
+        counter(
+            &mut m,
+            "moq_bytes_in_total",
+            "Payload bytes received from publishers.",
+            stats.bytes_in,
+        );
+        counter(
+            &mut m,
+            "moq_frames_out_total",
+            "Frames delivered to subscribers.",
+            stats.frames_out,
+        );
+        counter(
+            &mut m,
+            "moq_bytes_out_total",
+            "Payload bytes delivered to subscribers.",
+            stats.bytes_out,
+        );
+        m.family(
+            "moq_groups_dropped_total",
+            "counter",
+            "Groups given up toward subscribers, by reason.",
+        );
         for (reason, n) in [
             ("expired", stats.delivery.groups_expired),
             ("backlog", stats.delivery.groups_shed),
@@ -280,16 +348,54 @@ fn metrics_text(endpoint: &Endpoint, api: &HttpApi) -> String {
         ] {
             m.sample("moq_groups_dropped_total", &[("reason", reason)], n);
         }
-        m.family("moq_auth_refused_total", "counter", "Refusals by the authorizer.");
-        m.sample("moq_auth_refused_total", &[("what", "session")], stats.auth_refused_sessions);
-        m.sample("moq_auth_refused_total", &[("what", "request")], stats.auth_refused_requests);
-        counter(&mut m, "moq_auth_expired_total", "Sessions closed when their token expired.", stats.auth_expired_sessions);
-        gauge(&mut m, "moq_buffered_bytes", "Bytes waiting for the transport.", engine.buffered_bytes() as u64);
+        m.family(
+            "moq_auth_refused_total",
+            "counter",
+            "Refusals by the authorizer.",
+        );
+        m.sample(
+            "moq_auth_refused_total",
+            &[("what", "session")],
+            stats.auth_refused_sessions,
+        );
+        m.sample(
+            "moq_auth_refused_total",
+            &[("what", "request")],
+            stats.auth_refused_requests,
+        );
+        counter(
+            &mut m,
+            "moq_auth_expired_total",
+            "Sessions closed when their token expired.",
+            stats.auth_expired_sessions,
+        );
+        gauge(
+            &mut m,
+            "moq_buffered_bytes",
+            "Bytes waiting for the transport.",
+            engine.buffered_bytes() as u64,
+        );
         for (name, kind, help) in [
-            ("moq_broadcast_viewers", "gauge", "Subscriptions to the broadcast's tracks."),
-            ("moq_broadcast_bytes_out_total", "counter", "Payload bytes delivered from the broadcast."),
-            ("moq_broadcast_send_backlog_bytes", "gauge", "Transport backlog of the sessions watching the broadcast."),
-            ("moq_broadcast_groups_skipped_total", "counter", "Groups expired or shed by the sessions watching the broadcast."),
+            (
+                "moq_broadcast_viewers",
+                "gauge",
+                "Subscriptions to the broadcast's tracks.",
+            ),
+            (
+                "moq_broadcast_bytes_out_total",
+                "counter",
+                "Payload bytes delivered from the broadcast.",
+            ),
+            (
+                "moq_broadcast_send_backlog_bytes",
+                "gauge",
+                "Transport backlog of the sessions watching the broadcast.",
+            ),
+            (
+                "moq_broadcast_groups_skipped_total",
+                "counter",
+                "Groups expired or shed by the sessions watching the broadcast.",
+            ),
         ] {
             m.family(name, kind, help);
             for b in &broadcasts {

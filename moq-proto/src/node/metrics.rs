@@ -89,15 +89,18 @@ impl Node {
                 gauges.cache_bytes += t.cached_bytes();
             }
         }
-        gauges.upstream_subscriptions = self.links.values().filter(|l| l.upstream.is_some()).count();
+        gauges.upstream_subscriptions =
+            self.links.values().filter(|l| l.upstream.is_some()).count();
         gauges
     }
 
     /// Per-broadcast figures for the `limit` broadcasts with the most viewers (ties: the
     /// most bytes delivered), most watched first.
     pub fn broadcast_metrics(&self, limit: usize) -> Vec<BroadcastMetrics> {
-        let mut by_broadcast: crate::fxhash::FxHashMap<BroadcastId, (BroadcastMetrics, Vec<PeerId>)> =
-            Default::default();
+        let mut by_broadcast: crate::fxhash::FxHashMap<
+            BroadcastId,
+            (BroadcastMetrics, Vec<PeerId>),
+        > = Default::default();
         for (track, links) in self.links.iter() {
             let Some(t) = self.origin.track(track) else {
                 continue;
@@ -121,8 +124,7 @@ impl Node {
             entry.frames_out += links.frames_out;
             entry.bytes_out += links.bytes_out;
             for &consumer in &links.consumers {
-                if let Some(Owner::Serve(peer, _)) = self.consumers.get(consumer).map(|c| c.owner)
-                {
+                if let Some(Owner::Serve(peer, _)) = self.consumers.get(consumer).map(|c| c.owner) {
                     entry.viewers += 1;
                     if !peers.contains(&peer) {
                         peers.push(peer);

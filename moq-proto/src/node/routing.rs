@@ -360,7 +360,8 @@ impl Node {
                         .close(SessionCode::UNAUTHORIZED, &format!("unauthorized: {err}"));
                     self.touch(peer);
                 }
-                self.events.push_back(NodeEvent::Refused { peer, error: err });
+                self.events
+                    .push_back(NodeEvent::Refused { peer, error: err });
             }
         }
     }

@@ -143,7 +143,12 @@ impl Endpoint {
         config.side = Side::Server;
         config.setup_path = None;
         config.datagram_prefix = bytes::Bytes::new();
-        self.attach_websocket_session(now, handle, config, SessionRoot::Server(Some(&request.target)));
+        self.attach_websocket_session(
+            now,
+            handle,
+            config,
+            SessionRoot::Server(Some(&request.target)),
+        );
         Ok((handle, accepted.response()))
     }
 

@@ -21,7 +21,12 @@ pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Args, Debug, Clone)]
 pub(crate) struct Common {
     /// Pin one wire version: moq-lite-03, moq-lite-04 or moq-lite-05 (default: offer/accept all).
-    #[arg(long = "version", global = true, value_name = "VERSION", env = "MOQ_VERSION")]
+    #[arg(
+        long = "version",
+        global = true,
+        value_name = "VERSION",
+        env = "MOQ_VERSION"
+    )]
     pub(crate) version: Option<Version>,
 
     /// Do not verify the server certificate (insecure; for local testing).
@@ -29,7 +34,13 @@ pub(crate) struct Common {
     pub(crate) tls_disable_verify: bool,
 
     /// Accept only a server certificate with this SHA-256 (hex, colons allowed; repeatable).
-    #[arg(long, global = true, value_name = "HEX", env = "MOQ_TLS_CERT_HASH", value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        value_name = "HEX",
+        env = "MOQ_TLS_CERT_HASH",
+        value_delimiter = ','
+    )]
     pub(crate) tls_cert_hash: Vec<String>,
 
     /// Verify the server against this CA certificate (PEM) instead of the system roots.

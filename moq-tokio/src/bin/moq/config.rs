@@ -35,8 +35,10 @@ pub(crate) fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
     };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.to_string_lossy()))?;
-    let flags = flags_from_toml(&text, &relay_flags(), |name| std::env::var_os(name).is_some())
-        .map_err(|e| format!("{}: {e}", path.to_string_lossy()))?;
+    let flags = flags_from_toml(&text, &relay_flags(), |name| {
+        std::env::var_os(name).is_some()
+    })
+    .map_err(|e| format!("{}: {e}", path.to_string_lossy()))?;
     let mut out = args[..=relay_at].to_vec();
     out.extend(flags);
     out.extend_from_slice(&args[relay_at + 1..]);
@@ -48,7 +50,10 @@ fn relay_flags() -> Vec<(String, bool)> {
     let cli = crate::Cli::command();
     let mut flags = Vec::new();
     let relay = cli.find_subcommand("relay");
-    for arg in cli.get_arguments().chain(relay.into_iter().flat_map(|r| r.get_arguments())) {
+    for arg in cli
+        .get_arguments()
+        .chain(relay.into_iter().flat_map(|r| r.get_arguments()))
+    {
         if let Some(long) = arg.get_long() {
             flags.push((long.to_string(), arg.get_action().takes_values()));
         }
@@ -164,8 +169,17 @@ key = "k.jwk"
         assert_eq!(
             flags,
             [
-                "--listen", "[::]:4443", "--no-websocket", "--drain", "5", "--auth-public",
-                "anon/**", "--auth-public", "demo/**", "--auth-key", "k.jwk"
+                "--listen",
+                "[::]:4443",
+                "--no-websocket",
+                "--drain",
+                "5",
+                "--auth-public",
+                "anon/**",
+                "--auth-public",
+                "demo/**",
+                "--auth-key",
+                "k.jwk"
             ]
         );
     }

@@ -31,7 +31,7 @@ pub(crate) struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a relay: any number of publishers and subscribers, clustering with other relays.
-    Relay(relay::RelayArgs),
+    Relay(Box<relay::RelayArgs>),
     /// Publish or watch a clock compatible with moq-clock.
     Clock(clock::ClockArgs),
     /// Publish stdin: one frame per line, a new group every N lines.
@@ -72,7 +72,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Relay(args) => relay::run(&cli.common, args).await,
+            Command::Relay(args) => relay::run(&cli.common, *args).await,
             Command::Clock(args) => clock::run(&cli.common, args).await,
             Command::Pub(args) => pubsub::publish(&cli.common, args).await,
             Command::Sub(args) => pubsub::subscribe(&cli.common, args).await,

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use clap::Args;
-use moq_proto::codes::SessionCode;
-use moq_proto::http1;
 use moq_proto::auth::token::{TokenAuthorizer, VerifyingKey};
 use moq_proto::auth::{Authorizer, Pattern, Public};
+use moq_proto::codes::SessionCode;
+use moq_proto::http1;
 use moq_proto::node::NodeConfig;
 use moq_proto::quic::tls;
 use moq_tokio::{
@@ -38,7 +38,12 @@ pub(crate) struct RelayArgs {
     pub(crate) listen: SocketAddr,
 
     /// Certificate chain (PEM); needs --tls-key.
-    #[arg(long, requires = "tls_key", conflicts_with = "tls_generate", env = "MOQ_TLS_CERT")]
+    #[arg(
+        long,
+        requires = "tls_key",
+        conflicts_with = "tls_generate",
+        env = "MOQ_TLS_CERT"
+    )]
     pub(crate) tls_cert: Option<PathBuf>,
 
     /// Private key (PEM); needs --tls-cert.
@@ -46,7 +51,12 @@ pub(crate) struct RelayArgs {
     pub(crate) tls_key: Option<PathBuf>,
 
     /// Generate a development certificate for these comma-separated hostnames.
-    #[arg(long, value_delimiter = ',', default_value = "localhost", env = "MOQ_TLS_GENERATE")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "localhost",
+        env = "MOQ_TLS_GENERATE"
+    )]
     pub(crate) tls_generate: Vec<String>,
 
     /// Verify `?jwt=` tokens with this key (repeatable): a JWK as `moq-token-cli` writes it
@@ -58,19 +68,39 @@ pub(crate) struct RelayArgs {
 
     /// Anyone may publish and subscribe to broadcasts matching these patterns, without a
     /// token (comma-separated or repeated; `*` one segment, `**` any number, e.g. `anon/**`).
-    #[arg(long, value_name = "PATTERN", env = "MOQ_AUTH_PUBLIC", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "PATTERN",
+        env = "MOQ_AUTH_PUBLIC",
+        value_delimiter = ','
+    )]
     pub(crate) auth_public: Vec<String>,
 
     /// Anyone may subscribe to broadcasts matching these patterns, without a token.
-    #[arg(long, value_name = "PATTERN", env = "MOQ_AUTH_PUBLIC_SUBSCRIBE", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "PATTERN",
+        env = "MOQ_AUTH_PUBLIC_SUBSCRIBE",
+        value_delimiter = ','
+    )]
     pub(crate) auth_public_subscribe: Vec<String>,
 
     /// Anyone may publish broadcasts matching these patterns, without a token.
-    #[arg(long, value_name = "PATTERN", env = "MOQ_AUTH_PUBLIC_PUBLISH", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "PATTERN",
+        env = "MOQ_AUTH_PUBLIC_PUBLISH",
+        value_delimiter = ','
+    )]
     pub(crate) auth_public_publish: Vec<String>,
 
     /// Link to another relay (repeatable); hop IDs prevent announcement loops.
-    #[arg(long, value_name = "URL", env = "MOQ_CLUSTER_CONNECT", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "MOQ_CLUSTER_CONNECT",
+        value_delimiter = ','
+    )]
     pub(crate) cluster_connect: Vec<String>,
 
     /// A file holding the token this relay presents on its --cluster-connect links (added
@@ -98,7 +128,12 @@ pub(crate) struct RelayArgs {
     /// `http://` clients, `ws://` WebSocket sessions, and the HTTP API: `/health`,
     /// `/announced/{prefix}`, `/fetch/{broadcast}/{track}`, `/metrics`); default: the QUIC
     /// address and port, over TCP.
-    #[arg(long, value_name = "ADDR", conflicts_with = "no_web_http", env = "MOQ_WEB_HTTP_LISTEN")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        conflicts_with = "no_web_http",
+        env = "MOQ_WEB_HTTP_LISTEN"
+    )]
     pub(crate) web_http_listen: Option<SocketAddr>,
 
     /// TCP address of an HTTPS listener with the relay's certificate (or --web-https-cert):
@@ -318,8 +353,7 @@ fn parse_patterns(flag: &str, texts: Vec<String>) -> Result<Vec<Pattern>, Error>
     texts
         .into_iter()
         .map(|text| {
-            let pattern =
-                Pattern::parse(&text).map_err(|e| format!("--{flag} {text:?}: {e}"))?;
+            let pattern = Pattern::parse(&text).map_err(|e| format!("--{flag} {text:?}: {e}"))?;
             if !pattern.has_wildcard() {
                 return Err(format!(
                     "--{flag} {text:?} names one broadcast; write `{text}/**` for the subtree"
