@@ -66,7 +66,8 @@ impl Segment {
     }
 }
 
-/// A parsed broadcast path pattern. See the [module docs](self).
+/// A parsed broadcast path pattern: see [`crate::auth`] for where they are used; the syntax
+/// is the reference relay's (`*` one segment, `pre*suf` one segment, `**` any number).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Pattern {
     /// Segments before the `**` (all of them when there is none).
