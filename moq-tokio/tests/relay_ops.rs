@@ -419,3 +419,16 @@ async fn the_publisher_learns_when_the_last_viewer_leaves() {
         drop(viewer);
     }
 }
+
+#[test]
+fn the_example_config_file_starts_a_relay() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/relay.toml");
+    let mut cmd = Command::new(moq_binary());
+    cmd.args(["relay", "--config"])
+        .arg(&example)
+        .args(["--listen", "127.0.0.1:0", "--drain", "0"]);
+    let relay = relay_from(cmd);
+    let auth = relay.wait_stdout_line("the auth line", |l| l.starts_with("auth: "));
+    assert!(auth.contains("anon/**"), "{auth}");
+    assert_eq!(http_get(relay.port, "/health").0, 200);
+}
