@@ -187,13 +187,26 @@ impl NodePeer {
     /// A node whose one session is `side` of `v`, rooted at `/`. On lite-05 the peer's SETUP
     /// is delivered at once (with Path `/` when the node is the server).
     fn new(v: Version, side: Side) -> Self {
+        Self::with_config(
+            v,
+            side,
+            NodeConfig {
+                hop_id: 7,
+                ..NodeConfig::default()
+            },
+        )
+    }
+
+    /// [`NodePeer::new`] with the node's configuration (an authorizer, say); a server-side
+    /// node admits the session at `/`.
+    fn with_config(v: Version, side: Side, config: NodeConfig) -> Self {
         let now = Instant::now();
-        let mut node = Node::new(NodeConfig {
-            hop_id: 7,
-            ..NodeConfig::default()
-        });
-        let root = (side == Side::Client || !v.is_lite05()).then(Path::root);
-        let peer = node.add_session(now, Config::new(v, side), root);
+        let mut node = Node::new(config);
+        let peer = if side == Side::Server {
+            node.add_server_session(now, Config::new(v, side), (!v.is_lite05()).then_some("/"))
+        } else {
+            node.add_session(now, Config::new(v, side), Some(Path::root()))
+        };
         let mut np = Self {
             node,
             peer,
@@ -1205,6 +1218,42 @@ fn gotcha_24_codes_we_send_follow_the_reference_tables() {
         np.send(stream, &typed(0x02, &m, v), false);
         assert_eq!(np.resets.get(&stream), Some(&StreamCode::UNROUTABLE), "{v}");
         assert_eq!(np.stops.get(&stream), Some(&StreamCode::UNROUTABLE));
+    }
+    // 0x3 for a request outside the session's grant (what the reference relay sends): a
+    // SUBSCRIBE outside the subscribe patterns is reset with it; inside them, the usual codes.
+    for v in VERSIONS {
+        let public = moq_proto::auth::Public {
+            publish: vec![],
+            subscribe: vec![moq_proto::auth::Pattern::parse("open/**").unwrap()],
+        };
+        let mut np = NodePeer::with_config(
+            v,
+            Side::Server,
+            NodeConfig {
+                hop_id: 7,
+                authorizer: Some(std::sync::Arc::new(public)),
+                ..NodeConfig::default()
+            },
+        );
+        for (broadcast, code) in [
+            ("secret/cam", StreamCode::UNAUTHORIZED),
+            ("open/cam", StreamCode::UNROUTABLE),
+        ] {
+            let m = Subscribe {
+                id: 0,
+                broadcast: p(broadcast),
+                track: "video".into(),
+                priority: 0,
+                ordered: false,
+                max_latency: ms(5000),
+                start: None,
+                end: None,
+            };
+            let stream = np.open(Dir::Bi);
+            np.send(stream, &typed(0x02, &m, v), false);
+            assert_eq!(np.resets.get(&stream), Some(&code), "{v} {broadcast}");
+        }
+        assert_eq!(np.node.stats().auth_refused_requests, 1, "{v}");
     }
     // 0x10 GoawayTimeout: see gotcha 23. 0x15 Version: the QUIC engine, on ALPN failure.
 }
