@@ -270,9 +270,8 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
             (Some(cert), Some(key)) => Some(Certificate::load_pem(cert, key)?),
             _ => None,
         };
-        let fingerprint = own
-            .as_ref()
-            .map_or_else(|| hash.clone(), |c| tls::hex(&c.sha256()));
+        // What WebTransport clients pin is the QUIC certificate, whatever this listener's.
+        let fingerprint = hash.clone();
         let handler: HttpHandler =
             Arc::new(move |request| http1::certificate_route(request, Some(&fingerprint)));
         let bound = if args.no_http_api && own.is_none() {
