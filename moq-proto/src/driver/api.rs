@@ -886,38 +886,99 @@ impl Session {
 
     /// Wait until the session is closed; returns why.
     pub async fn closed(&self) -> String {
-        poll_fn(|cx| {
-            let mut state = self.endpoint.shared.lock();
-            let closed_endpoint = state.closed;
-            let slot = state.sessions.entry(self.peer).or_default();
-            if let Some(reason) = &slot.closed {
-                return Poll::Ready(reason.clone());
-            }
-            if closed_endpoint {
-                return Poll::Ready("endpoint closed".into());
-            }
-            slot.wakers.push(cx.waker().clone());
-            Poll::Pending
-        })
-        .await
+        session_closed(&self.endpoint, self.peer).await
     }
 
     /// Wait for the peer's GOAWAY (or the close, whichever comes first); returns the URI.
     pub async fn goaway_received(&self) -> Option<String> {
-        poll_fn(|cx| {
-            let mut state = self.endpoint.shared.lock();
-            let slot = state.sessions.entry(self.peer).or_default();
-            if let Some(uri) = &slot.goaway {
-                return Poll::Ready(Some(uri.clone()));
-            }
-            if slot.closed.is_some() {
-                return Poll::Ready(None);
-            }
-            slot.wakers.push(cx.waker().clone());
-            Poll::Pending
-        })
-        .await
+        session_goaway(&self.endpoint, self.peer).await
     }
+
+    /// True once the session is closed.
+    pub fn is_closed(&self) -> bool {
+        session_is_closed(&self.endpoint, self.peer)
+    }
+
+    /// A handle that watches this session (its end, GOAWAY) without keeping it open:
+    /// dropping the watcher does nothing, dropping the [`Session`] still closes it.
+    pub fn watcher(&self) -> SessionWatcher {
+        SessionWatcher {
+            endpoint: self.endpoint.clone(),
+            peer: self.peer,
+        }
+    }
+}
+
+/// Watches a [`Session`] without owning it (see [`Session::watcher`]).
+#[derive(Clone)]
+pub struct SessionWatcher {
+    endpoint: Endpoint,
+    peer: PeerId,
+}
+
+impl std::fmt::Debug for SessionWatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionWatcher").finish_non_exhaustive()
+    }
+}
+
+impl SessionWatcher {
+    /// Wait until the session is closed; returns why.
+    pub async fn closed(&self) -> String {
+        session_closed(&self.endpoint, self.peer).await
+    }
+
+    /// Wait for the peer's GOAWAY (or the close, whichever comes first); returns the URI.
+    pub async fn goaway_received(&self) -> Option<String> {
+        session_goaway(&self.endpoint, self.peer).await
+    }
+
+    /// True once the session is closed.
+    pub fn is_closed(&self) -> bool {
+        session_is_closed(&self.endpoint, self.peer)
+    }
+}
+
+async fn session_closed(endpoint: &Endpoint, peer: PeerId) -> String {
+    poll_fn(|cx| {
+        let mut state = endpoint.shared.lock();
+        let closed_endpoint = state.closed;
+        let slot = state.sessions.entry(peer).or_default();
+        if let Some(reason) = &slot.closed {
+            return Poll::Ready(reason.clone());
+        }
+        if closed_endpoint {
+            return Poll::Ready("endpoint closed".into());
+        }
+        slot.wakers.push(cx.waker().clone());
+        Poll::Pending
+    })
+    .await
+}
+
+async fn session_goaway(endpoint: &Endpoint, peer: PeerId) -> Option<String> {
+    poll_fn(|cx| {
+        let mut state = endpoint.shared.lock();
+        let slot = state.sessions.entry(peer).or_default();
+        if let Some(uri) = &slot.goaway {
+            return Poll::Ready(Some(uri.clone()));
+        }
+        if slot.closed.is_some() {
+            return Poll::Ready(None);
+        }
+        slot.wakers.push(cx.waker().clone());
+        Poll::Pending
+    })
+    .await
+}
+
+fn session_is_closed(endpoint: &Endpoint, peer: PeerId) -> bool {
+    let state = endpoint.shared.lock();
+    state.closed
+        || state
+            .sessions
+            .get(&peer)
+            .is_some_and(|s| s.closed.is_some())
 }
 
 impl Drop for Session {

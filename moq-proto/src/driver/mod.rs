@@ -36,7 +36,7 @@ use std::time::Instant;
 pub use crate::quic::ConnectFailure;
 pub use api::{
     Announcements, BroadcastPublisher, ConnectError, DriverConfig, Endpoint, Frame, GroupPublisher,
-    GroupReader, Session, Subscription, SubscriptionEnd, TrackPublisher,
+    GroupReader, Session, SessionWatcher, Subscription, SubscriptionEnd, TrackPublisher,
 };
 pub use http::HttpHandler;
 pub use http_api::{HttpApi, MAX_FETCH_BYTES};

@@ -149,10 +149,11 @@ enum Remap {
     /// The original source: sequences as they are.
     #[default]
     None,
-    /// Failed over; the offset is set by the new source's first group.
+    /// Failed over; the new source's first group fixes the shift.
     Pending,
-    /// Add this to the new source's sequences.
-    Offset(u64),
+    /// The new source's group `from` is our `to`, and so on up; its groups below `from`
+    /// (older ones arriving late) are not taken.
+    Shift { from: u64, to: u64 },
 }
 
 #[derive(Debug, Clone, Copy)]

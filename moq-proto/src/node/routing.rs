@@ -60,8 +60,10 @@ impl Node {
                 let Some(track) = self.upstream_track(peer, id) else {
                     return;
                 };
-                let seq = self.map_upstream_seq(track, raw, true);
-                if self.origin.start_group(now, track, seq).is_ok() {
+                let mapped = self.map_upstream_seq(track, raw, true);
+                if let Some(seq) = mapped
+                    && self.origin.start_group(now, track, seq).is_ok()
+                {
                     if let Some(links) = self.links.get_mut(track) {
                         links.failed_routes.clear();
                     }
@@ -85,7 +87,9 @@ impl Node {
                 let Some(track) = self.upstream_track(peer, id) else {
                     return;
                 };
-                let seq = self.map_upstream_seq(track, raw, false);
+                let Some(seq) = self.map_upstream_seq(track, raw, false) else {
+                    return;
+                };
                 let ts = timestamp.unwrap_or_else(|| self.arrival_timestamp(now));
                 let appended = self
                     .origin
@@ -112,7 +116,9 @@ impl Node {
                 let Some(track) = self.upstream_track(peer, id) else {
                     return;
                 };
-                let seq = self.map_upstream_seq(track, seq, false);
+                let Some(seq) = self.map_upstream_seq(track, seq, false) else {
+                    return;
+                };
                 let appended = self
                     .origin
                     .track_mut(track)
@@ -125,7 +131,9 @@ impl Node {
                 let Some(track) = self.upstream_track(peer, id) else {
                     return;
                 };
-                let seq = self.map_upstream_seq(track, seq, false);
+                let Some(seq) = self.map_upstream_seq(track, seq, false) else {
+                    return;
+                };
                 let state = match end {
                     GroupEnd::Finished => GroupState::Finished,
                     GroupEnd::Reset(code) | GroupEnd::Stopped(code) => GroupState::Aborted(code),
@@ -141,7 +149,9 @@ impl Node {
                 let Some(track) = self.upstream_track(peer, id) else {
                     return;
                 };
-                let seq = self.map_upstream_seq(track, seq, true);
+                let Some(seq) = self.map_upstream_seq(track, seq, true) else {
+                    return;
+                };
                 self.datagram_group(now, track, seq, timestamp, payload);
             }
             Event::GroupsDropped {
@@ -153,10 +163,12 @@ impl Node {
                 let Some(track) = self.upstream_track(peer, id) else {
                     return;
                 };
-                let (start, end) = (
+                let (Some(start), Some(end)) = (
                     self.map_upstream_seq(track, start, false),
                     self.map_upstream_seq(track, end, false),
-                );
+                ) else {
+                    return;
+                };
                 self.forward_drop(track, start, end, code);
             }
             Event::SubscribeEnd { id, end } => {
@@ -448,21 +460,26 @@ impl Node {
     }
 
     /// A group sequence from the track's upstream, in the track's numbering (see
-    /// [`super::Remap`]); `first` is true for a group's start, which fixes a pending offset.
-    fn map_upstream_seq(&mut self, track: TrackId, seq: u64, first: bool) -> u64 {
+    /// [`super::Remap`]); `first` is true for a group's start, which fixes a pending shift.
+    /// `None`: a group the track does not take (older than the failover).
+    fn map_upstream_seq(&mut self, track: TrackId, seq: u64, first: bool) -> Option<u64> {
         let latest = self.origin.track(track).and_then(|t| t.latest());
         let Some(links) = self.links.get_mut(track) else {
-            return seq;
+            return Some(seq);
         };
         match links.remap {
-            super::Remap::None => seq,
-            super::Remap::Offset(offset) => seq.saturating_add(offset),
-            super::Remap::Pending if first => {
-                let offset = latest.map_or(0, |l| (l + 1).saturating_sub(seq));
-                links.remap = super::Remap::Offset(offset);
-                seq.saturating_add(offset)
+            super::Remap::None => Some(seq),
+            super::Remap::Shift { from, to } => {
+                (seq >= from).then(|| to.saturating_add(seq - from))
             }
-            super::Remap::Pending => seq,
+            super::Remap::Pending if first => {
+                // The new source's first group follows the last one we had, with no gap
+                // (subscribers would wait for the missing numbers).
+                let to = latest.map_or(seq, |l| l + 1);
+                links.remap = super::Remap::Shift { from: seq, to };
+                Some(to)
+            }
+            super::Remap::Pending => None,
         }
     }
 

@@ -10,6 +10,7 @@ use moq_tokio::{SubscribeParams, TrackInfo};
 use time::OffsetDateTime;
 
 use crate::common::{Common, Error, shutdown_signal};
+use crate::reconnect::Link;
 
 /// `moq clock` flags. They may come before or after the verb (`moq clock --url U publish` and
 /// `moq clock publish --url U` both work), so they are global to the verbs and checked here.
@@ -43,28 +44,45 @@ pub(crate) enum Role {
 pub(crate) async fn run(common: &Common, args: ClockArgs) -> Result<(), Error> {
     let url = args.url.ok_or("moq clock needs --url URL")?;
     let broadcast = args.broadcast.ok_or("moq clock needs --broadcast NAME")?;
-    let (endpoint, session) = common.connect(&url).await?;
+    let reconnect = !common.no_reconnect;
+    let link = Link::connect(common, &url, reconnect).await?;
+    let endpoint = link.endpoint().clone();
     let result = match args.role {
         Role::Publish => {
+            // The clock lives in the endpoint's node: a new session re-announces it.
             let broadcast = endpoint.publish(&broadcast)?;
             let track = broadcast.create_track(&args.track, TrackInfo::default())?;
             tokio::select! {
                 result = publish(track) => result,
-                reason = session.closed() => Err(format!("session closed: {reason}").into()),
+                reason = link.failed() => Err(reason.into()),
                 _ = shutdown_signal() => Ok(()),
             }
         }
         Role::Subscribe => {
-            let subscription =
-                endpoint.subscribe_with(&broadcast, &args.track, SubscribeParams::default())?;
+            let subscribing = async {
+                loop {
+                    let subscription = endpoint.subscribe_with(
+                        &broadcast,
+                        &args.track,
+                        SubscribeParams::default(),
+                    )?;
+                    match subscribe(subscription).await {
+                        // The route went (relay restart, publisher gone): subscribe again.
+                        Err(err) if reconnect && err.to_string().starts_with("clock ended") => {
+                            tracing::warn!(%err, "subscribing again");
+                        }
+                        other => return other,
+                    }
+                }
+            };
             tokio::select! {
-                result = subscribe(subscription) => result,
-                reason = session.closed() => Err(format!("session closed: {reason}").into()),
+                result = subscribing => result,
+                reason = link.failed() => Err(reason.into()),
                 _ = shutdown_signal() => Ok(()),
             }
         }
     };
-    crate::common::close(&endpoint).await;
+    link.close().await;
     result
 }
 

@@ -43,6 +43,11 @@ pub(crate) struct Common {
     )]
     pub(crate) tls_cert_hash: Vec<String>,
 
+    /// Clients (`pub`, `sub`, `clock`, `announced`): do not reconnect when the session ends
+    /// (by default they redial with backoff, follow GOAWAY, and publish and subscribe again).
+    #[arg(long, global = true, env = "MOQ_NO_RECONNECT")]
+    pub(crate) no_reconnect: bool,
+
     /// Verify the server against this CA certificate (PEM) instead of the system roots.
     #[arg(long, global = true, value_name = "PEM", env = "MOQ_TLS_ROOT")]
     pub(crate) tls_root: Option<PathBuf>,
@@ -130,6 +135,12 @@ impl Common {
     /// A client endpoint connected to `url`.
     pub(crate) async fn connect(&self, url: &str) -> Result<(Endpoint, Session), Error> {
         let endpoint = Endpoint::client(Arc::new(TokioRuntime), self.client_config()?)?;
+        let session = self.dial(&endpoint, url).await?;
+        Ok((endpoint, session))
+    }
+
+    /// A session to `url` from `endpoint` (racing WebSocket if asked), within 15 s.
+    pub(crate) async fn dial(&self, endpoint: &Endpoint, url: &str) -> Result<Session, Error> {
         let connecting = async {
             match self.websocket_fallback {
                 Some(ms) => {
@@ -149,7 +160,7 @@ impl Common {
             .map_or_else(|| "closed".to_string(), |t| t.to_string());
         let url = redact_token(url);
         tracing::info!(%url, version = %session.version(), %transport, "connected");
-        Ok((endpoint, session))
+        Ok(session)
     }
 }
 

@@ -7,6 +7,7 @@ mod common;
 mod config;
 mod media;
 mod pubsub;
+mod reconnect;
 mod relay;
 
 use std::process::ExitCode;

@@ -9,6 +9,7 @@ use moq_tokio::{SubscribeParams, TrackInfo};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::common::{Common, Error, shutdown_signal};
+use crate::reconnect::Link;
 
 /// `moq pub` flags.
 #[derive(Args, Debug)]
@@ -66,13 +67,14 @@ pub(crate) struct AnnouncedArgs {
 }
 
 pub(crate) async fn publish(common: &Common, args: PubArgs) -> Result<(), Error> {
-    let (endpoint, session) = common.connect(&args.url).await?;
+    let link = Link::connect(common, &args.url, !common.no_reconnect).await?;
+    let endpoint = link.endpoint().clone();
     let broadcast = endpoint.publish(&args.broadcast)?;
     let track = broadcast.create_track(&args.track, TrackInfo::default())?;
     if !args.no_wait {
         tokio::select! {
             _ = track.subscribed() => {}
-            reason = session.closed() => return Err(format!("session closed: {reason}").into()),
+            reason = link.failed() => return Err(reason.into()),
         }
     }
     let mut lines = BufReader::new(tokio::io::stdin());
@@ -83,7 +85,7 @@ pub(crate) async fn publish(common: &Common, args: PubArgs) -> Result<(), Error>
         line.clear();
         let read = tokio::select! {
             read = lines.read_until(b'\n', &mut line) => read?,
-            reason = session.closed() => return Err(format!("session closed: {reason}").into()),
+            reason = link.failed() => return Err(reason.into()),
         };
         if read == 0 {
             break;
@@ -115,7 +117,7 @@ pub(crate) async fn publish(common: &Common, args: PubArgs) -> Result<(), Error>
         _ = tokio::time::sleep(Duration::from_secs(30)) => return Err("timed out delivering the last frames".into()),
     }
     drop(broadcast);
-    crate::common::close(&endpoint).await;
+    link.close().await;
     Ok(())
 }
 
@@ -123,7 +125,9 @@ pub(crate) async fn publish(common: &Common, args: PubArgs) -> Result<(), Error>
 const START_GRACE: Duration = Duration::from_millis(500);
 
 pub(crate) async fn subscribe(common: &Common, args: SubArgs) -> Result<(), Error> {
-    let (endpoint, session) = common.connect(&args.url).await?;
+    let reconnect = !common.no_reconnect;
+    let link = Link::connect(common, &args.url, reconnect).await?;
+    let endpoint = link.endpoint().clone();
     let params = SubscribeParams {
         priority: args.priority,
         ordered: true,
@@ -140,80 +144,116 @@ pub(crate) async fn subscribe(common: &Common, args: SubArgs) -> Result<(), Erro
     // printed, so the first group waits a short grace for lower ones overtaken on the way.
     let max_latency = params.max_latency;
     let start_grace = max_latency.min(START_GRACE);
-    let patience = |next: Option<u64>| {
-        if next.is_some() {
-            max_latency
-        } else {
-            start_grace
-        }
-    };
-    let mut pending: BTreeMap<u64, moq_tokio::GroupReader> = BTreeMap::new();
+    // Until a (renewed) subscription printed something, groups it skipped may be gone for
+    // good (evicted, or lost with a relay), so its first group waits only the grace.
+    let patience = |fresh: bool| if fresh { start_grace } else { max_latency };
     let mut next: Option<u64> = args.start_group;
-    let mut gap_since: Option<tokio::time::Instant> = None;
+    // After a renewed subscription: the next group expected then (its first group decides
+    // whether the same publisher goes on or a new one numbers afresh).
+    let mut resumed: Option<u64> = None;
     let result: Result<(), Error> = async {
-        let mut ended = false;
+        // One subscription after another: a subscription whose route went (the relay
+        // restarted, or the publisher left) is renewed while reconnecting is on.
         loop {
-            while let Some(entry) = pending.first_entry() {
-                let seq = *entry.key();
-                let overdue = gap_since.is_some_and(|t| t.elapsed() >= patience(next));
-                if !(next.is_some_and(|n| seq <= n) || ended || overdue) {
+            let mut pending: BTreeMap<u64, moq_tokio::GroupReader> = BTreeMap::new();
+            let mut gap_since: Option<tokio::time::Instant> = None;
+            let mut ended = false;
+            let mut fresh = true;
+            loop {
+                while let Some(entry) = pending.first_entry() {
+                    let seq = *entry.key();
+                    let overdue = gap_since.is_some_and(|t| t.elapsed() >= patience(fresh));
+                    if !(next.is_some_and(|n| seq <= n) || ended || overdue) {
+                        break;
+                    }
+                    let mut group = entry.remove();
+                    // A live group may stay open for long: each frame is printed (flushed) as
+                    // it arrives.
+                    loop {
+                        let frame = tokio::select! {
+                            frame = group.read_frame() => frame,
+                            _ = shutdown_signal() => return Ok(()),
+                        };
+                        let Some(frame) = frame else { break };
+                        out.write_all(&frame.payload).await?;
+                        out.write_all(b"\n").await?;
+                        out.flush().await?;
+                    }
+                    next = Some(seq + 1);
+                    gap_since = None;
+                    fresh = false;
+                }
+                if ended {
                     break;
                 }
-                let mut group = entry.remove();
-                // A live group may stay open for long: each frame is printed (flushed) as
-                // it arrives.
-                loop {
-                    let frame = tokio::select! {
-                        frame = group.read_frame() => frame,
-                        _ = shutdown_signal() => return Ok(()),
-                    };
-                    let Some(frame) = frame else { break };
-                    out.write_all(&frame.payload).await?;
-                    out.write_all(b"\n").await?;
-                    out.flush().await?;
+                if !pending.is_empty() && gap_since.is_none() {
+                    gap_since = Some(tokio::time::Instant::now());
                 }
-                next = Some(seq + 1);
-                gap_since = None;
-            }
-            if ended {
-                break;
-            }
-            if !pending.is_empty() && gap_since.is_none() {
-                gap_since = Some(tokio::time::Instant::now());
-            }
-            let deadline = gap_since.map(|t| t + patience(next));
-            let group = tokio::select! {
-                group = subscription.next_group() => group,
-                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => continue,
-                reason = session.closed() => return Err(format!("session closed: {reason}").into()),
-                _ = shutdown_signal() => return Ok(()),
-            };
-            match group {
-                Some(group) if next.is_some_and(|n| group.seq() < n) => {
-                    tracing::warn!(seq = group.seq(), "group arrived after a later one was printed; skipped");
+                let deadline = gap_since.map(|t| t + patience(fresh));
+                let group = tokio::select! {
+                    group = subscription.next_group() => group,
+                    _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => continue,
+                    reason = link.failed() => return Err(reason.into()),
+                    _ = shutdown_signal() => return Ok(()),
+                };
+                let group = match (group, resumed.take()) {
+                    // The group printed last, served again as the latest: skip it.
+                    (Some(group), Some(n)) if group.seq() + 1 == n => {
+                        tracing::debug!(seq = group.seq(), "already printed");
+                        continue;
+                    }
+                    // Lower than where we were: a new publisher numbering afresh.
+                    (Some(group), Some(n)) if group.seq() < n => {
+                        next = None;
+                        Some(group)
+                    }
+                    (group, _) => group,
+                };
+                match group {
+                    Some(group) if next.is_some_and(|n| group.seq() < n) => {
+                        tracing::warn!(seq = group.seq(), "group arrived after a later one was printed; skipped");
+                    }
+                    Some(group) => {
+                        pending.insert(group.seq(), group);
+                    }
+                    None => ended = true,
                 }
-                Some(group) => {
-                    pending.insert(group.seq(), group);
+            }
+            match subscription.end() {
+                Some(moq_tokio::SubscriptionEnd::Failed(code)) if reconnect => {
+                    // The session went (the relay restarted or the network broke): the same
+                    // publisher goes on numbering, so ask for the next group (its cache
+                    // holds what was published meanwhile). The session is up (the publisher
+                    // left or moved): take its latest group; the first group tells a
+                    // publisher that goes on (nothing printed twice) from a new one.
+                    let relay_lost = !link.is_up();
+                    let start = if relay_lost { next } else { None };
+                    resumed = next;
+                    tracing::warn!(%code, relay_lost, ?start, "subscription ended; subscribing again");
+                    subscription = endpoint.subscribe_with(
+                        &args.broadcast,
+                        &args.track,
+                        SubscribeParams { start, ..params },
+                    )?;
                 }
-                None => ended = true,
+                Some(moq_tokio::SubscriptionEnd::Failed(code)) => {
+                    return Err(format!("subscription ended with error {code}").into());
+                }
+                _ => return Ok(()),
             }
-        }
-        match subscription.end() {
-            Some(moq_tokio::SubscriptionEnd::Failed(code)) => {
-                Err(format!("subscription ended with error {code}").into())
-            }
-            _ => Ok(()),
         }
     }
     .await;
     out.flush().await?;
-    crate::common::close(&endpoint).await;
+    link.close().await;
     result
 }
 
 pub(crate) async fn announced(common: &Common, args: AnnouncedArgs) -> Result<(), Error> {
-    let (endpoint, session) = common.connect(&args.url).await?;
-    let mut announcements = endpoint.announced(&args.prefix)?;
+    // The watch is the endpoint's: it lives across sessions (what a lost session carried is
+    // withdrawn, and announced again once reconnected).
+    let link = Link::connect(common, &args.url, !common.no_reconnect).await?;
+    let mut announcements = link.endpoint().announced(&args.prefix)?;
     let mut out = tokio::io::stdout();
     loop {
         tokio::select! {
@@ -225,10 +265,10 @@ pub(crate) async fn announced(common: &Common, args: AnnouncedArgs) -> Result<()
                 }
                 None => break,
             },
-            reason = session.closed() => return Err(format!("session closed: {reason}").into()),
+            reason = link.failed() => return Err(reason.into()),
             _ = shutdown_signal() => break,
         }
     }
-    crate::common::close(&endpoint).await;
+    link.close().await;
     Ok(())
 }
