@@ -242,6 +242,9 @@ fn round_trip(relay: &Relay, version: &str, group_lines: usize, ending: Ending) 
                 // From the first line, even if the relay attaches us after group 0 went by.
                 "--start-group",
                 "0",
+                // A one-shot transfer: end with the publisher rather than wait for it to
+                // come back (moq-relay cancels the subscription when it leaves).
+                "--no-reconnect",
             ],
         ),
         Input::Null,

@@ -412,8 +412,9 @@ async fn the_publisher_learns_when_the_last_viewer_leaves() {
                 panic!("round {round}: the viewer's subscription never reached the publisher")
             });
         let _ = track.write_single(bytes::Bytes::from_static(b"hello"));
+        // (A returning viewer may also get the cached group of the round before.)
         let lines = tokio::task::block_in_place(|| viewer.wait_lines(1, WAIT));
-        assert_eq!(lines, ["hello"]);
+        assert!(lines.iter().all(|l| l == "hello"), "{lines:?}");
         viewer.interrupt();
         within("nobody watches after the viewer left").await;
         drop(viewer);

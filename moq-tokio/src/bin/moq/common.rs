@@ -191,27 +191,54 @@ pub(crate) async fn close(endpoint: &Endpoint) {
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.closed()).await;
 }
 
-/// Wait for Ctrl-C (or SIGTERM).
-pub(crate) async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
+/// Signals (Ctrl-C, SIGTERM) received so far, counted by one listener for the whole process:
+/// a signal that arrives while no task waits is never lost.
+fn signals() -> tokio::sync::watch::Receiver<u64> {
+    static SIGNALS: std::sync::OnceLock<tokio::sync::watch::Receiver<u64>> =
+        std::sync::OnceLock::new();
+    SIGNALS
+        .get_or_init(|| {
+            let (tx, rx) = tokio::sync::watch::channel(0u64);
+            tokio::spawn(async move {
+                #[cfg(unix)]
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                loop {
+                    #[cfg(unix)]
+                    let got = match term.as_mut() {
+                        Some(term) => tokio::select! {
+                            r = tokio::signal::ctrl_c() => r.is_ok(),
+                            r = term.recv() => r.is_some(),
+                        },
+                        None => tokio::signal::ctrl_c().await.is_ok(),
+                    };
+                    #[cfg(not(unix))]
+                    let got = tokio::signal::ctrl_c().await.is_ok();
+                    if !got {
+                        return;
+                    }
+                    tx.send_modify(|n| *n += 1);
                 }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+            });
+            rx
+        })
+        .clone()
+}
+
+/// Start listening for signals (call early: a signal before that ends the process at once).
+pub(crate) fn listen_for_signals() {
+    let _ = signals();
+}
+
+/// Wait for Ctrl-C (or SIGTERM): resolves once one has been received, even earlier.
+pub(crate) async fn shutdown_signal() {
+    signals_above(0).await;
+}
+
+/// Wait until more than `n` signals were received (a second Ctrl-C: `signals_above(1)`).
+pub(crate) async fn signals_above(n: u64) {
+    let mut rx = signals();
+    let _ = rx.wait_for(|count| *count > n).await;
 }
 
 /// `text` (a URL, an error) with every `jwt=` token's value hidden: tokens are credentials

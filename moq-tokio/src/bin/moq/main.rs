@@ -72,6 +72,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
+        common::listen_for_signals();
         match cli.command {
             Command::Relay(args) => relay::run(&cli.common, *args).await,
             Command::Clock(args) => clock::run(&cli.common, args).await,

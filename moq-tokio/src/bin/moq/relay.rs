@@ -325,7 +325,7 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_secs(args.drain) + Duration::from_millis(500)) => {}
         _ = drained(&endpoint) => {}
-        _ = shutdown_signal() => {}
+        _ = crate::common::signals_above(1) => {}
     }
     endpoint.close(SessionCode(0), "relay shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.closed()).await;
