@@ -463,11 +463,9 @@ impl Node {
     /// [`super::Remap`]); `first` is true for a group's start, which fixes a pending shift.
     /// `None`: a group the track does not take (older than the failover).
     fn map_upstream_seq(&mut self, track: TrackId, seq: u64, first: bool) -> Option<u64> {
-        let latest = self.origin.track(track).and_then(|t| t.latest());
-        let Some(links) = self.links.get_mut(track) else {
-            return Some(seq);
-        };
-        match links.remap {
+        // Every upstream chunk passes here: one table lookup unless a failover is pending.
+        let remap = self.links.get(track).map_or(super::Remap::None, |l| l.remap);
+        match remap {
             super::Remap::None => Some(seq),
             super::Remap::Shift { from, to } => {
                 (seq >= from).then(|| to.saturating_add(seq - from))
@@ -475,8 +473,11 @@ impl Node {
             super::Remap::Pending if first => {
                 // The new source's first group follows the last one we had, with no gap
                 // (subscribers would wait for the missing numbers).
+                let latest = self.origin.track(track).and_then(|t| t.latest());
                 let to = latest.map_or(seq, |l| l + 1);
-                links.remap = super::Remap::Shift { from: seq, to };
+                if let Some(links) = self.links.get_mut(track) {
+                    links.remap = super::Remap::Shift { from: seq, to };
+                }
                 Some(to)
             }
             super::Remap::Pending => None,
