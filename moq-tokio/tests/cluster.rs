@@ -59,23 +59,11 @@ fn announced(port: u16) -> Proc {
 
 /// `/announced` of our relay on `port`: the broadcast paths, sorted.
 fn listed(port: u16) -> Vec<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET /announced HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).expect("response");
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    let mut paths: Vec<String> = body.lines().map(str::to_string).collect();
+    let mut paths: Vec<String> = moq_tests::http::get(port, "/announced")
+        .text()
+        .lines()
+        .map(str::to_string)
+        .collect();
     paths.sort();
     paths
 }

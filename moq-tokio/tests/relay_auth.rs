@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use moq_tests::http;
 use moq_tests::process::*;
 
 /// A fresh directory for keys and tokens.
@@ -118,46 +119,7 @@ fn clock(role: &str, url: &str, broadcast: &str) -> Proc {
 
 /// The relay's `/metrics` value of `name` (with `labels`), parsed as Prometheus text.
 fn metric(relay: &Relay, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let body = http_get(relay.port, "/metrics").1;
-    let lines = body.lines().map(|l| Ok(l.to_string()));
-    let scrape = prometheus_parse::Scrape::parse(lines).expect("the metrics parse");
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum()
-}
-
-/// GET `path` from the relay's HTTP listener: status and body.
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream =
-        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the HTTP listener");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send the request");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read the response");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    (status, body.to_string())
+    http::value(&http::metrics(relay.port), name, labels)
 }
 
 #[test]
@@ -193,12 +155,13 @@ fn tokens_from_the_reference_tool_grant_what_they_say_over_every_transport() {
         drop(publisher);
         let _ = started;
     }
-    let (status, _) = http_get(relay.port, &format!("/announced/demo?jwt={put}"));
+    let status = http::get(relay.port, &format!("/announced/demo?jwt={put}")).status;
     assert_eq!(status, 401, "/announced with a publish-only token");
-    let (status, _) = http_get(
+    let status = http::get(
         relay.port,
         &format!("/fetch/demo/clock/ws/seconds?jwt={put}"),
-    );
+    )
+    .status;
     assert_eq!(status, 401, "/fetch with a publish-only token");
 
     // A subscribe-only token cannot publish: the relay never takes its announcements (it
@@ -211,7 +174,8 @@ fn tokens_from_the_reference_tool_grant_what_they_say_over_every_transport() {
         watcher.stdout().is_empty(),
         "a subscribe-only token published"
     );
-    let (status, listed) = http_get(relay.port, &format!("/announced/demo?jwt={all}"));
+    let reply = http::get(relay.port, &format!("/announced/demo?jwt={all}"));
+    let (status, listed) = (reply.status, reply.text());
     assert_eq!(status, 200);
     assert!(!listed.contains("sneaky"), "{listed}");
 }

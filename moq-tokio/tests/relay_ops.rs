@@ -2,103 +2,14 @@
 //! `/fetch`, `/metrics` parsed as Prometheus text and checked against a known run), the TOML
 //! config file with `MOQ_*` environment variables, and SIGTERM draining like Ctrl-C.
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use moq_tests::http::{self, Sample, metrics, value};
 use moq_tests::process::*;
 
-/// GET `path` from 127.0.0.1:`port`: status, headers (lowercased names) and body.
-fn http_get(port: u16, path: &str) -> (u16, HashMap<String, String>, Vec<u8>) {
-    let mut stream =
-        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the HTTP listener");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send the request");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read the response");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let body = raw[split + 4..].to_vec();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
-        .collect();
-    (status, headers, body)
-}
-
-/// The relay's metrics, parsed as Prometheus text: `name{labels}` → value.
-fn metrics(port: u16) -> Vec<(String, HashMap<String, String>, f64)> {
-    let (status, headers, body) = http_get(port, "/metrics");
-    assert_eq!(status, 200);
-    assert!(
-        headers
-            .get("content-type")
-            .is_some_and(|t| t.starts_with("text/plain; version=0.0.4")),
-        "{headers:?}"
-    );
-    let text = String::from_utf8(body).expect("UTF-8 metrics");
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .expect("the metrics parse as Prometheus text");
-    assert!(!scrape.docs.is_empty(), "HELP lines are there");
-    scrape
-        .samples
-        .into_iter()
-        .map(|s| {
-            let value = match s.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => v,
-                other => panic!("unexpected sample kind {other:?}"),
-            };
-            let labels = s
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            (s.metric, labels, value)
-        })
-        .collect()
-}
-
-fn value(
-    samples: &[(String, HashMap<String, String>, f64)],
-    name: &str,
-    labels: &[(&str, &str)],
-) -> f64 {
-    samples
-        .iter()
-        .filter(|(n, l, _)| {
-            n == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|(_, _, v)| *v)
-        .sum()
-}
-
 /// Poll `/metrics` until `pred` holds (a state to reach, not a timing assumption).
-fn until_metrics(
-    port: u16,
-    what: &str,
-    pred: impl Fn(&[(String, HashMap<String, String>, f64)]) -> bool,
-) {
+fn until_metrics(port: u16, what: &str, pred: impl Fn(&[Sample]) -> bool) {
     let deadline = Instant::now() + WAIT;
     loop {
         let samples = metrics(port);
@@ -120,8 +31,8 @@ const FRAMES: usize = 20;
 fn the_http_api_answers_and_the_metrics_count_a_known_run() {
     let relay = our_relay_with(&[]);
     let port = relay.port;
-    let (status, _, body) = http_get(port, "/health");
-    assert_eq!((status, body.as_slice()), (200, b"ok\n".as_slice()));
+    let health = http::get(port, "/health");
+    assert_eq!((health.status, health.text().as_str()), (200, "ok\n"));
 
     // One publisher, one group of FRAMES frames kept open (stdin stays open), SUBSCRIBERS
     // subscribers: each gets the whole group (a late joiner from the cache).
@@ -170,18 +81,14 @@ fn the_http_api_answers_and_the_metrics_count_a_known_run() {
     }
 
     // /announced: relative to the prefix, one per line, no trailing newline.
-    let (status, _, body) = http_get(port, "/announced/live");
-    assert_eq!(
-        (status, String::from_utf8_lossy(&body).as_ref()),
-        (200, "cam")
-    );
-    let (_, _, body) = http_get(port, "/announced");
-    assert_eq!(String::from_utf8_lossy(&body), "live/cam");
-    let (_, _, body) = http_get(port, "/announced/nothing");
-    assert!(body.is_empty());
+    let live = http::get(port, "/announced/live");
+    assert_eq!((live.status, live.text().as_str()), (200, "cam"));
+    assert_eq!(http::get(port, "/announced").text(), "live/cam");
+    assert!(http::get(port, "/announced/nothing").body.is_empty());
 
     // /fetch: the latest group's payloads (the group is still open: what arrived, marked so).
-    let (status, headers, body) = http_get(port, "/fetch/live/cam/video");
+    let fetched = http::get(port, "/fetch/live/cam/video");
+    let (status, headers, body) = (fetched.status, fetched.headers, fetched.body);
     assert_eq!(status, 200);
     assert_eq!(body, lines.concat().into_bytes());
     assert_eq!(headers.get("x-moq-group").map(String::as_str), Some("0"));
@@ -189,8 +96,8 @@ fn the_http_api_answers_and_the_metrics_count_a_known_run() {
         headers.get("x-moq-group-complete").map(String::as_str),
         Some("false")
     );
-    assert_eq!(http_get(port, "/fetch/live/nope/video").0, 404);
-    assert_eq!(http_get(port, "/fetch/video").0, 400);
+    assert_eq!(http::get(port, "/fetch/live/nope/video").status, 404);
+    assert_eq!(http::get(port, "/fetch/video").status, 400);
 
     // The counters of this run.
     let payload: usize = lines.iter().map(String::len).sum();
@@ -431,5 +338,5 @@ fn the_example_config_file_starts_a_relay() {
     let relay = relay_from(cmd);
     let auth = relay.wait_stdout_line("the auth line", |l| l.starts_with("auth: "));
     assert!(auth.contains("anon/**"), "{auth}");
-    assert_eq!(http_get(relay.port, "/health").0, 200);
+    assert_eq!(http::get(relay.port, "/health").status, 200);
 }

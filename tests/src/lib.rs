@@ -1,5 +1,6 @@
 //! Shared helpers for the workspace integration tests (see `tests/tests/`).
 
+pub mod http;
 pub mod loopback;
 pub mod media;
 pub mod netns;

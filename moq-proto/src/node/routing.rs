@@ -464,7 +464,10 @@ impl Node {
     /// `None`: a group the track does not take (older than the failover).
     fn map_upstream_seq(&mut self, track: TrackId, seq: u64, first: bool) -> Option<u64> {
         // Every upstream chunk passes here: one table lookup unless a failover is pending.
-        let remap = self.links.get(track).map_or(super::Remap::None, |l| l.remap);
+        let remap = self
+            .links
+            .get(track)
+            .map_or(super::Remap::None, |l| l.remap);
         match remap {
             super::Remap::None => Some(seq),
             super::Remap::Shift { from, to } => {
