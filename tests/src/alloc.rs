@@ -28,6 +28,18 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// Live bytes of the whole process (every thread), for leak tests that run work on runtime
+/// threads: see [`process_live_bytes`].
+static PROCESS_LIVE: AtomicI64 = AtomicI64::new(0);
+
+/// Bytes allocated and not yet freed by the whole process since it started, as seen by
+/// [`CountingAlloc`] (0 when it is not installed). Unlike [`measure`], this counts every
+/// thread, so it shows state that outlives work done on a runtime's worker threads.
+pub fn process_live_bytes() -> i64 {
+    PROCESS_LIVE.load(Ordering::Relaxed)
+}
 
 /// A [`GlobalAlloc`] that forwards to [`System`] and counts per thread.
 #[derive(Debug, Default, Clone, Copy)]
@@ -97,13 +109,14 @@ fn with_counters(f: impl FnOnce(&Counters)) {
 #[allow(unsafe_code)]
 // SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
 // `GlobalAlloc` contract is exactly `System`'s. The bookkeeping only touches thread-local
-// `Cell`s, which never allocate, unwind or re-enter the allocator.
+// `Cell`s and one atomic, which never allocate, unwind or re-enter the allocator.
 unsafe impl GlobalAlloc for CountingAlloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::alloc`'s contract.
         let ptr = unsafe { System.alloc(layout) };
         if !ptr.is_null() {
+            PROCESS_LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
             with_counters(|c| {
                 c.allocs.set(c.allocs.get() + 1);
                 c.grow(layout.size() as u64);
@@ -118,6 +131,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         // contract.
         let ptr = unsafe { System.alloc_zeroed(layout) };
         if !ptr.is_null() {
+            PROCESS_LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
             with_counters(|c| {
                 c.allocs.set(c.allocs.get() + 1);
                 c.grow(layout.size() as u64);
@@ -130,6 +144,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: forwarded unchanged; `ptr` came from `System` via this allocator.
         unsafe { System.dealloc(ptr, layout) };
+        PROCESS_LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
         with_counters(|c| {
             c.deallocs.set(c.deallocs.get() + 1);
             c.shrink(layout.size() as u64);
@@ -142,6 +157,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         // caller upholds `GlobalAlloc::realloc`'s contract.
         let new = unsafe { System.realloc(ptr, layout, new_size) };
         if !new.is_null() {
+            PROCESS_LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
             with_counters(|c| {
                 c.reallocs.set(c.reallocs.get() + 1);
                 c.shrink(layout.size() as u64);

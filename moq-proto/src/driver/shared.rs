@@ -260,6 +260,15 @@ impl State {
     }
 
     fn session_closed(&mut self, peer: PeerId, reason: String) {
+        // A server session that closed before the application accepted it: no handle will
+        // ever exist to remove its slot, so forget it now (an endpoint that never calls
+        // `accept` would otherwise keep every session it ever served).
+        let queued = self.accepts.len();
+        self.accepts.retain(|(p, _, _)| *p != peer);
+        if self.accepts.len() != queued {
+            self.sessions.remove(&peer);
+            return;
+        }
         let slot = self.sessions.entry(peer).or_default();
         slot.closed.get_or_insert(reason);
         for w in slot.wakers.drain(..) {

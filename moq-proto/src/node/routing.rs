@@ -763,7 +763,14 @@ impl Node {
                 .is_some_and(|b| b.is_local());
             local || t.latest().is_some()
         });
-        if live {
+        // The upstream answered already (it accepted the consumers waiting then): a later
+        // consumer is accepted at once too, not only when the first group arrives.
+        let answered = self.links.get(track).is_some_and(|l| {
+            l.consumers.iter().any(|&c| {
+                c != consumer && self.consumers.get(c).is_some_and(|other| other.accepted)
+            })
+        });
+        if live || answered {
             self.accept_consumer(consumer);
         }
         self.attach(now, consumer);

@@ -1,0 +1,257 @@
+//! Memory returns to baseline: an in-process relay (an endpoint with a certificate, as
+//! `moq relay` runs it) serves rounds of sessions that connect, publish, subscribe, announce,
+//! read and leave, for every version over raw QUIC and over WebTransport. The whole process
+//! runs under a counting global allocator; once a round's sessions are gone, the live heap
+//! must be back at its level after the warm-up round, within [`SLACK`] bytes.
+//!
+//! The warm-up round is the baseline because some state grows once and is then reused by
+//! design: quinn-proto's connection slab, tokio's worker and timer structures, rustls'
+//! session caches, `tracing`'s callsite registry. What must not stay is anything of a
+//! session, a broadcast, a track or a cached group whose publisher left.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use moq_tests::alloc::{CountingAlloc, assert_installed, process_live_bytes};
+use moq_tokio::{
+    Certificate, DriverConfig, Endpoint, EngineConfig, NodeConfig, SessionCode, TokioRuntime,
+    TrackInfo, Verification, Version,
+};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc::new();
+
+/// What a round may leave behind: hash maps and slabs keep the capacity they grew to (seen:
+/// at most 4.5 KiB after 12 rounds, flat after the third), nothing per session.
+const SLACK: i64 = 16 * 1024;
+
+/// Rounds measured after the warm-up: 3, or `LIVE_HEAP_ROUNDS` (a longer look for a slow
+/// leak: growth that keeps rising round after round).
+fn rounds() -> usize {
+    std::env::var("LIVE_HEAP_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+}
+/// Subscribers per round.
+const SUBSCRIBERS: usize = 4;
+/// Groups per round, frames per group, bytes per frame.
+const GROUPS: u64 = 10;
+const FRAMES: u64 = 5;
+const FRAME_BYTES: usize = 4096;
+
+fn relay(hash_out: &mut Option<[u8; 32]>) -> Endpoint {
+    let cert = Certificate::generate(&["localhost".into()], SystemTime::now()).expect("cert");
+    *hash_out = Some(cert.sha256());
+    let mut config = EngineConfig::new(NodeConfig {
+        hop_id: 1,
+        ..NodeConfig::default()
+    });
+    config.certificate = Some(cert);
+    Endpoint::bind(
+        Arc::new(TokioRuntime),
+        "127.0.0.1:0".parse().expect("addr"),
+        config,
+        DriverConfig::default(),
+    )
+    .expect("bind relay")
+}
+
+fn client(hash: [u8; 32], hop: u64) -> Endpoint {
+    let mut config = EngineConfig::new(NodeConfig {
+        hop_id: hop,
+        ..NodeConfig::default()
+    });
+    config.verification = Verification::PinnedSha256(vec![hash]);
+    Endpoint::bind(
+        Arc::new(TokioRuntime),
+        "127.0.0.1:0".parse().expect("addr"),
+        config,
+        DriverConfig::default(),
+    )
+    .expect("bind client")
+}
+
+/// One round: a publisher and [`SUBSCRIBERS`] subscribers (one of them also watching
+/// announcements) connect over `url`, every subscriber reads every frame, everyone leaves.
+async fn round(relay: &Endpoint, url: &str, version: Version, hash: [u8; 32], n: usize) {
+    let publisher = client(hash, 100);
+    let _pub_session = publisher
+        .connect_versions(url, &[version])
+        .await
+        .expect("publisher connects");
+    let broadcast = publisher.publish(&format!("room/{n}")).expect("publish");
+    let track = broadcast
+        .create_track("t", TrackInfo::default())
+        .expect("track");
+
+    let mut subscribers = Vec::new();
+    for i in 0..SUBSCRIBERS {
+        let endpoint = client(hash, 200 + i as u64);
+        let session = endpoint
+            .connect_versions(url, &[version])
+            .await
+            .expect("subscriber connects");
+        let mut announced = endpoint.announced("room").expect("announced");
+        if i == 0 {
+            // The broadcast is announced to the watcher before anyone subscribes.
+            let (path, active) = announced.next().await.expect("announcement");
+            assert!(active && path.as_str().ends_with(&n.to_string()), "{path}");
+        }
+        let mut subscription = endpoint
+            .subscribe(&format!("room/{n}"), "t")
+            .expect("subscribe");
+        subscription.ready().await.expect("subscription ready");
+        subscribers.push(tokio::spawn(async move {
+            let mut frames = 0;
+            while frames < GROUPS * FRAMES {
+                let mut group = subscription.next_group().await.expect("group");
+                while let Some(frame) = group.read_frame().await {
+                    assert_eq!(frame.payload.len(), FRAME_BYTES);
+                    frames += 1;
+                }
+            }
+            (endpoint, session, announced)
+        }));
+    }
+
+    for g in 0..GROUPS {
+        let mut group = track.append_group().expect("group");
+        for f in 0..FRAMES {
+            let payload = Bytes::from(vec![(g * FRAMES + f) as u8; FRAME_BYTES]);
+            group.write_frame(payload).await.expect("frame");
+        }
+        group.finish();
+    }
+
+    // Everyone leaves: subscribers first, then the publisher.
+    for reader in subscribers {
+        let (endpoint, session, announced) = reader.await.expect("every frame read");
+        drop((announced, session));
+        endpoint.close(SessionCode(0), "done");
+        endpoint.closed().await;
+    }
+    drop((track, broadcast));
+    publisher.close(SessionCode(0), "done");
+    publisher.closed().await;
+    relay_forgets(relay).await;
+}
+
+/// Wait until the relay holds no session, broadcast, track or group.
+async fn relay_forgets(relay: &Endpoint) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let gauges = relay.with_node(|node, _| node.gauges());
+        if gauges.sessions == 0
+            && gauges.broadcasts == 0
+            && gauges.tracks == 0
+            && gauges.groups == 0
+            && gauges.subscriptions == 0
+            && gauges.announce_requests == 0
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay still holds state 20 s after every session left: {gauges:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The live heap, once it stops falling (tasks of closed connections finish asynchronously):
+/// the lowest of samples taken until it is within `limit` or `patience` passes.
+async fn settled_heap(limit: i64, patience: Duration) -> i64 {
+    let deadline = Instant::now() + patience;
+    let mut lowest = process_live_bytes();
+    while lowest > limit && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        lowest = lowest.min(process_live_bytes());
+    }
+    lowest
+}
+
+async fn back_to_baseline(version: Version, webtransport: bool) {
+    assert_installed();
+    let mut hash = None;
+    let relay = relay(&mut hash);
+    let hash = hash.expect("hash");
+    let port = relay.local_addr().port();
+    let url = if webtransport {
+        format!("https://localhost:{port}/")
+    } else {
+        format!("moqt://localhost:{port}/")
+    };
+    let label = format!(
+        "{version} over {}",
+        if webtransport { "WebTransport" } else { "QUIC" }
+    );
+
+    round(&relay, &url, version, hash, 0).await;
+    let baseline = settled_heap(i64::MIN, Duration::from_millis(500)).await;
+    let mut after = Vec::new();
+    for n in 1..=rounds() {
+        round(&relay, &url, version, hash, n).await;
+        after.push(settled_heap(baseline + SLACK, Duration::from_secs(5)).await);
+    }
+    if std::env::var("EXIT_NOW").is_ok() {
+        std::process::exit(0);
+    }
+    let growth: Vec<i64> = after.iter().map(|a| a - baseline).collect();
+    println!(
+        "{label}: live heap after warm-up {baseline} B; after each of {} rounds of 1 publisher + {SUBSCRIBERS} subscribers ({} KiB delivered each): {growth:?} B from it",
+        after.len(),
+        GROUPS * FRAMES * FRAME_BYTES as u64 * SUBSCRIBERS as u64 / 1024
+    );
+    assert!(
+        growth.iter().all(|&g| g <= SLACK),
+        "{label}: the live heap did not return to baseline ({baseline} B): {growth:?} B above it, slack {SLACK} B"
+    );
+    relay.close(SessionCode(0), "done");
+    relay.closed().await;
+}
+
+// One test per case, each its own runtime; they share the process heap, so they run one at
+// a time (a lock), or another test's work would count as this one's.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn case(version: Version, webtransport: bool) {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(back_to_baseline(version, webtransport));
+}
+
+#[test]
+fn lite03_quic() {
+    case(Version::Lite03, false);
+}
+
+#[test]
+fn lite04_quic() {
+    case(Version::Lite04, false);
+}
+
+#[test]
+fn lite05_quic() {
+    case(Version::Lite05, false);
+}
+
+#[test]
+fn lite03_webtransport() {
+    case(Version::Lite03, true);
+}
+
+#[test]
+fn lite04_webtransport() {
+    case(Version::Lite04, true);
+}
+
+#[test]
+fn lite05_webtransport() {
+    case(Version::Lite05, true);
+}
