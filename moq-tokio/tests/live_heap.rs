@@ -255,3 +255,141 @@ fn lite04_webtransport() {
 fn lite05_webtransport() {
     case(Version::Lite05, true);
 }
+
+/// Open file descriptors of this process.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// Seconds of the churn test's measured phase: 60, or `CHURN_SECS`.
+fn churn_secs() -> u64 {
+    std::env::var("CHURN_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60)
+}
+
+/// One churn phase of `secs` seconds: a publisher writes 1 KiB frames at 100/s while
+/// `WORKERS` subscribers connect (every version, QUIC and WebTransport in turn), subscribe,
+/// read 3 frames and leave, over and over; then the publisher leaves too. Returns the
+/// sessions completed.
+async fn churn_phase(relay: &Endpoint, hash: [u8; 32], secs: u64) -> u64 {
+    const WORKERS: usize = 4;
+    let port = relay.local_addr().port();
+    let publisher = client(hash, 100);
+    let _session = publisher
+        .connect(&format!("moqt://localhost:{port}/"))
+        .await
+        .expect("publisher connects");
+    let broadcast = publisher.publish("churn").expect("publish");
+    let track = broadcast
+        .create_track("t", TrackInfo::default())
+        .expect("track");
+    let writer = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        loop {
+            let Ok(mut group) = track.append_group() else {
+                return;
+            };
+            for _ in 0..10 {
+                tick.tick().await;
+                if group.write_frame(Bytes::from(vec![7; 1024])).await.is_err() {
+                    return;
+                }
+            }
+            group.finish();
+        }
+    });
+    let stop = Instant::now() + Duration::from_secs(secs);
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            tokio::spawn(async move {
+                let mut sessions = 0u64;
+                while Instant::now() < stop {
+                    let turn = sessions as usize * WORKERS + w;
+                    let version = Version::ALL[turn % 3];
+                    let scheme = if turn % 2 == 0 { "moqt" } else { "https" };
+                    let endpoint = client(hash, 1000 + turn as u64);
+                    let session = endpoint
+                        .connect_versions(&format!("{scheme}://localhost:{port}/"), &[version])
+                        .await
+                        .expect("churning subscriber connects");
+                    let mut subscription = endpoint.subscribe("churn", "t").expect("subscribe");
+                    let mut frames = 0;
+                    while frames < 3 {
+                        let mut group = subscription.next_group().await.expect("group");
+                        while frames < 3 && group.read_frame().await.is_some() {
+                            frames += 1;
+                        }
+                    }
+                    drop((subscription, session));
+                    endpoint.close(SessionCode(0), "churn");
+                    endpoint.closed().await;
+                    sessions += 1;
+                }
+                sessions
+            })
+        })
+        .collect();
+    let mut sessions = 0;
+    for worker in workers {
+        sessions += worker.await.expect("worker");
+    }
+    writer.abort();
+    let _ = writer.await;
+    drop(broadcast);
+    publisher.close(SessionCode(0), "done");
+    publisher.closed().await;
+    relay_forgets(relay).await;
+    sessions
+}
+
+/// A minute of churn (sessions per second, live heap and descriptors printed): afterwards
+/// the live heap is back at its level after a short warm-up churn, and so is the number of
+/// open descriptors. `benches/churn.sh` is the long version against a `moq relay` process,
+/// with a plot.
+#[test]
+fn churn() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    assert_installed();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut hash = None;
+        let relay = relay(&mut hash);
+        let hash = hash.expect("hash");
+        churn_phase(&relay, hash, 3).await;
+        let baseline = settled_heap(i64::MIN, Duration::from_millis(500)).await;
+        let fds = open_fds();
+        let secs = churn_secs();
+        let started = Instant::now();
+        let sessions = churn_phase(&relay, hash, secs).await;
+        let rate = sessions as f64 / started.elapsed().as_secs_f64();
+        let after = settled_heap(baseline + SLACK, Duration::from_secs(5)).await;
+        let mut fds_after = open_fds();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fds_after > fds && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            fds_after = open_fds();
+        }
+        println!(
+            "churn: {sessions} sessions in {secs} s ({rate:.1}/s); live heap {baseline} B before, {after} B after ({:+} B); descriptors {fds} before, {fds_after} after",
+            after - baseline
+        );
+        assert!(sessions > 0, "no churning session completed");
+        assert!(
+            after - baseline <= SLACK,
+            "live heap after {sessions} sessions: {after} B, {} B above the baseline {baseline} B (slack {SLACK} B)",
+            after - baseline
+        );
+        assert!(
+            fds_after <= fds,
+            "open descriptors: {fds} before the churn, {fds_after} after"
+        );
+        relay.close(SessionCode(0), "done");
+        relay.closed().await;
+    });
+}

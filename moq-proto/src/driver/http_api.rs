@@ -37,6 +37,9 @@ pub struct HttpApi {
     pub metrics_broadcasts: usize,
     /// How long `/fetch` waits for a broadcast's group to arrive or end.
     pub fetch_wait: Duration,
+    /// More Prometheus text appended to `/metrics` (e.g. the process's memory and
+    /// descriptors, which only the binary can read portably).
+    pub extra_metrics: Option<fn() -> String>,
 }
 
 impl Default for HttpApi {
@@ -44,6 +47,7 @@ impl Default for HttpApi {
         Self {
             metrics_broadcasts: 50,
             fetch_wait: Duration::from_secs(5),
+            extra_metrics: None,
         }
     }
 }
@@ -407,6 +411,9 @@ fn metrics_text(endpoint: &Endpoint, api: &HttpApi) -> String {
                 };
                 m.sample(name, &[("broadcast", b.path.as_str())], value);
             }
+        }
+        if let Some(extra) = api.extra_metrics {
+            m.out.push_str(&extra());
         }
         m.out
     })

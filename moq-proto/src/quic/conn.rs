@@ -220,11 +220,19 @@ impl Endpoint {
                 return;
             };
             let mut progressed = false;
+            let mut drained = false;
             while let Some(event) = conn.quic.poll_endpoint_events() {
                 progressed = true;
+                drained |= event.is_drained();
                 if let Some(reply) = self.quic.handle_event(handle, event) {
                     conn.quic.handle_event(reply);
                 }
+            }
+            if drained {
+                // quinn-proto has freed the handle: the next incoming connection may get it,
+                // so our state for this one must go now, not at the next transmit poll.
+                self.reap(now, handle);
+                return;
             }
             let Some(event) = conn.quic.poll() else {
                 if !progressed {

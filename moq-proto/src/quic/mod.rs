@@ -623,8 +623,19 @@ impl Endpoint {
         }
         match self.quic.accept(incoming, now, buf, None) {
             Ok((handle, connection)) => {
-                self.conns
+                let stale = self
+                    .conns
                     .insert(handle, Conn::new(connection, Side::Server, None));
+                if let Some(peer) = stale.and_then(|old| old.peer) {
+                    // Never expected (a drained connection is reaped before quinn-proto can
+                    // reuse its handle), but a session left behind would never be freed.
+                    tracing::warn!(
+                        ?handle,
+                        "connection handle reused before its state was freed"
+                    );
+                    self.by_peer.remove(&peer);
+                    self.node.remove_peer(now, peer);
+                }
                 self.drive(now, handle);
             }
             Err(err) => {
@@ -781,7 +792,7 @@ impl Endpoint {
     }
 
     /// Forget a connection once quinn-proto has drained it.
-    fn reap(&mut self, now: Instant, handle: ConnectionHandle) {
+    pub(super) fn reap(&mut self, now: Instant, handle: ConnectionHandle) {
         if !self.conns.get(&handle).is_some_and(|c| c.quic.is_drained()) {
             return;
         }

@@ -4,6 +4,10 @@
 //! each) subscribe to every track. Every frame carries its send time and position, so the
 //! subscribers measure end-to-end latency and loss. Publishers run at a fixed frame rate per
 //! track or, with `--saturate`, as fast as backpressure allows.
+//!
+//! With `--churn`, the S subscribers are workers that connect, subscribe to every track,
+//! read `--churn-frames` frames, disconnect and start over, for the whole duration: a soak of
+//! session setup and teardown (reported as sessions per second).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,6 +60,13 @@ pub(crate) struct BenchArgs {
     /// Print the result as one JSON object instead of text.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Churn: each subscriber connects, subscribes, reads `--churn-frames` frames per track,
+    /// disconnects and starts over, until the duration ends.
+    #[arg(long)]
+    pub(crate) churn: bool,
+    /// Frames each churning subscriber reads from every track before it disconnects.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) churn_frames: u64,
 }
 
 /// What the subscribers saw during the measurement window.
@@ -69,6 +80,9 @@ struct Tally {
 }
 
 pub(crate) async fn run(common: &Common, args: BenchArgs) -> Result<(), Error> {
+    if args.churn {
+        return churn(common, args).await;
+    }
     let epoch = Instant::now();
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -168,6 +182,11 @@ pub(crate) async fn run(common: &Common, args: BenchArgs) -> Result<(), Error> {
     drop(broadcasts);
     for (endpoint, _session) in &endpoints {
         endpoint.close(SessionCode(0), "bench done");
+    }
+    // Let the CONNECTION_CLOSE frames leave before the process exits: otherwise the relay
+    // holds every bench session until its idle timeout.
+    for (endpoint, _session) in &endpoints {
+        let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.closed()).await;
     }
     Ok(())
 }
@@ -286,4 +305,146 @@ async fn read_group(
     tally.latencies_us.extend(local.latencies_us);
     tally.groups_complete += local.groups_complete;
     tally.groups_lost += local.groups_lost;
+}
+
+/// What the churning subscribers did.
+#[derive(Default)]
+struct ChurnTally {
+    sessions: u64,
+    frames: u64,
+    failures: u64,
+    first_failure: Option<String>,
+}
+
+/// `--churn`: publishers as usual; subscribers that come and go.
+async fn churn(common: &Common, args: BenchArgs) -> Result<(), Error> {
+    let epoch = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let run_id = std::process::id();
+    let mut publishers = Vec::new();
+    let mut broadcasts = Vec::new();
+    let mut tasks = Vec::new();
+    for p in 0..args.publishers {
+        let (endpoint, session) = common.connect(&args.url).await?;
+        let broadcast = endpoint.publish(&format!("bench-{run_id}-{p}"))?;
+        for t in 0..args.tracks {
+            let track = broadcast.create_track(&format!("t{t}"), TrackInfo::default())?;
+            tasks.push(tokio::spawn(produce(
+                track,
+                args.clone(),
+                epoch,
+                stop.clone(),
+                sent.clone(),
+                measuring.clone(),
+            )));
+        }
+        publishers.push((endpoint, session));
+        broadcasts.push(broadcast);
+    }
+    let tally = Arc::new(Mutex::new(ChurnTally::default()));
+    let tracks: Vec<(String, String)> = (0..args.publishers)
+        .flat_map(|p| {
+            (0..args.tracks).map(move |t| (format!("bench-{run_id}-{p}"), format!("t{t}")))
+        })
+        .collect();
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..args.subscribers {
+        let (common, url, tracks) = (common.clone(), args.url.clone(), tracks.clone());
+        let (stop, tally) = (stop.clone(), tally.clone());
+        let frames = args.churn_frames;
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let outcome = churn_once(&common, &url, &tracks, frames).await;
+                let mut tally = tally.lock().await;
+                match outcome {
+                    Ok(read) => {
+                        tally.sessions += 1;
+                        tally.frames += read;
+                    }
+                    Err(e) => {
+                        tally.failures += 1;
+                        tally.first_failure.get_or_insert(e);
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(args.duration)).await;
+    stop.store(true, Ordering::SeqCst);
+    for worker in workers {
+        let _ = worker.await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    for task in tasks {
+        task.abort();
+    }
+    drop(broadcasts);
+    for (endpoint, _session) in &publishers {
+        endpoint.close(SessionCode(0), "bench done");
+        let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.closed()).await;
+    }
+    let tally = tally.lock().await;
+    let rate = tally.sessions as f64 / elapsed;
+    if args.json {
+        println!(
+            "{{\"sessions\":{},\"sessions_per_s\":{rate:.1},\"frames\":{},\"failures\":{},\"seconds\":{elapsed:.3}}}",
+            tally.sessions, tally.frames, tally.failures
+        );
+    } else {
+        println!(
+            "churn:     {} sessions in {elapsed:.1} s ({rate:.1}/s), {} frames read, {} failed{}",
+            tally.sessions,
+            tally.frames,
+            tally.failures,
+            tally
+                .first_failure
+                .as_ref()
+                .map(|e| format!(" (first: {e})"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// One churning session: connect, subscribe to every track, read `frames` frames from each,
+/// close. Returns the frames read.
+async fn churn_once(
+    common: &Common,
+    url: &str,
+    tracks: &[(String, String)],
+    frames: u64,
+) -> Result<u64, String> {
+    let (endpoint, session) = common.connect(url).await.map_err(|e| e.to_string())?;
+    let result = async {
+        let mut read = 0;
+        for (broadcast, track) in tracks {
+            let mut subscription = endpoint
+                .subscribe(broadcast, track)
+                .map_err(|e| e.to_string())?;
+            let mut left = frames;
+            while left > 0 {
+                let Some(mut group) = subscription.next_group().await else {
+                    return Err(format!("{broadcast}/{track} ended"));
+                };
+                while left > 0 {
+                    let Some(_frame) = group.read_frame().await else {
+                        break;
+                    };
+                    left -= 1;
+                    read += 1;
+                }
+            }
+        }
+        Ok(read)
+    };
+    let result = tokio::time::timeout(Duration::from_secs(10), result)
+        .await
+        .unwrap_or_else(|_| Err("no frames within 10 s".into()));
+    drop(session);
+    endpoint.close(SessionCode(0), "churn");
+    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.closed()).await;
+    result
 }

@@ -236,6 +236,7 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
     }
     let mut api = HttpApi::default();
     api.metrics_broadcasts = args.metrics_broadcasts;
+    api.extra_metrics = Some(process_metrics);
     let api_note = if args.no_http_api {
         ""
     } else {
@@ -302,6 +303,8 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
         tokio::spawn(cluster_link(endpoint.clone(), url));
     }
 
+    tokio::spawn(trim_when_idle(endpoint.clone()));
+
     let accept = {
         let endpoint = endpoint.clone();
         tokio::spawn(async move {
@@ -331,6 +334,94 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.closed()).await;
     accept.abort();
     Ok(())
+}
+
+/// Give freed memory back to the system once the relay has had no session for a while.
+///
+/// glibc keeps what a burst of sessions freed in its arenas (a relay that served 200
+/// sessions sat at 51 MB RSS with a live heap of 8 MB; trimming brought it to 14 MB), which
+/// reads as a leak to an operator watching RSS. Trimming walks the arenas, so it runs only on
+/// the transition to idle, not while sessions come and go.
+async fn trim_when_idle(endpoint: Endpoint) {
+    let mut trimmed = true;
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let sessions = endpoint.with_node(|node, _| node.gauges().sessions);
+        if sessions > 0 {
+            trimmed = false;
+        } else if !trimmed {
+            trimmed = true;
+            release_free_memory();
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn release_free_memory() {
+    // SAFETY: malloc_trim takes no pointers and only returns free pages to the kernel; it
+    // is thread-safe (it locks each arena in turn).
+    let released = unsafe { libc::malloc_trim(0) };
+    tracing::debug!(released, "idle: returned free memory to the system");
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() {}
+
+/// The process's memory and descriptors for `/metrics`, under the names Prometheus' own
+/// clients use, plus the allocator's view: live heap bytes (what the program holds) against
+/// resident memory (what the system sees) tells a leak from memory the allocator retains.
+fn process_metrics() -> String {
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, value: u64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        ));
+    };
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        };
+        if let Some(rss) = kib("VmRSS:") {
+            gauge(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                rss * 1024,
+            );
+        }
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        gauge(
+            "process_open_fds",
+            "Number of open file descriptors.",
+            fds.count() as u64,
+        );
+    }
+    if let Some(heap) = live_heap_bytes() {
+        gauge(
+            "moq_heap_live_bytes",
+            "Heap bytes allocated and not freed (glibc mallinfo2: in-use chunks plus mmapped blocks).",
+            heap,
+        );
+    }
+    out
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn live_heap_bytes() -> Option<u64> {
+    // SAFETY: mallinfo2 takes no arguments and returns a plain struct by value; it locks each
+    // arena while it sums it.
+    let info = unsafe { libc::mallinfo2() };
+    Some((info.uordblks + info.hblkhd) as u64)
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn live_heap_bytes() -> Option<u64> {
+    None
 }
 
 /// Resolves once no session is left (every client followed GOAWAY).
