@@ -40,7 +40,7 @@ if [ "${BUILD:-1}" != 0 ]; then
 fi
 python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install --quiet matplotlib
 
-"$MOQ" relay --listen "127.0.0.1:$PORT" --drain 0 --log warn >"$OUT.relay.log" 2>&1 &
+"$MOQ" relay --listen "127.0.0.1:$PORT" --drain 0 --log warn >/dev/null 2>&1 &
 relay=$!
 trap 'kill -9 $relay 2>/dev/null || true' EXIT
 for _ in $(seq 50); do
