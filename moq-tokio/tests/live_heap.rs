@@ -308,7 +308,11 @@ async fn churn_phase(relay: &Endpoint, hash: [u8; 32], secs: u64) -> u64 {
                 while Instant::now() < stop {
                     let turn = sessions as usize * WORKERS + w;
                     let version = Version::ALL[turn % 3];
-                    let scheme = if turn.is_multiple_of(2) { "moqt" } else { "https" };
+                    let scheme = if turn.is_multiple_of(2) {
+                        "moqt"
+                    } else {
+                        "https"
+                    };
                     let endpoint = client(hash, 1000 + turn as u64);
                     let session = endpoint
                         .connect_versions(&format!("{scheme}://localhost:{port}/"), &[version])

@@ -129,6 +129,28 @@ impl NetPair {
     }
 }
 
+impl NetPair {
+    /// Take the link between the namespaces down (`false`) or up again (`true`): packets
+    /// either way are dropped while it is down, as when a cable is pulled.
+    pub fn set_link(&self, up: bool) {
+        run(&[
+            "-n",
+            &self.a,
+            "link",
+            "set",
+            &self.veth_a,
+            if up { "up" } else { "down" },
+        ]);
+    }
+
+    /// Remove the rate cap [`NetPair::cap_a_to_b`] set.
+    pub fn uncap(&self) {
+        let _ = Command::new(peer("tc"))
+            .args(["-n", &self.a, "qdisc", "del", "dev", &self.veth_a, "root"])
+            .status();
+    }
+}
+
 impl Drop for NetPair {
     fn drop(&mut self) {
         // Deleting a namespace removes its end of the veth pair, and so the pair.
