@@ -62,3 +62,20 @@ fn loopback_over_secure_websocket_every_version() {
         });
     }
 }
+
+/// The library's persistent session (`Endpoint::connect_persistent`) survives a relay
+/// restart and follows GOAWAY, re-announcing what it publishes, on smol.
+#[test]
+fn persistent_session_survives_restart_and_goaway() {
+    smol::block_on(async {
+        let timeout = async {
+            async_io::Timer::after(Duration::from_secs(30)).await;
+            panic!("timed out");
+        };
+        smol::future::or(
+            moq_tests::persistent::survives_restart_and_goaway(Arc::new(SmolRuntime)),
+            timeout,
+        )
+        .await;
+    });
+}

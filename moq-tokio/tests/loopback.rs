@@ -41,3 +41,13 @@ async fn loopback_over_secure_websocket_every_version() {
             .expect("timed out");
     }
 }
+
+/// The library's persistent session (`Endpoint::connect_persistent`) survives a relay
+/// restart and follows GOAWAY, re-announcing what it publishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_session_survives_restart_and_goaway() {
+    let run = moq_tests::persistent::survives_restart_and_goaway(Arc::new(TokioRuntime));
+    tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("timed out");
+}

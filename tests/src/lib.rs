@@ -5,6 +5,7 @@ pub mod loopback;
 pub mod media;
 pub mod netns;
 pub mod netsim;
+pub mod persistent;
 pub mod process;
 
 pub mod alloc;

@@ -211,6 +211,11 @@ impl Endpoint {
         self.with_state(|state, now| f(state.engine.node(), now))
     }
 
+    /// The runtime the endpoint runs on (its timers and tasks).
+    pub(super) fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.runtime
+    }
+
     /// The runtime's clock.
     pub(super) fn runtime_now(&self) -> Instant {
         self.runtime.now()

@@ -19,6 +19,7 @@
 mod api;
 mod http;
 mod http_api;
+mod reconnect;
 mod shared;
 mod task;
 mod tls_stream;
@@ -41,6 +42,7 @@ pub use api::{
 pub use http::HttpHandler;
 pub use http_api::{HttpApi, MAX_FETCH_BYTES};
 pub use quinn_udp::{RecvMeta, Transmit as UdpTransmit};
+pub use reconnect::{PersistentSession, ReconnectPolicy};
 
 /// A UDP socket the driver can poll.
 pub trait AsyncUdpSocket: Send + Sync + Debug + 'static {

@@ -328,6 +328,9 @@ pub struct Endpoint {
     read_batch: Vec<bytes::Bytes>,
     /// Server certificates our client verification refused, for typed connect errors.
     refusals: Arc<tls::RefusalLog>,
+    /// [`Endpoint::close`] was called: new connections are refused, so that clients
+    /// redialling at once cannot keep a closing endpoint from finishing.
+    closing: bool,
 }
 
 impl Endpoint {
@@ -398,6 +401,7 @@ impl Endpoint {
             blocked_bytes: 0,
             read_batch: Vec::new(),
             refusals,
+            closing: false,
         })
     }
 
@@ -552,6 +556,7 @@ impl Endpoint {
 
     /// Close every connection with `code` and `reason`.
     pub fn close(&mut self, now: Instant, code: SessionCode, reason: &str) {
+        self.closing = true;
         let peers: Vec<PeerId> = self.by_peer.keys().copied().collect();
         for peer in peers {
             self.node.close_session(now, peer, code, reason);
@@ -609,7 +614,7 @@ impl Endpoint {
 
     /// Apply the accept policy to a new connection attempt.
     fn incoming(&mut self, now: Instant, incoming: quinn_proto::Incoming, buf: &mut Vec<u8>) {
-        if self.server.is_none() || self.conns.len() >= self.cfg.max_connections {
+        if self.server.is_none() || self.closing || self.conns.len() >= self.cfg.max_connections {
             let transmit = self.quic.refuse(incoming, buf);
             self.queue_response(transmit, buf);
             return;
