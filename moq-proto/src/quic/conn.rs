@@ -215,24 +215,18 @@ fn peer_stream_code(code: VarInt) -> StreamCode {
 impl Endpoint {
     /// Route a connection's endpoint events and application events until both are empty.
     pub(super) fn drive(&mut self, now: Instant, handle: ConnectionHandle) {
+        let mut drained = false;
         loop {
             let Some(conn) = self.conns.get_mut(&handle) else {
                 return;
             };
             let mut progressed = false;
-            let mut drained = false;
             while let Some(event) = conn.quic.poll_endpoint_events() {
                 progressed = true;
                 drained |= event.is_drained();
                 if let Some(reply) = self.quic.handle_event(handle, event) {
                     conn.quic.handle_event(reply);
                 }
-            }
-            if drained {
-                // quinn-proto has freed the handle: the next incoming connection may get it,
-                // so our state for this one must go now, not at the next transmit poll.
-                self.reap(now, handle);
-                return;
             }
             let Some(event) = conn.quic.poll() else {
                 if !progressed {
@@ -241,6 +235,13 @@ impl Endpoint {
                 continue;
             };
             self.connection_event(now, handle, event);
+        }
+        if drained {
+            // quinn-proto has freed the handle: the next incoming connection may get it, so
+            // our state for this one goes now (its last events were handled above), not at
+            // the next transmit poll.
+            self.reap(now, handle);
+            return;
         }
         self.feed_stats(now, handle);
         self.wake(handle);
