@@ -450,8 +450,44 @@ fn our_relay_args(global: &[&str], relay_flags: &[&str]) -> Relay {
 }
 
 /// Start our relay with `cmd` (a `moq relay` command line) and wait for its address.
+///
+/// The relay listens for HTTP on TCP at the port its UDP socket got, which another process
+/// may hold already: then it exits with "Address already in use" and is started again (with
+/// `--listen …:0`, on another port).
 pub fn relay_from(cmd: Command) -> Relay {
-    let proc = Proc::spawn("moq relay", cmd, Input::Null);
+    for _ in 0..3 {
+        let proc = Proc::spawn("moq relay", copy_command(&cmd), Input::Null);
+        let started = proc.out.wait(WAIT, |bytes, _| {
+            lines(bytes)
+                .into_iter()
+                .any(|l| l.starts_with("certificate sha256: "))
+                .then_some(())
+        });
+        if started.is_none() && proc.stderr_text().contains("Address already in use") {
+            continue;
+        }
+        return relay_started(proc);
+    }
+    panic!("moq relay: its port was taken three times in a row");
+}
+
+/// `cmd`'s program, arguments, directory and environment in a new `Command`.
+fn copy_command(cmd: &Command) -> Command {
+    let mut copy = Command::new(cmd.get_program());
+    copy.args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        copy.current_dir(dir);
+    }
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(v) => copy.env(key, v),
+            None => copy.env_remove(key),
+        };
+    }
+    copy
+}
+
+fn relay_started(proc: Proc) -> Relay {
     let line = proc.wait_line(false, "`moq relay listening on ADDR`", |l| {
         l.starts_with("moq relay listening on ")
     });
