@@ -384,9 +384,15 @@ fn churn() {
             after - baseline
         );
         assert!(sessions > 0, "no churning session completed");
+        // Churn grows the engine's tables to the peak of connections in flight (closing
+        // ones linger for their drain period), so it gets a wider slack than the rounds:
+        // seen +0.4 to +13 KiB after 5 s and +38 KiB once after 60 s (1581 sessions). A
+        // session that outlives its connection is several KiB, so a leak of a few per
+        // minute still fails this.
+        const CHURN_SLACK: i64 = 64 * 1024;
         assert!(
-            after - baseline <= SLACK,
-            "live heap after {sessions} sessions: {after} B, {} B above the baseline {baseline} B (slack {SLACK} B)",
+            after - baseline <= CHURN_SLACK,
+            "live heap after {sessions} sessions: {after} B, {} B above the baseline {baseline} B (slack {CHURN_SLACK} B)",
             after - baseline
         );
         assert!(
