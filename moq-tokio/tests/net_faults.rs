@@ -118,22 +118,41 @@ fn assert_clean(got: &[u64], what: &str) {
     );
 }
 
-/// The link drops everything for 5 s (a pulled cable), then comes back.
-fn link_down(tag: &str, remote: Remote) {
+/// Run `fault` for 5 s once the subscriber is receiving, `heal` it, and check that delivery
+/// resumes with nothing printed twice or out of order.
+fn survive(
+    tag: &str,
+    remote: Remote,
+    what: &str,
+    fault: impl Fn(&NetPair),
+    heal: impl Fn(&NetPair),
+) {
     let s = setup(tag, remote);
     let before = until_past(&s.subscriber, None, 0);
-    s.net.set_link(false);
+    fault(&s.net);
     // Wall time here is the fault's length, not a synchronisation: nothing waits on it.
     std::thread::sleep(Duration::from_secs(5));
-    s.net.set_link(true);
+    heal(&s.net);
     let after = until_past(&s.subscriber, Some(before), 60);
     let got = numbers(&s.subscriber);
-    assert_clean(&got, "link down 5 s");
+    assert_clean(&got, what);
     let missing = (got[0]..=after).filter(|n| !got.contains(n)).count();
     println!(
-        "{remote:?} side down 5 s: printed {} lines from n-{} to n-{after}, {missing} groups skipped",
+        "{what}: printed {} lines from n-{} to n-{after}, {missing} groups skipped",
         got.len(),
         got[0]
+    );
+}
+
+/// The link drops everything for 5 s (a pulled cable), then comes back.
+fn link_down(tag: &str, remote: Remote) {
+    let what = format!("{remote:?} side down 5 s");
+    survive(
+        tag,
+        remote,
+        &what,
+        |net| net.set_link(false),
+        |net| net.set_link(true),
     );
 }
 
@@ -152,18 +171,11 @@ fn the_publisher_link_goes_down_for_5_s() {
 /// max latency, never print one twice.
 #[test]
 fn congestion_loss_on_the_subscriber_link() {
-    let s = setup("cg", Remote::Subscriber);
-    let before = until_past(&s.subscriber, None, 0);
-    s.net.cap_a_to_b("8kbit", 20);
-    std::thread::sleep(Duration::from_secs(5));
-    s.net.uncap();
-    let after = until_past(&s.subscriber, Some(before), 60);
-    let got = numbers(&s.subscriber);
-    assert_clean(&got, "congestion");
-    let missing = (got[0]..=after).filter(|n| !got.contains(n)).count();
-    println!(
-        "8 kbit/s for 5 s: printed {} lines from n-{} to n-{after}, {missing} groups skipped",
-        got.len(),
-        got[0]
+    survive(
+        "cg",
+        Remote::Subscriber,
+        "8 kbit/s for 5 s",
+        |net| net.cap_a_to_b("8kbit", 20),
+        NetPair::uncap,
     );
 }

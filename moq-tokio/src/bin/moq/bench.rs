@@ -118,24 +118,9 @@ pub(crate) async fn run(common: &Common, args: BenchArgs) -> Result<(), Error> {
         endpoints.push((endpoint, session));
     }
 
-    let mut broadcasts = Vec::new();
-    for p in 0..args.publishers {
-        let (endpoint, session) = common.connect(&args.url).await?;
-        let broadcast = endpoint.publish(&format!("bench-{run_id}-{p}"))?;
-        for t in 0..args.tracks {
-            let track = broadcast.create_track(&format!("t{t}"), TrackInfo::default())?;
-            tasks.push(tokio::spawn(produce(
-                track,
-                args.clone(),
-                epoch,
-                stop.clone(),
-                sent.clone(),
-                measuring.clone(),
-            )));
-        }
-        endpoints.push((endpoint, session));
-        broadcasts.push(broadcast);
-    }
+    let (publishers, broadcasts) =
+        start_publishers(common, &args, epoch, &stop, &sent, &measuring, &mut tasks).await?;
+    endpoints.extend(publishers);
 
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
     measuring.store(true, Ordering::SeqCst);
@@ -189,6 +174,42 @@ pub(crate) async fn run(common: &Common, args: BenchArgs) -> Result<(), Error> {
         let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.closed()).await;
     }
     Ok(())
+}
+
+type Connected = (moq_tokio::Endpoint, moq_tokio::Session);
+
+/// Connect the publishers, publish `bench-<pid>-<p>` with its tracks, and start a producing
+/// task per track (pushed to `tasks`).
+async fn start_publishers(
+    common: &Common,
+    args: &BenchArgs,
+    epoch: Instant,
+    stop: &Arc<AtomicBool>,
+    sent: &Arc<AtomicU64>,
+    measuring: &Arc<AtomicBool>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<(Vec<Connected>, Vec<moq_tokio::BroadcastPublisher>), Error> {
+    let run_id = std::process::id();
+    let mut publishers = Vec::new();
+    let mut broadcasts = Vec::new();
+    for p in 0..args.publishers {
+        let (endpoint, session) = common.connect(&args.url).await?;
+        let broadcast = endpoint.publish(&format!("bench-{run_id}-{p}"))?;
+        for t in 0..args.tracks {
+            let track = broadcast.create_track(&format!("t{t}"), TrackInfo::default())?;
+            tasks.push(tokio::spawn(produce(
+                track,
+                args.clone(),
+                epoch,
+                stop.clone(),
+                sent.clone(),
+                measuring.clone(),
+            )));
+        }
+        publishers.push((endpoint, session));
+        broadcasts.push(broadcast);
+    }
+    Ok((publishers, broadcasts))
 }
 
 /// One frame: send time (µs since the bench started), group, index, then padding.
@@ -323,26 +344,9 @@ async fn churn(common: &Common, args: BenchArgs) -> Result<(), Error> {
     let measuring = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let run_id = std::process::id();
-    let mut publishers = Vec::new();
-    let mut broadcasts = Vec::new();
     let mut tasks = Vec::new();
-    for p in 0..args.publishers {
-        let (endpoint, session) = common.connect(&args.url).await?;
-        let broadcast = endpoint.publish(&format!("bench-{run_id}-{p}"))?;
-        for t in 0..args.tracks {
-            let track = broadcast.create_track(&format!("t{t}"), TrackInfo::default())?;
-            tasks.push(tokio::spawn(produce(
-                track,
-                args.clone(),
-                epoch,
-                stop.clone(),
-                sent.clone(),
-                measuring.clone(),
-            )));
-        }
-        publishers.push((endpoint, session));
-        broadcasts.push(broadcast);
-    }
+    let (publishers, broadcasts) =
+        start_publishers(common, &args, epoch, &stop, &sent, &measuring, &mut tasks).await?;
     let tally = Arc::new(Mutex::new(ChurnTally::default()));
     let tracks: Vec<(String, String)> = (0..args.publishers)
         .flat_map(|p| {
