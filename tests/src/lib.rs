@@ -1,6 +1,7 @@
 //! Shared helpers for the workspace integration tests (see `tests/tests/`).
 
 pub mod http;
+pub mod impair;
 pub mod loopback;
 pub mod media;
 pub mod netns;

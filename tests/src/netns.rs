@@ -1,6 +1,7 @@
 //! Two network namespaces joined by a veth pair, created for one test and removed when it is
-//! dropped, with `tc` shaping on either side. Needs root and iproute2 (`ip`, `tc`); a test
-//! that uses it fails (it does not skip) without them.
+//! dropped, with `tc` shaping and nftables random loss on either side. Needs root and iproute2
+//! (`ip`, `tc`), and nftables (`nft`) for loss; a test that uses them fails (it does not skip)
+//! without them.
 
 use std::process::Command;
 
@@ -17,6 +18,7 @@ pub struct NetPair {
     /// The address of `b`'s end.
     pub b_ip: String,
     veth_a: String,
+    veth_b: String,
 }
 
 fn run(args: &[&str]) {
@@ -40,9 +42,13 @@ impl NetPair {
         let veth_a = format!("vm{tag}a{id}");
         let veth_b = format!("vm{tag}b{id}");
         let subnet = format!("10.123.{id}");
-        // Leftovers of a crashed run with the same names.
-        let _ = Command::new("ip").args(["netns", "del", &a]).status();
-        let _ = Command::new("ip").args(["netns", "del", &b]).status();
+        // Leftovers of a crashed run with the same names (usually none: no complaint then).
+        for ns in [&a, &b] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
         run(&["netns", "add", &a]);
         run(&["netns", "add", &b]);
         let pair = Self {
@@ -51,6 +57,7 @@ impl NetPair {
             a_ip: format!("{subnet}.1"),
             b_ip: format!("{subnet}.2"),
             veth_a: veth_a.clone(),
+            veth_b: veth_b.clone(),
         };
         run(&[
             "link", "add", &veth_a, "type", "veth", "peer", "name", &veth_b,
@@ -149,6 +156,97 @@ impl NetPair {
             .args(["-n", &self.a, "qdisc", "del", "dev", &self.veth_a, "root"])
             .status();
     }
+}
+
+/// The nftables table holding the loss rule, in each namespace.
+const LOSS_TABLE: &str = "inet moqloss";
+
+impl NetPair {
+    /// Drop `permille` / 1000 of the packets leaving each end (so that much loss each way), at
+    /// random: an nftables rule `numgen random mod 1000 < permille drop` on the veth's output
+    /// hook in both namespaces (the kernel's own RNG; not seeded). Replaces an earlier setting.
+    ///
+    /// The hook sees a packet before any segmentation offload: a batch of datagrams a sender
+    /// hands over in one call (UDP GSO, as our QUIC runtime does) is one packet here, dropped
+    /// or passed whole, so losses come in bursts of up to a batch.
+    pub fn set_loss(&self, permille: u32) {
+        for (ns, dev) in [(&self.a, &self.veth_a), (&self.b, &self.veth_b)] {
+            // Created if missing and emptied, then filled: one atomic nft transaction.
+            nft(
+                ns,
+                &format!(
+                    "table {LOSS_TABLE} {{}}\n\
+                     flush table {LOSS_TABLE}\n\
+                     table {LOSS_TABLE} {{\n\
+                       chain out {{\n\
+                         type filter hook output priority 0; policy accept;\n\
+                         oifname \"{dev}\" numgen random mod 1000 < {permille} counter drop\n\
+                       }}\n\
+                     }}\n"
+                ),
+            );
+        }
+    }
+
+    /// Packets (offload batches count once) and bytes the loss rule of
+    /// [`NetPair::set_loss`] dropped so far, both ends together.
+    pub fn lost(&self) -> (u64, u64) {
+        let mut total = (0, 0);
+        for ns in [&self.a, &self.b] {
+            let out = Command::new(peer("ip"))
+                .args(["netns", "exec", ns, "nft", "list", "table"])
+                .args(LOSS_TABLE.split(' '))
+                .output()
+                .expect("run nft");
+            assert!(out.status.success(), "nft list: no loss rule in {ns}");
+            let text = String::from_utf8_lossy(&out.stdout);
+            // `... counter packets N bytes M drop`
+            let words: Vec<&str> = text
+                .split_once("counter packets ")
+                .map(|(_, rest)| rest.split_whitespace().take(3).collect())
+                .unwrap_or_default();
+            let (Some(packets), Some(bytes)) = (
+                words.first().and_then(|w| w.parse::<u64>().ok()),
+                words.get(2).and_then(|w| w.parse::<u64>().ok()),
+            ) else {
+                panic!("no counter in the loss rule: {text}");
+            };
+            total = (total.0 + packets, total.1 + bytes);
+        }
+        total
+    }
+
+    /// Remove the loss [`NetPair::set_loss`] set (nothing if none was set).
+    pub fn clear_loss(&self) {
+        for ns in [&self.a, &self.b] {
+            nft(
+                ns,
+                &format!("table {LOSS_TABLE} {{}}\ndelete table {LOSS_TABLE}\n"),
+            );
+        }
+    }
+}
+
+/// Run the nftables `script` in namespace `ns`.
+fn nft(ns: &str, script: &str) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(peer("ip"))
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("run ip netns exec nft");
+    child
+        .stdin
+        .take()
+        .expect("nft's stdin")
+        .write_all(script.as_bytes())
+        .expect("write the nft script");
+    let status = child.wait().expect("wait for nft");
+    assert!(
+        status.success(),
+        "nft refused {script:?} in {ns}: random loss needs nftables (apt-get install nftables)"
+    );
 }
 
 impl Drop for NetPair {
