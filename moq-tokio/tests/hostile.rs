@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use moq_tests::alloc::{CountingAlloc, assert_installed, process_live_bytes};
+use moq_tests::alloc::{CountingAlloc, assert_installed, measure, snapshot};
 use moq_tokio::{
     Certificate, DriverConfig, Endpoint, EngineConfig, NodeConfig, SessionCode, TokioRuntime,
     TrackInfo, Verification,
@@ -25,6 +25,32 @@ static ALLOC: CountingAlloc = CountingAlloc::new();
 /// The relay's per-session stream cap (`EngineConfig::max_streams`) in this suite.
 const MAX_STREAMS: u64 = 100;
 
+/// The relay's cap on the broadcasts one announce stream may keep active
+/// (`session::Config::max_announced`, 65 536 by default) in this suite.
+const MAX_ANNOUNCED: usize = 1000;
+
+/// Announcements the flooding publisher sends on one stream: five times the cap.
+const ANNOUNCE_FLOOD: u64 = 5 * MAX_ANNOUNCED as u64;
+
+/// The relay's cache cap per track (`OriginConfig::max_cache_bytes`) in this suite.
+const MAX_CACHE_BYTES: u64 = 4 << 20;
+
+/// The relay's send backlog cap per session (`session::Config::max_send_backlog`).
+const MAX_SEND_BACKLOG: usize = 4 << 20;
+
+/// The relay's QUIC send window per connection (`EngineConfig::send_window`).
+const SEND_WINDOW: u64 = 4 << 20;
+
+/// What the relay's heap may grow by during one attack: one track's cache, one session's
+/// send backlog and one connection's send window (the caps a peer can fill), plus 4 MiB
+/// for the connections' own state (a QUIC connection with its buffers costs about 40 KiB
+/// here; the connect/close loop keeps ~100 of them draining at once).
+const RELAY_HEAP_BOUND: i64 =
+    MAX_CACHE_BYTES as i64 + MAX_SEND_BACKLOG as i64 + SEND_WINDOW as i64 + (4 << 20);
+
+/// Sessions the connect/close loop opens.
+const CONNECT_LOOP: u32 = 200;
+
 /// How the attacker reaches the relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Transport {
@@ -32,29 +58,81 @@ enum Transport {
     WebTransport,
 }
 
+/// The relay under attack, on a thread and runtime of its own: the counting allocator
+/// counts per thread, so its live heap is told apart from the test's clients.
 struct Relay {
     endpoint: Endpoint,
     hash: [u8; 32],
+    runtime: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 fn relay() -> Relay {
     let cert = Certificate::generate(&["localhost".into()], SystemTime::now()).expect("cert");
     let hash = cert.sha256();
-    let mut config = EngineConfig::new(NodeConfig {
+    let mut node = NodeConfig {
         hop_id: 1,
         ..NodeConfig::default()
-    });
+    };
+    node.origin.max_cache_bytes = MAX_CACHE_BYTES;
+    let mut config = EngineConfig::new(node);
     config.certificate = Some(cert);
     config.max_streams = MAX_STREAMS as u32;
+    config.session.max_announced = MAX_ANNOUNCED;
+    config.session.max_send_backlog = MAX_SEND_BACKLOG;
+    config.send_window = Some(SEND_WINDOW);
     config.idle_timeout = Duration::from_secs(5);
-    let endpoint = Endpoint::bind(
-        Arc::new(TokioRuntime),
-        "127.0.0.1:0".parse().expect("addr"),
-        config,
-        DriverConfig::default(),
-    )
-    .expect("bind relay");
-    Relay { endpoint, hash }
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("relay runtime");
+        runtime.block_on(async move {
+            let endpoint = Endpoint::bind(
+                Arc::new(TokioRuntime),
+                "127.0.0.1:0".parse().expect("addr"),
+                config,
+                DriverConfig::default(),
+            )
+            .expect("bind relay");
+            ready_tx
+                .send((endpoint.clone(), tokio::runtime::Handle::current()))
+                .expect("relay handle");
+            let _ = stopped.await;
+            endpoint.close(SessionCode(0), "done");
+            let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.closed()).await;
+        });
+    });
+    let (endpoint, runtime) = ready_rx.recv().expect("relay started");
+    Relay {
+        endpoint,
+        hash,
+        runtime,
+        stop: Some(stop),
+        thread: Some(thread),
+    }
+}
+
+/// The live heap of the (single) thread that runs `runtime`.
+async fn thread_live(runtime: &tokio::runtime::Handle) -> i64 {
+    runtime
+        .spawn(async { snapshot().net_bytes() })
+        .await
+        .expect("relay thread")
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 fn client(hash: [u8; 32], hop: u64) -> Endpoint {
@@ -121,42 +199,83 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
     }
 }
 
-/// A hostile session: raw QUIC with ALPN `moq-lite-05`, or WebTransport offering it.
-async fn attacker(relay: &Relay, transport: Transport) -> WtSession {
-    let port = relay.endpoint.local_addr().port();
-    let url: url::Url = format!("https://localhost:{port}/").parse().expect("url");
-    match transport {
+/// Where the attacker dials, and how.
+#[derive(Debug, Clone)]
+struct Target {
+    addr: std::net::SocketAddr,
+    transport: Transport,
+}
+
+/// The attacker's client config: ALPN `moq-lite-05` on raw QUIC, `h3` for WebTransport.
+fn client_config(transport: Transport) -> quinn::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls13")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![match transport {
+        Transport::Quic => b"moq-lite-05".to_vec(),
+        Transport::WebTransport => web_transport_quinn::ALPN.as_bytes().to_vec(),
+    }];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls config");
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    // Keep sessions that only wait from idling out (the relay's idle timeout is 5 s).
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(1)));
+    config.transport_config(Arc::new(transport));
+    config
+}
+
+/// A quinn endpoint for the attacker's sessions.
+fn attacker_endpoint(transport: Transport) -> quinn::Endpoint {
+    let mut endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    endpoint.set_default_client_config(client_config(transport));
+    endpoint
+}
+
+/// A hostile session on `endpoint`: raw QUIC, or WebTransport offering `moq-lite-05`.
+async fn attacker_session(
+    endpoint: &quinn::Endpoint,
+    target: &Target,
+) -> Result<WtSession, String> {
+    let session = dial(endpoint, target).await?;
+    // A valid lite-05 SETUP (no parameters) on its uni stream, left open: the relay holds
+    // back its own requests until it has one.
+    let mut setup = session.open_uni().await.map_err(|e| e.to_string())?;
+    setup
+        .write_all(&[0x01, 0x01, 0x00])
+        .await
+        .map_err(|e| e.to_string())?;
+    std::mem::forget(setup);
+    Ok(session)
+}
+
+/// The QUIC or WebTransport handshake alone.
+async fn dial(endpoint: &quinn::Endpoint, target: &Target) -> Result<WtSession, String> {
+    let url: url::Url = format!("https://localhost:{}/", target.addr.port())
+        .parse()
+        .expect("url");
+    match target.transport {
         Transport::WebTransport => {
-            let client = web_transport_quinn::ClientBuilder::new()
-                .with_server_certificate_hashes(vec![relay.hash.to_vec()])
-                .expect("client");
+            let config = client_config(Transport::WebTransport);
+            let client = web_transport_quinn::Client::new(endpoint.clone(), config);
             let request = ConnectRequest::new(url).with_protocol("moq-lite-05");
-            client.connect(request).await.expect("WebTransport session")
+            client.connect(request).await.map_err(|e| e.to_string())
         }
         Transport::Quic => {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-                .with_protocol_versions(&[&rustls::version::TLS13])
-                .expect("tls13")
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
-                .with_no_client_auth();
-            tls.alpn_protocols = vec![b"moq-lite-05".to_vec()];
-            let crypto =
-                quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls config");
-            let mut endpoint =
-                quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
-            endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
             let conn = endpoint
-                .connect(relay.endpoint.local_addr(), "localhost")
-                .expect("connect")
+                .connect(target.addr, "localhost")
+                .map_err(|e| e.to_string())?
                 .await
-                .expect("QUIC handshake");
-            WtSession::raw(
+                .map_err(|e| e.to_string())?;
+            Ok(WtSession::raw(
                 conn,
                 ConnectRequest::new(url),
                 ConnectResponse::new(web_transport_quinn::http::StatusCode::OK),
-            )
+            ))
         }
     }
 }
@@ -344,12 +463,13 @@ impl Witness {
     }
 }
 
-/// One attack: what it does to a fresh attacker session, returning the stream to watch.
-type Attack = fn(
-    WtSession,
-) -> std::pin::Pin<
-    Box<dyn std::future::Future<Output = (WtSession, Option<web_transport_quinn::RecvStream>)>>,
->;
+/// What an attack leaves to watch: its session, and the stream the relay may answer on.
+type Attacked = (WtSession, Option<web_transport_quinn::RecvStream>);
+
+/// One attack: what it does to a fresh attacker session (it may dial more sessions to
+/// `Target`), returning what to watch. It runs on the attacker's own thread and runtime.
+type Attack =
+    fn(WtSession, Target) -> std::pin::Pin<Box<dyn std::future::Future<Output = Attacked>>>;
 
 struct Case {
     name: &'static str,
@@ -358,6 +478,8 @@ struct Case {
     expect: &'static [Outcome],
     /// How long the relay may take to answer.
     wait: Duration,
+    /// Needs the heavy publisher (a track worth stalling on) running meanwhile.
+    heavy: bool,
 }
 
 /// A bidirectional stream carrying `bytes`, finished or left open.
@@ -381,7 +503,7 @@ fn cases() -> Vec<Case> {
     vec![
         Case {
             name: "unknown bidi stream type",
-            attack: |s| {
+            attack: |s, _| {
                 Box::pin(async move {
                     let r = bidi_with(&s, &[0x3f, 0x01, 0x00], false).await;
                     (s, r)
@@ -390,10 +512,11 @@ fn cases() -> Vec<Case> {
             // Unknown stream types are extensions: stopped with CANCEL, the session lives.
             expect: &[StreamReset(0x1)],
             wait: Duration::from_secs(3),
+            heavy: false,
         },
         Case {
             name: "unknown uni stream type",
-            attack: |s| {
+            attack: |s, _| {
                 Box::pin(async move {
                     if let Ok(mut send) = s.open_uni().await {
                         let _ = send.write_all(&[0x3f, 1, 2, 3]).await;
@@ -404,10 +527,11 @@ fn cases() -> Vec<Case> {
             },
             expect: &[Nothing],
             wait: Duration::from_secs(2),
+            heavy: false,
         },
         Case {
             name: "truncated SUBSCRIBE (FIN mid-message)",
-            attack: |s| {
+            attack: |s, _| {
                 Box::pin(async move {
                     // type 2 (Subscribe), message length 40, then only 3 bytes and FIN.
                     let r = bidi_with(&s, &[0x02, 40, 1, 2, 3], true).await;
@@ -416,10 +540,11 @@ fn cases() -> Vec<Case> {
             },
             expect: &[SessionClosed(0x3), StreamReset(0x0)],
             wait: Duration::from_secs(3),
+            heavy: false,
         },
         Case {
             name: "oversized declared length (1 GiB SUBSCRIBE)",
-            attack: |s| {
+            attack: |s, _| {
                 Box::pin(async move {
                     let mut bytes = vec![0x02];
                     bytes.extend(varint(1 << 30));
@@ -430,10 +555,11 @@ fn cases() -> Vec<Case> {
             },
             expect: &[SessionClosed(0x3), StreamReset(0x0)],
             wait: Duration::from_secs(3),
+            heavy: false,
         },
         Case {
             name: "malformed varint-truncated ANNOUNCE_PLEASE",
-            attack: |s| {
+            attack: |s, _| {
                 Box::pin(async move {
                     // type 1 (Announce), length 2, a path length claiming 63 bytes.
                     let r = bidi_with(&s, &[0x01, 0x02, 0x3f, b'a'], true).await;
@@ -442,10 +568,11 @@ fn cases() -> Vec<Case> {
             },
             expect: &[SessionClosed(0x3), StreamReset(0x0)],
             wait: Duration::from_secs(3),
+            heavy: false,
         },
         Case {
             name: "oversized group frame (declared 1 TiB)",
-            attack: |s| {
+            attack: |s, _| {
                 Box::pin(async move {
                     if let Ok(mut send) = s.open_uni().await {
                         // type 0 (Group): subscribe id 0, group 0, then a 1 TiB frame.
@@ -460,10 +587,11 @@ fn cases() -> Vec<Case> {
             },
             expect: &[SessionClosed(0x3), Nothing],
             wait: Duration::from_secs(2),
+            heavy: false,
         },
         Case {
             name: "slow loris: streams opened and never written",
-            attack: |s| {
+            attack: |s, _| {
                 Box::pin(async move {
                     for _ in 0..MAX_STREAMS {
                         match tokio::time::timeout(Duration::from_millis(200), s.open_bi()).await {
@@ -476,10 +604,11 @@ fn cases() -> Vec<Case> {
             },
             expect: &[Nothing, SessionClosed(0x3)],
             wait: Duration::from_secs(2),
+            heavy: false,
         },
         Case {
             name: "subscription flood (10x the stream cap)",
-            attack: |s| {
+            attack: |s, _| {
                 Box::pin(async move {
                     for i in 0..MAX_STREAMS * 10 {
                         let mut msg = vec![0x02];
@@ -508,10 +637,11 @@ fn cases() -> Vec<Case> {
             },
             expect: &[Nothing, SessionClosed(0x3)],
             wait: Duration::from_secs(2),
+            heavy: false,
         },
         Case {
             name: "datagram flood (garbage)",
-            attack: |s| {
+            attack: |s, _| {
                 Box::pin(async move {
                     for i in 0..20_000u32 {
                         let _ = s.send_datagram(Bytes::from(i.to_be_bytes().repeat(64)));
@@ -524,10 +654,11 @@ fn cases() -> Vec<Case> {
             },
             expect: &[Nothing, SessionClosed(0x3)],
             wait: Duration::from_secs(2),
+            heavy: false,
         },
         Case {
             name: "reset storm (streams reset right after opening)",
-            attack: |s| {
+            attack: |s, _| {
                 Box::pin(async move {
                     for _ in 0..MAX_STREAMS * 5 {
                         let open =
@@ -544,44 +675,324 @@ fn cases() -> Vec<Case> {
             },
             expect: &[Nothing, SessionClosed(0x3)],
             wait: Duration::from_secs(2),
+            heavy: false,
+        },
+        Case {
+            name: "announce-request flood (10x the stream cap)",
+            attack: |s, _| {
+                Box::pin(async move {
+                    for i in 0..MAX_STREAMS * 10 {
+                        // ANNOUNCE_REQUEST (lite-05): a prefix of its own, exclude hop 0.
+                        let prefix = format!("p{i}");
+                        let mut body = varint(prefix.len() as u64);
+                        body.extend(prefix.as_bytes());
+                        body.push(0);
+                        let mut msg = vec![0x01];
+                        msg.extend(varint(body.len() as u64));
+                        msg.extend(body);
+                        let open =
+                            tokio::time::timeout(Duration::from_millis(200), s.open_bi()).await;
+                        match open {
+                            Ok(Ok((mut send, recv))) => {
+                                let _ = send.write_all(&msg).await;
+                                std::mem::forget((send, recv));
+                            }
+                            _ => break, // the relay's stream cap holds the flood back
+                        }
+                    }
+                    (s, None)
+                })
+            },
+            expect: &[Nothing],
+            wait: Duration::from_secs(2),
+            heavy: false,
+        },
+        Case {
+            name: "announcement flood (past the per-stream cap)",
+            attack: |s, _| {
+                Box::pin(async move {
+                    // The relay asks every client for its broadcasts (an ANNOUNCE_REQUEST on
+                    // a bidi stream it opens): answer with more than one stream may carry.
+                    let accepted =
+                        tokio::time::timeout(Duration::from_secs(5), s.accept_bi()).await;
+                    let Ok(Ok((mut send, mut recv))) = accepted else {
+                        panic!("the relay sent no ANNOUNCE_REQUEST");
+                    };
+                    let first = recv.read_chunk(1024, true).await;
+                    assert!(
+                        matches!(&first, Ok(Some(chunk)) if chunk.bytes.first() == Some(&0x01)),
+                        "expected an ANNOUNCE_REQUEST, got {first:?}"
+                    );
+                    // ANNOUNCE_OK: hop 7, no initial set; then live ANNOUNCE_BROADCASTs.
+                    let mut buf = vec![0x02, 0x07, 0x00];
+                    for i in 0..ANNOUNCE_FLOOD {
+                        let suffix = format!("flood/{i}");
+                        let mut body = vec![1];
+                        body.extend(varint(suffix.len() as u64));
+                        body.extend(suffix.as_bytes());
+                        body.push(0);
+                        buf.extend(varint(body.len() as u64));
+                        buf.extend(body);
+                        if buf.len() > 1 << 16 {
+                            if send.write_all(&buf).await.is_err() {
+                                break;
+                            }
+                            buf.clear();
+                        }
+                    }
+                    let _ = send.write_all(&buf).await;
+                    std::mem::forget(send);
+                    (s, Some(recv))
+                })
+            },
+            expect: &[SessionClosed(0x3)],
+            wait: Duration::from_secs(20),
+            heavy: false,
+        },
+        Case {
+            name: "subscriber that never reads (flow-control stall)",
+            attack: |s, _| {
+                Box::pin(async move {
+                    // SUBSCRIBE (lite-05) to the heavy track from its latest group with a
+                    // 30 s max latency, then never accept a group stream: the relay's
+                    // sends stall on flow control.
+                    let mut body = varint(0);
+                    body.extend([5, b'h', b'e', b'a', b'v', b'y', 1, b't', 0, 0]);
+                    body.extend(varint(30_000));
+                    body.extend([0, 0]);
+                    let mut msg = vec![0x02];
+                    msg.extend(varint(body.len() as u64));
+                    msg.extend(body);
+                    let r = bidi_with(&s, &msg, false).await;
+                    (s, r)
+                })
+            },
+            expect: &[Nothing],
+            wait: Duration::from_secs(4),
+            heavy: true,
+        },
+        Case {
+            name: "GOAWAY storm",
+            attack: |s, _| {
+                Box::pin(async move {
+                    for _ in 0..50 {
+                        let open =
+                            tokio::time::timeout(Duration::from_millis(200), s.open_bi()).await;
+                        let Ok(Ok((mut send, recv))) = open else {
+                            break;
+                        };
+                        // GOAWAY with an empty URI.
+                        let _ = send.write_all(&[0x05, 0x01, 0x00]).await;
+                        let _ = send.finish();
+                        std::mem::forget(recv);
+                    }
+                    (s, None)
+                })
+            },
+            // A second GOAWAY is a protocol violation.
+            expect: &[SessionClosed(0x3)],
+            wait: Duration::from_secs(3),
+            heavy: false,
+        },
+        Case {
+            name: "connect/close loop (200 sessions)",
+            attack: |s, target| {
+                Box::pin(async move {
+                    let endpoint = attacker_endpoint(target.transport);
+                    for i in 0..CONNECT_LOOP {
+                        match attacker_session(&endpoint, &target).await {
+                            // Half close politely, half just go away (quinn closes with 0).
+                            Ok(session) if i % 2 == 0 => session.close(0, b"bye"),
+                            Ok(session) => drop(session),
+                            Err(err) => panic!("connect {i} of the loop refused: {err}"),
+                        }
+                    }
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+                    (s, None)
+                })
+            },
+            expect: &[Nothing],
+            wait: Duration::from_secs(2),
+            heavy: false,
         },
     ]
+}
+
+/// What one attack did.
+struct Attempt {
+    outcome: Outcome,
+    /// The relay thread's live heap growth since before the attacker dialled: the larger
+    /// of right after the attack and at the end of the wait.
+    relay_peak: i64,
+    /// The attacker client's own peak (its quinn buffers, streams it held).
+    attacker_peak: u64,
+    /// From the attacker's handshake to the relay's answer (or the end of the wait).
+    took: Duration,
+}
+
+/// Run `case` on a thread and runtime of its own.
+async fn attack(relay: &Relay, target: Target, case: &Case) -> Attempt {
+    let (attack, wait) = (case.attack, case.wait);
+    let relay_runtime = relay.runtime.clone();
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("attacker runtime");
+        let (result, own) = measure(|| {
+            runtime.block_on(async {
+                let before = thread_live(&relay_runtime).await;
+                let start = Instant::now();
+                let endpoint = attacker_endpoint(target.transport);
+                let session = attacker_session(&endpoint, &target)
+                    .await
+                    .expect("the attacker's handshake");
+                let (session, recv) = attack(session, target.clone()).await;
+                let after_attack = thread_live(&relay_runtime).await - before;
+                let outcome = outcome(&session, recv, wait).await;
+                let took = start.elapsed();
+                let at_end = thread_live(&relay_runtime).await - before;
+                session.close(0, b"done");
+                let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+                (outcome, after_attack.max(at_end), took)
+            })
+        });
+        Attempt {
+            outcome: result.0,
+            relay_peak: result.1,
+            attacker_peak: own.peak_live,
+            took: result.2,
+        }
+    })
+    .await
+    .expect("attacker thread")
+}
+
+/// A publisher worth stalling on: 32 KiB frames, 100 a second, 5 per group, on broadcast
+/// `heavy`, track `t`.
+struct Heavy {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+    endpoint: Endpoint,
+    _session: moq_tokio::Session,
+}
+
+impl Heavy {
+    async fn start(relay: &Relay) -> Self {
+        let url = format!("moqt://localhost:{}/", relay.endpoint.local_addr().port());
+        let endpoint = client(relay.hash, 700);
+        let session = endpoint.connect(&url).await.expect("heavy publisher");
+        let broadcast = endpoint.publish("heavy").expect("publish");
+        let track = broadcast
+            .create_track("t", TrackInfo::default())
+            .expect("track");
+        // Attack only once the relay knows the broadcast.
+        let mut announced = relay.endpoint.announced("heavy").expect("announced");
+        announced.next().await.expect("heavy announced");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let _broadcast = broadcast;
+                let payload = Bytes::from(vec![0x5a; 32 * 1024]);
+                let mut tick = tokio::time::interval(Duration::from_millis(10));
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut group = track.append_group().expect("group");
+                    for _ in 0..5 {
+                        tick.tick().await;
+                        group
+                            .write_frame(payload.clone())
+                            .await
+                            .expect("heavy frame");
+                    }
+                    group.finish();
+                }
+            }
+        });
+        Self {
+            stop,
+            task,
+            endpoint,
+            _session: session,
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.expect("heavy publisher");
+        self.endpoint.close(SessionCode(0), "done");
+    }
+}
+
+/// Wait until the relay let go of every session, so that the next case's heap figures do
+/// not include this one's teardown.
+async fn settle(relay: &Relay) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while relay.endpoint.with_node(|node, _| node.gauges().sessions) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the relay kept sessions after a case"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn suite(transport: Transport) {
     assert_installed();
     let relay = relay();
+    let target = Target {
+        addr: relay.endpoint.local_addr(),
+        transport,
+    };
     let baseline_witness = Witness::start(&relay, "witness/calm").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (frames, calm_p99) = baseline_witness.finish().await;
+    settle(&relay).await;
     println!("{transport:?}: witness alone: {frames} frames, p99 {calm_p99:?}");
     let mut failures = Vec::new();
     for (n, case) in cases().into_iter().enumerate() {
+        let heavy = if case.heavy {
+            Some(Heavy::start(&relay).await)
+        } else {
+            None
+        };
         let witness = Witness::start(&relay, &format!("witness/{n}")).await;
-        let heap_before = process_live_bytes();
-        let session = attacker(&relay, transport).await;
-        let (session, recv) = (case.attack)(session).await;
-        let peak = process_live_bytes() - heap_before;
-        let got = outcome(&session, recv, case.wait).await;
-        let peak = peak.max(process_live_bytes() - heap_before);
+        let attempt = attack(&relay, target.clone(), &case).await;
         let gauges = relay.endpoint.with_node(|node, _| node.gauges());
-        session.close(0, b"done");
         let (frames, p99) = witness.finish().await;
+        if let Some(heavy) = heavy {
+            heavy.stop().await;
+        }
+        settle(&relay).await;
         println!(
-            "{transport:?}: {:<52} -> {got:?}; process heap (relay and attacker) {:+} KiB; relay holds {} subscriptions, {} announce requests; witness {frames} frames, p99 {p99:?} (alone {calm_p99:?})",
+            "{transport:?}: {:<52} -> {:?} after {:?}; relay heap {:+} KiB (attacker's own client {} KiB); relay then held {} sessions, {} subscriptions, {} announce requests, {} broadcasts; witness {frames} frames, p99 {p99:?} (alone {calm_p99:?})",
             case.name,
-            peak / 1024,
+            attempt.outcome,
+            attempt.took,
+            attempt.relay_peak / 1024,
+            attempt.attacker_peak / 1024,
+            gauges.sessions,
             gauges.subscriptions,
-            gauges.announce_requests
+            gauges.announce_requests,
+            gauges.broadcasts,
         );
-        if !case.expect.contains(&got) {
+        if attempt.relay_peak > RELAY_HEAP_BOUND {
             failures.push(format!(
-                "{}: expected one of {:?}, got {got:?}",
-                case.name, case.expect
+                "{}: the relay's heap grew by {} KiB (bound {} KiB)",
+                case.name,
+                attempt.relay_peak / 1024,
+                RELAY_HEAP_BOUND / 1024
+            ));
+        }
+        if !case.expect.contains(&attempt.outcome) {
+            failures.push(format!(
+                "{}: expected one of {:?}, got {:?}",
+                case.name, case.expect, attempt.outcome
             ));
         }
     }
-    relay.endpoint.close(SessionCode(0), "done");
+    drop(relay);
     assert!(failures.is_empty(), "{transport:?}: {failures:#?}");
 }
 

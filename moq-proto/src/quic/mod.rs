@@ -167,6 +167,12 @@ pub struct EngineConfig {
     /// per connection at 10 000); credit is returned as streams end, so it bounds concurrency,
     /// not the total.
     pub max_streams: u32,
+    /// Most bytes a connection may hold written and not yet acknowledged, across its
+    /// streams (quinn-proto's send window). It bounds what a peer that stops reading pins
+    /// in memory, on top of the session's `max_send_backlog`; it must cover the
+    /// bandwidth-delay product of the fastest path a connection should fill. `None` keeps
+    /// quinn-proto's default (10 MB).
+    pub send_window: Option<u64>,
     /// Seed for quinn-proto's RNG (deterministic tests); `None` uses the OS.
     pub rng_seed: Option<[u8; 32]>,
     /// Ask peers (QUIC ACK frequency extension, where they support it) to acknowledge only
@@ -195,6 +201,7 @@ impl EngineConfig {
             idle_timeout: Duration::from_secs(30),
             keep_alive: Some(Duration::from_secs(10)),
             max_streams: 1_000,
+            send_window: None,
             rng_seed: None,
             ack_eliciting_threshold: None,
         }
@@ -896,6 +903,9 @@ fn transport_config(cfg: &EngineConfig) -> TransportConfig {
     transport.max_idle_timeout(quinn_proto::IdleTimeout::try_from(cfg.idle_timeout).ok());
     transport.keep_alive_interval(cfg.keep_alive);
     transport.datagram_receive_buffer_size(Some(1024 * 1024));
+    if let Some(window) = cfg.send_window {
+        transport.send_window(window);
+    }
     if let Some(threshold) = cfg.ack_eliciting_threshold {
         let mut ack = quinn_proto::AckFrequencyConfig::default();
         ack.ack_eliciting_threshold(VarInt::from_u32(threshold));

@@ -24,9 +24,6 @@ use crate::wire::{
     Announce, AnnounceOk, AnnounceRequest, AnnounceStatus, BiStreamType, Path, StreamReader,
 };
 
-/// Most broadcasts one announce stream may hold active at once.
-pub(super) const MAX_ANNOUNCED_PER_STREAM: usize = 65_536;
-
 pub(crate) struct Interest {
     pub(super) stream: StreamRef,
     prefix: Path,
@@ -154,7 +151,7 @@ impl Session {
             if !fresh && !version.is_lite05() {
                 return Err(format!("duplicate active announcement for {path}"));
             }
-            if interest.active.len() > MAX_ANNOUNCED_PER_STREAM {
+            if interest.active.len() > self.cfg.max_announced {
                 return Err("too many announced broadcasts".into());
             }
         } else if !interest.active.remove(&announce.suffix) {

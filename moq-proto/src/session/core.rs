@@ -145,6 +145,13 @@ const MAX_DEFERRED_EVENTS: usize = 4096;
 /// Control streams get the highest send priority, so they never starve behind media.
 pub(super) const CONTROL_PRIORITY: i32 = i32::MAX;
 
+/// Control-stream writes shorter than this join the previous write queued for the stream.
+const COALESCE_BELOW: usize = 512;
+/// The largest write that coalescing builds.
+const COALESCED_MAX: usize = 16 * 1024;
+/// The first allocation of a coalesced write.
+const COALESCED_CAPACITY: usize = 4 * 1024;
+
 impl Session {
     /// A new session for `config.version`. On lite-05 it immediately asks to open its SETUP
     /// stream.
@@ -521,7 +528,7 @@ impl Session {
         );
         self.bind_stream(now, open.role, token, id);
         for data in open.buffer {
-            self.commands.push_back(Command::Write { stream: id, data });
+            self.push_write(id, data);
         }
         if open.fin {
             self.commands.push_back(Command::Finish { stream: id });
@@ -835,7 +842,7 @@ impl Session {
     /// Write bytes to a stream we opened (or the send side of a peer's bidi stream).
     pub(super) fn write(&mut self, target: StreamRef, data: Bytes) {
         match target {
-            StreamRef::Open(stream) => self.commands.push_back(Command::Write { stream, data }),
+            StreamRef::Open(stream) => self.push_write(stream, data),
             StreamRef::Pending(token) => {
                 let over = self.pending_bytes + data.len() > self.cfg.max_pending_bytes;
                 if let Some(Role::GroupSend(group)) = self.pending.get(&token).map(|o| o.role)
@@ -852,6 +859,42 @@ impl Session {
             }
             StreamRef::Closed => {}
         }
+    }
+
+    /// Queue a write. On control streams a small write joins the previous one queued for
+    /// the same stream (one copy of a few bytes): a burst of announcements or responses
+    /// then reaches the transport as a few chunks instead of thousands, which matters
+    /// because a QUIC stack keeps one segment per chunk until it is acknowledged, and
+    /// quinn-proto looks segments up linearly for every packet it builds. Group and fetch
+    /// payloads are never copied.
+    fn push_write(&mut self, stream: StreamId, data: Bytes) {
+        let control = self
+            .streams
+            .get(&stream)
+            .is_some_and(|s| !matches!(s.role, Role::GroupSend(_) | Role::FetchServe(_)));
+        if control
+            && data.len() < COALESCE_BELOW
+            && let Some(Command::Write {
+                stream: last,
+                data: previous,
+            }) = self.commands.back_mut()
+            && *last == stream
+            && previous.len() + data.len() <= COALESCED_MAX
+        {
+            let mut merged = match std::mem::take(previous).try_into_mut() {
+                // A buffer merged earlier: append in place.
+                Ok(merged) => merged,
+                Err(shared) => {
+                    let mut merged = BytesMut::with_capacity(COALESCED_CAPACITY);
+                    merged.extend_from_slice(&shared);
+                    merged
+                }
+            };
+            merged.extend_from_slice(&data);
+            *previous = merged.freeze();
+            return;
+        }
+        self.commands.push_back(Command::Write { stream, data });
     }
 
     /// FIN a send side.

@@ -272,6 +272,9 @@ pub struct Config {
     pub max_subscriptions: usize,
     /// Most concurrent announce requests in each direction.
     pub max_announce_requests: usize,
+    /// Most broadcasts the peer may keep active on one announce stream; one more closes the
+    /// session with a protocol violation.
+    pub max_announced: usize,
     /// Most concurrent FETCH and TRACK requests in each direction.
     pub max_requests: usize,
     /// Most streams tracked at once (both directions); excess incoming streams are reset.
@@ -308,6 +311,7 @@ impl Config {
             limits,
             max_subscriptions: 4096,
             max_announce_requests: 256,
+            max_announced: 65_536,
             max_requests: 1024,
             max_streams: 20_000,
             max_pending_bytes: 64 * 1024 * 1024,
