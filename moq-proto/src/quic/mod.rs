@@ -743,11 +743,7 @@ impl Endpoint {
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         // Drop stale entries so the top is a real deadline.
         while let Some(Reverse((at, handle))) = self.timers.peek().copied() {
-            let current = match self.ws.get(&handle) {
-                Some(ws) => ws.timer == Some(at),
-                None => self.conns.get(&handle).is_some_and(|c| c.timer == Some(at)),
-            };
-            if current {
+            if self.is_current_timer(at, handle) {
                 break;
             }
             self.timers.pop();
@@ -798,8 +794,31 @@ impl Endpoint {
         if deadline != conn.timer {
             conn.timer = deadline;
             if let Some(at) = deadline {
-                self.timers.push(Reverse((at, handle)));
+                self.push_timer(at, handle);
             }
+        }
+    }
+
+    /// Whether `at` is still `handle`'s deadline (a changed deadline leaves its old entry
+    /// in the heap until then).
+    fn is_current_timer(&self, at: Instant, handle: ConnectionHandle) -> bool {
+        match self.ws.get(&handle) {
+            Some(ws) => ws.timer == Some(at),
+            None => self.conns.get(&handle).is_some_and(|c| c.timer == Some(at)),
+        }
+    }
+
+    /// Record a connection's new deadline. Every change pushes an entry and stale ones
+    /// leave only when their time comes, so a busy connection leaves about one per change
+    /// over its keep-alive interval behind; once stale entries outnumber live ones they are
+    /// swept, which keeps the heap (and the capacity it leaves) near the connection count
+    /// instead of the packet rate, at a constant amortized cost per push.
+    pub(super) fn push_timer(&mut self, at: Instant, handle: ConnectionHandle) {
+        self.timers.push(Reverse((at, handle)));
+        if self.timers.len() > 2 * (self.conns.len() + self.ws.len()) + 64 {
+            let mut timers = std::mem::take(&mut self.timers).into_vec();
+            timers.retain(|Reverse((at, handle))| self.is_current_timer(*at, *handle));
+            self.timers = BinaryHeap::from(timers);
         }
     }
 

@@ -371,15 +371,14 @@ impl Endpoint {
             }
         }
         let deadline = conn.transport.poll_timeout();
-        if deadline != conn.timer {
-            conn.timer = deadline;
-            if let Some(at) = deadline {
-                self.timers.push(std::cmp::Reverse((at, handle)));
-            }
-        }
+        let changed = deadline != conn.timer;
+        conn.timer = deadline;
         if list && !conn.listed {
             conn.listed = true;
             self.ws_wake.push_back(handle);
+        }
+        if changed && let Some(at) = deadline {
+            self.push_timer(at, handle);
         }
     }
 
