@@ -1,6 +1,9 @@
 //! The persistent-session scenario both runtimes run: a client publishing through a relay on
 //! 127.0.0.1 keeps its session across a relay restart and follows GOAWAY to another relay,
-//! and a subscriber on the new relay receives what it publishes after each move.
+//! and a subscriber on the new relay receives what it publishes after each move. A second
+//! client with a persistent session and a resuming subscription follows along, and goes on
+//! when the publisher is replaced by a new one numbering its groups afresh; it never gets a
+//! group twice.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,9 +11,10 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use moq_proto::codes::SessionCode;
-use moq_proto::driver::{Endpoint, ReconnectPolicy, Runtime, TrackPublisher};
+use moq_proto::driver::{Endpoint, ReconnectPolicy, ResumingSubscription, Runtime, TrackPublisher};
 use moq_proto::node::NodeConfig;
 use moq_proto::quic::{Certificate, EngineConfig, Verification};
+use moq_proto::session::SubscribeParams;
 use moq_proto::wire::TrackInfo;
 
 fn relay(runtime: &Arc<dyn Runtime>, cert: &Certificate, addr: SocketAddr, hop: u64) -> Endpoint {
@@ -98,6 +102,38 @@ async fn delivered_through(
     subscriber.closed().await;
 }
 
+/// The resuming subscription hands out groups until one carries `tag`; groups handed out
+/// must go up, except once after a publisher change (`fresh`), when numbering restarts.
+async fn followed(resuming: &mut ResumingSubscription, seen: &mut Vec<u64>, tag: u8, fresh: bool) {
+    let mut restarted = false;
+    loop {
+        let mut group = resuming
+            .next_group()
+            .await
+            .expect("the resuming subscription goes on");
+        let seq = group.seq();
+        if let Some(&last) = seen.last()
+            && seq <= last
+        {
+            assert!(
+                fresh && !restarted,
+                "group {seq} handed out after {last}: {seen:?}"
+            );
+            restarted = true;
+        }
+        seen.push(seq);
+        let frame = group.read_frame().await.expect("a frame");
+        if frame.payload[..] == [tag; 8] {
+            return;
+        }
+        assert!(
+            frame.payload[0] < tag || fresh,
+            "unexpected {:?}",
+            frame.payload
+        );
+    }
+}
+
 /// Run the scenario on `runtime`.
 pub async fn survives_restart_and_goaway(runtime: Arc<dyn Runtime>) {
     let cert = Certificate::generate(&["localhost".into()], SystemTime::now()).expect("cert");
@@ -117,7 +153,17 @@ pub async fn survives_restart_and_goaway(runtime: Arc<dyn Runtime>) {
     let track = broadcast
         .create_track("t", TrackInfo::default())
         .expect("track");
+    let follower = client(&runtime, hash, 600);
+    let follower_link = follower
+        .connect_persistent(&url, policy)
+        .await
+        .expect("the follower connects");
+    let mut resuming = follower
+        .subscribe_resuming("persist/b", "t", SubscribeParams::default())
+        .expect("subscribe");
+    let mut seen = Vec::new();
     delivered_through(&runtime, hash, &first, &track, 1).await;
+    followed(&mut resuming, &mut seen, 1, false).await;
 
     // The relay goes away (closing every session) and comes back at the same address.
     first.close(SessionCode(0), "restart");
@@ -129,7 +175,9 @@ pub async fn survives_restart_and_goaway(runtime: Arc<dyn Runtime>) {
         "the link redialled the restarted relay"
     );
     assert!(link.is_up());
+    assert!(follower_link.reconnected(1).await, "the follower redialled");
     delivered_through(&runtime, hash, &restarted, &track, 2).await;
+    followed(&mut resuming, &mut seen, 2, false).await;
 
     // GOAWAY names another relay: the link moves there.
     let other = relay(&runtime, &cert, "127.0.0.1:0".parse().expect("addr"), 3);
@@ -137,12 +185,45 @@ pub async fn survives_restart_and_goaway(runtime: Arc<dyn Runtime>) {
     restarted.goaway(&other_url);
     assert!(link.reconnected(2).await, "the link followed GOAWAY");
     assert_eq!(link.url(), other_url);
+    assert!(
+        follower_link.reconnected(2).await,
+        "the follower followed GOAWAY"
+    );
     delivered_through(&runtime, hash, &other, &track, 3).await;
+    followed(&mut resuming, &mut seen, 3, false).await;
 
+    // The publisher goes away without finishing its track, and a new one publishes the
+    // same broadcast, numbering its groups from 0 again.
+    link.close();
+    publisher.close(SessionCode(0), "replaced");
     drop(track);
     drop(broadcast);
-    link.close();
-    for endpoint in [&publisher, &restarted, &other] {
+    let replacement = client(&runtime, hash, 501);
+    let _session = replacement
+        .connect(&other_url)
+        .await
+        .expect("the replacement connects");
+    let broadcast = replacement.publish("persist/b").expect("publish again");
+    let track = broadcast
+        .create_track("t", TrackInfo::default())
+        .expect("track");
+    delivered_through(&runtime, hash, &other, &track, 4).await;
+    followed(&mut resuming, &mut seen, 4, true).await;
+    assert!(
+        resuming.renewals() >= 3,
+        "renewed {} times",
+        resuming.renewals()
+    );
+    println!(
+        "resuming subscription: groups {seen:?}, {} renewals",
+        resuming.renewals()
+    );
+
+    drop(resuming);
+    drop(track);
+    drop(broadcast);
+    follower_link.close();
+    for endpoint in [&publisher, &replacement, &follower, &restarted, &other] {
         endpoint.close(SessionCode(0), "done");
     }
 }

@@ -20,6 +20,7 @@ mod api;
 mod http;
 mod http_api;
 mod reconnect;
+mod resume;
 mod shared;
 mod task;
 mod tls_stream;
@@ -43,6 +44,7 @@ pub use http::HttpHandler;
 pub use http_api::{HttpApi, MAX_FETCH_BYTES};
 pub use quinn_udp::{RecvMeta, Transmit as UdpTransmit};
 pub use reconnect::{PersistentSession, ReconnectPolicy};
+pub use resume::ResumingSubscription;
 
 /// A UDP socket the driver can poll.
 pub trait AsyncUdpSocket: Send + Sync + Debug + 'static {

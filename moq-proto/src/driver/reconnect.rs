@@ -8,8 +8,8 @@
 //!
 //! What the endpoint publishes survives by itself: it lives in the endpoint's node, which
 //! announces it on every new session. Subscriptions are tied to the route they took: one
-//! whose session went away ends, and the application subscribes again (after
-//! [`PersistentSession::reconnected`], or at once: a subscription waits for a route).
+//! whose session went away ends; [`Endpoint::subscribe_resuming`] makes one that is renewed
+//! by itself (or the application subscribes again: a subscription waits for a route).
 
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -106,9 +106,8 @@ impl Endpoint {
     /// up before the old one is let go. Code 0x2 (unauthorized) or 0x15 (no common version),
     /// an untrusted certificate or a refused WebTransport or WebSocket request end it:
     /// [`PersistentSession::failed`] says why. What the endpoint publishes is announced again
-    /// on every new session; a subscription ends with the session whose route it took, and
-    /// the application subscribes again (after [`PersistentSession::reconnected`], or at once:
-    /// a subscription waits for a route).
+    /// on every new session; a subscription ends with the session whose route it took, unless
+    /// made with [`Endpoint::subscribe_resuming`].
     pub async fn connect_persistent(
         &self,
         url: &str,
