@@ -1005,3 +1005,136 @@ async fn hostile_peers_over_quic() {
 async fn hostile_peers_over_webtransport() {
     suite(Transport::WebTransport).await;
 }
+
+/// The URL a client endpoint dials the relay with over `transport`.
+fn relay_url(relay: &Relay, transport: Transport) -> String {
+    let port = relay.endpoint.local_addr().port();
+    match transport {
+        Transport::Quic => format!("moqt://localhost:{port}/"),
+        Transport::WebTransport => format!("https://localhost:{port}/"),
+    }
+}
+
+/// What the killed publisher's thread hands back to the test.
+type PublisherHandles = (
+    Endpoint,
+    moq_tokio::Session,
+    moq_tokio::BroadcastPublisher,
+    moq_tokio::TrackPublisher,
+    moq_tokio::GroupPublisher,
+);
+
+/// A publisher killed in the middle of a group: its runtime stops with everything open, so
+/// no CONNECTION_CLOSE, FIN or reset leaves (what the relay sees when a process dies). A
+/// subscriber has the group's first frames.
+///
+/// Asserted: the subscriber gets the complete frames and nothing more of the dead
+/// publisher's open group, its subscription ends, and the witness on the same relay loses
+/// nothing.
+async fn killed_publisher(transport: Transport) {
+    let relay = relay();
+    let url = relay_url(&relay, transport);
+    let witness = Witness::start(&relay, "witness/killed").await;
+    let subscriber = client(relay.hash, 600);
+    let _subscriber_session = subscriber.connect(&url).await.expect("subscriber");
+
+    let (events, mut from_publisher) = tokio::sync::mpsc::unbounded_channel::<&str>();
+    let (go, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let (kill, kill_rx) = tokio::sync::oneshot::channel::<()>();
+    let (hash, publisher_url) = (relay.hash, url.clone());
+    let publisher = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("publisher runtime");
+        let handles: PublisherHandles = runtime.block_on(async move {
+            let endpoint = client(hash, 601);
+            let session = endpoint.connect(&publisher_url).await.expect("publisher");
+            let broadcast = endpoint.publish("killed/b").expect("publish");
+            let track = broadcast
+                .create_track("t", TrackInfo::default())
+                .expect("track");
+            events.send("published").expect("test");
+            go_rx.await.expect("go");
+            let mut complete = track.append_group().expect("group 0");
+            for i in 0..3u8 {
+                complete
+                    .write_frame(Bytes::from(vec![i; 100]))
+                    .await
+                    .expect("frame");
+            }
+            complete.finish();
+            let mut open = track.append_group().expect("group 1");
+            for i in 10..12u8 {
+                open.write_frame(Bytes::from(vec![i; 100]))
+                    .await
+                    .expect("frame");
+            }
+            endpoint.flushed().await;
+            events.send("written").expect("test");
+            kill_rx.await.expect("kill");
+            (endpoint, session, broadcast, track, open)
+        });
+        // Killed: the runtime (its driver task and socket) goes while every handle is open.
+        drop(runtime);
+        std::mem::forget(handles);
+    });
+
+    assert_eq!(from_publisher.recv().await, Some("published"));
+    let mut announced = subscriber.announced("killed").expect("announced");
+    announced.next().await.expect("the broadcast is announced");
+    let mut subscription = subscriber.subscribe("killed/b", "t").expect("subscribe");
+    subscription.ready().await.expect("subscription ready");
+    go.send(()).expect("go");
+    assert_eq!(from_publisher.recv().await, Some("written"));
+    let mut complete = subscription.next_group().await.expect("group 0");
+    assert_eq!(complete.seq(), 0);
+    for i in 0..3u8 {
+        let frame = complete.read_frame().await.expect("a frame of group 0");
+        assert_eq!(frame.payload[..], [i; 100]);
+    }
+    assert!(
+        complete.read_frame().await.is_none(),
+        "group 0 had 3 frames"
+    );
+    let mut open = subscription.next_group().await.expect("group 1");
+    assert_eq!(open.seq(), 1);
+    for i in 10..12u8 {
+        let frame = open.read_frame().await.expect("a frame of group 1");
+        assert_eq!(frame.payload[..], [i; 100]);
+    }
+
+    kill.send(()).expect("kill");
+    publisher.join().expect("publisher thread");
+    let killed = Instant::now();
+
+    let wait = Duration::from_secs(20);
+    // The relay notices the publisher is gone (here at once: the dead socket's port answers
+    // with ICMP unreachable); the open group gets nothing more and the subscription ends.
+    let more = tokio::time::timeout(wait, open.read_frame())
+        .await
+        .expect("the dead publisher's group ended");
+    assert!(more.is_none(), "a frame after the kill: {more:?}");
+    let group_end = open.end();
+    let next = tokio::time::timeout(wait, subscription.next_group())
+        .await
+        .expect("the subscription ended");
+    assert!(next.is_none(), "a group after the kill");
+    println!(
+        "{transport:?}: publisher killed mid-group: the open group ended {group_end:?}, the subscription {:?}, {:?} after the kill",
+        subscription.end(),
+        killed.elapsed()
+    );
+    let (frames, p99) = witness.finish().await;
+    println!("{transport:?}: witness {frames} frames, p99 {p99:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_killed_mid_group_over_quic() {
+    killed_publisher(Transport::Quic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_killed_mid_group_over_webtransport() {
+    killed_publisher(Transport::WebTransport).await;
+}
