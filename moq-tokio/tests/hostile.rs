@@ -293,6 +293,34 @@ fn varint(v: u64) -> Vec<u8> {
     }
 }
 
+/// A length-prefixed string (lite-05).
+fn string(text: &str) -> Vec<u8> {
+    let mut bytes = varint(text.len() as u64);
+    bytes.extend(text.as_bytes());
+    bytes
+}
+
+/// A message of type `ty`: the type, the body's length, the body.
+fn message(ty: u8, body: Vec<u8>) -> Vec<u8> {
+    let mut bytes = vec![ty];
+    bytes.extend(varint(body.len() as u64));
+    bytes.extend(body);
+    bytes
+}
+
+/// Open a bidi stream, write `bytes` and leave it open; `false` once the relay's stream cap
+/// holds new streams back (none granted within 200 ms).
+async fn open_held(session: &WtSession, bytes: &[u8]) -> bool {
+    match tokio::time::timeout(Duration::from_millis(200), session.open_bi()).await {
+        Ok(Ok((mut send, recv))) => {
+            let _ = send.write_all(bytes).await;
+            std::mem::forget((send, recv));
+            true
+        }
+        _ => false,
+    }
+}
+
 /// How the relay answered the attack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
@@ -594,9 +622,8 @@ fn cases() -> Vec<Case> {
             attack: |s, _| {
                 Box::pin(async move {
                     for _ in 0..MAX_STREAMS {
-                        match tokio::time::timeout(Duration::from_millis(200), s.open_bi()).await {
-                            Ok(Ok((send, recv))) => std::mem::forget((send, recv)),
-                            _ => break,
+                        if !open_held(&s, &[]).await {
+                            break;
                         }
                     }
                     (s, None)
@@ -611,25 +638,14 @@ fn cases() -> Vec<Case> {
             attack: |s, _| {
                 Box::pin(async move {
                     for i in 0..MAX_STREAMS * 10 {
-                        let mut msg = vec![0x02];
                         // Subscribe: id, broadcast path "flood", track "t{i}", priority,
                         // ordered, max latency, start, end (lite-05 layout, all small).
                         let mut body = varint(i);
-                        body.extend([5, b'f', b'l', b'o', b'o', b'd']);
-                        let track = format!("t{i}");
-                        body.extend(varint(track.len() as u64));
-                        body.extend(track.as_bytes());
+                        body.extend(string("flood"));
+                        body.extend(string(&format!("t{i}")));
                         body.extend([0, 0, 0, 0, 0]);
-                        msg.extend(varint(body.len() as u64));
-                        msg.extend(body);
-                        let open =
-                            tokio::time::timeout(Duration::from_millis(200), s.open_bi()).await;
-                        match open {
-                            Ok(Ok((mut send, recv))) => {
-                                let _ = send.write_all(&msg).await;
-                                std::mem::forget((send, recv));
-                            }
-                            _ => break, // the relay's stream cap holds the flood back
+                        if !open_held(&s, &message(0x02, body)).await {
+                            break; // the relay's stream cap holds the flood back
                         }
                     }
                     (s, None)
@@ -683,21 +699,10 @@ fn cases() -> Vec<Case> {
                 Box::pin(async move {
                     for i in 0..MAX_STREAMS * 10 {
                         // ANNOUNCE_REQUEST (lite-05): a prefix of its own, exclude hop 0.
-                        let prefix = format!("p{i}");
-                        let mut body = varint(prefix.len() as u64);
-                        body.extend(prefix.as_bytes());
+                        let mut body = string(&format!("p{i}"));
                         body.push(0);
-                        let mut msg = vec![0x01];
-                        msg.extend(varint(body.len() as u64));
-                        msg.extend(body);
-                        let open =
-                            tokio::time::timeout(Duration::from_millis(200), s.open_bi()).await;
-                        match open {
-                            Ok(Ok((mut send, recv))) => {
-                                let _ = send.write_all(&msg).await;
-                                std::mem::forget((send, recv));
-                            }
-                            _ => break, // the relay's stream cap holds the flood back
+                        if !open_held(&s, &message(0x01, body)).await {
+                            break; // the relay's stream cap holds the flood back
                         }
                     }
                     (s, None)
@@ -726,10 +731,8 @@ fn cases() -> Vec<Case> {
                     // ANNOUNCE_OK: hop 7, no initial set; then live ANNOUNCE_BROADCASTs.
                     let mut buf = vec![0x02, 0x07, 0x00];
                     for i in 0..ANNOUNCE_FLOOD {
-                        let suffix = format!("flood/{i}");
                         let mut body = vec![1];
-                        body.extend(varint(suffix.len() as u64));
-                        body.extend(suffix.as_bytes());
+                        body.extend(string(&format!("flood/{i}")));
                         body.push(0);
                         buf.extend(varint(body.len() as u64));
                         buf.extend(body);
@@ -757,13 +760,12 @@ fn cases() -> Vec<Case> {
                     // 30 s max latency, then never accept a group stream: the relay's
                     // sends stall on flow control.
                     let mut body = varint(0);
-                    body.extend([5, b'h', b'e', b'a', b'v', b'y', 1, b't', 0, 0]);
+                    body.extend(string("heavy"));
+                    body.extend(string("t"));
+                    body.extend([0, 0]);
                     body.extend(varint(30_000));
                     body.extend([0, 0]);
-                    let mut msg = vec![0x02];
-                    msg.extend(varint(body.len() as u64));
-                    msg.extend(body);
-                    let r = bidi_with(&s, &msg, false).await;
+                    let r = bidi_with(&s, &message(0x02, body), false).await;
                     (s, r)
                 })
             },

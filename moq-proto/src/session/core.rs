@@ -868,18 +868,18 @@ impl Session {
     /// quinn-proto looks segments up linearly for every packet it builds. Group and fetch
     /// payloads are never copied.
     fn push_write(&mut self, stream: StreamId, data: Bytes) {
-        let control = self
-            .streams
-            .get(&stream)
-            .is_some_and(|s| !matches!(s.role, Role::GroupSend(_) | Role::FetchServe(_)));
-        if control
-            && data.len() < COALESCE_BELOW
+        // Cheapest tests first: this runs for every write, media included.
+        if data.len() < COALESCE_BELOW
             && let Some(Command::Write {
                 stream: last,
                 data: previous,
             }) = self.commands.back_mut()
             && *last == stream
             && previous.len() + data.len() <= COALESCED_MAX
+            && self
+                .streams
+                .get(&stream)
+                .is_some_and(|s| !matches!(s.role, Role::GroupSend(_) | Role::FetchServe(_)))
         {
             let mut merged = match std::mem::take(previous).try_into_mut() {
                 // A buffer merged earlier: append in place.
