@@ -31,8 +31,8 @@ pub use moq_proto::driver::*;
 pub use moq_proto::node::{NodeConfig, PublishError};
 pub use moq_proto::origin::{GroupState, OriginConfig};
 pub use moq_proto::quic::{
-    Certificate, CertificateProblem, EngineConfig, MoqUrl, TransportKind, UntrustedCertificate,
-    UrlError, Verification,
+    Certificate, CertificateProblem, DEFAULT_KEEP_ALIVE, EngineConfig, MoqUrl, TransportKind,
+    UntrustedCertificate, UrlError, Verification,
 };
 pub use moq_proto::session::SubscribeParams;
 pub use moq_proto::wire::{Path, PathError, TrackInfo, Version};

@@ -1031,9 +1031,12 @@ type PublisherHandles = (
 /// subscriber has the group's first frames.
 ///
 /// Asserted: the subscriber gets the complete frames and nothing more of the dead
-/// publisher's open group, its subscription ends, and the witness on the same relay loses
-/// nothing.
-async fn killed_publisher(transport: Transport) {
+/// publisher's open group, and the witness on the same relay loses nothing. Without a
+/// `replacement`, the subscription ends when the relay notices the death. With one (the
+/// restarted process publishing the same broadcast at once, while the relay still holds
+/// the dead route), the same subscription fails over to it: its groups follow the last one
+/// seen, numbered on without a gap or a repeat.
+async fn killed_publisher(transport: Transport, replacement: bool) {
     let relay = relay();
     let url = relay_url(&relay, transport);
     let witness = Witness::start(&relay, "witness/killed").await;
@@ -1072,7 +1075,8 @@ async fn killed_publisher(transport: Transport) {
                     .await
                     .expect("frame");
             }
-            endpoint.flushed().await;
+            // Not `flushed()`: it waits for the open group, which never ends. The test
+            // reads these frames at the subscriber before it kills this thread.
             events.send("written").expect("test");
             kill_rx.await.expect("kill");
             (endpoint, session, broadcast, track, open)
@@ -1110,33 +1114,123 @@ async fn killed_publisher(transport: Transport) {
     publisher.join().expect("publisher thread");
     let killed = Instant::now();
 
+    // The restarted process: a new endpoint (new port, new connection) that publishes the
+    // same broadcast and writes a one-frame group every 50 ms.
+    let _replacement = if replacement {
+        let endpoint = client(relay.hash, 602);
+        let session = endpoint.connect(&url).await.expect("replacement");
+        let broadcast = endpoint.publish("killed/b").expect("publish again");
+        let track = broadcast
+            .create_track("t", TrackInfo::default())
+            .expect("track");
+        let writer = tokio::spawn(async move {
+            // Until the test drops the broadcast (the group calls fail from then on).
+            for seq in 0..1000u32 {
+                let Ok(mut group) = track.append_group() else {
+                    return;
+                };
+                if group
+                    .write_frame(Bytes::from(seq.to_be_bytes().to_vec()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                group.finish();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        Some((endpoint, session, broadcast, AbortOnDrop(writer)))
+    } else {
+        None
+    };
+
+    // The relay notices the publisher is gone when its idle timeout (5 s here) runs out: a
+    // dead process sends nothing, and the ICMP errors its closed port answers with are not
+    // taken as a close. The open group gets nothing more.
     let wait = Duration::from_secs(20);
-    // The relay notices the publisher is gone (here at once: the dead socket's port answers
-    // with ICMP unreachable); the open group gets nothing more and the subscription ends.
     let more = tokio::time::timeout(wait, open.read_frame())
         .await
         .expect("the dead publisher's group ended");
     assert!(more.is_none(), "a frame after the kill: {more:?}");
     let group_end = open.end();
-    let next = tokio::time::timeout(wait, subscription.next_group())
-        .await
-        .expect("the subscription ended");
-    assert!(next.is_none(), "a group after the kill");
     println!(
-        "{transport:?}: publisher killed mid-group: the open group ended {group_end:?}, the subscription {:?}, {:?} after the kill",
-        subscription.end(),
+        "{transport:?}: publisher killed mid-group: the open group ended {group_end:?}, {:?} after the kill",
         killed.elapsed()
     );
+
+    if replacement {
+        // Failed over: the replacement's groups (whatever its own numbering) come next as
+        // 2, 3, 4, ... and each carries one of its frames.
+        let mut last_source_seq = None;
+        for expected in 2..7u64 {
+            let mut group = tokio::time::timeout(wait, subscription.next_group())
+                .await
+                .expect("a group from the replacement")
+                .unwrap_or_else(|| panic!("the subscription ended: {:?}", subscription.end()));
+            assert_eq!(group.seq(), expected, "groups follow on after a failover");
+            let frame = tokio::time::timeout(wait, group.read_frame())
+                .await
+                .expect("a frame from the replacement")
+                .expect("the group's frame");
+            let source_seq = u32::from_be_bytes(
+                frame.payload[..]
+                    .try_into()
+                    .expect("the replacement's 4-byte frame"),
+            );
+            if let Some(last) = last_source_seq {
+                assert!(source_seq > last, "the replacement's groups in order");
+            }
+            last_source_seq = Some(source_seq);
+        }
+        println!(
+            "{transport:?}: the subscription failed over to the replacement publisher, {:?} after the kill",
+            killed.elapsed()
+        );
+    } else {
+        let next = tokio::time::timeout(wait, subscription.next_group())
+            .await
+            .expect("the subscription ended");
+        assert!(
+            next.is_none(),
+            "a group after the kill: {:?}",
+            next.map(|g| g.seq())
+        );
+        println!(
+            "{transport:?}: the subscription ended {:?}, {:?} after the kill",
+            subscription.end(),
+            killed.elapsed()
+        );
+    }
     let (frames, p99) = witness.finish().await;
     println!("{transport:?}: witness {frames} frames, p99 {p99:?}");
 }
 
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publisher_killed_mid_group_over_quic() {
-    killed_publisher(Transport::Quic).await;
+    killed_publisher(Transport::Quic, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publisher_killed_mid_group_over_webtransport() {
-    killed_publisher(Transport::WebTransport).await;
+    killed_publisher(Transport::WebTransport, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_publisher_replaced_over_quic() {
+    killed_publisher(Transport::Quic, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_publisher_replaced_over_webtransport() {
+    killed_publisher(Transport::WebTransport, true).await;
 }

@@ -7,6 +7,8 @@
 //!   engines hold no connection.
 //! - The publisher closes explicitly: the subscriber learns the close code and reason, and
 //!   both engines forget the connection once it has drained.
+//! - A quiet session (nothing to send for a minute) against a peer with a short idle timeout
+//!   and no keep-alives of its own stays up on the default keep-alive.
 
 mod sim_support;
 
@@ -204,5 +206,35 @@ fn explicit_close_reaches_the_peer_and_releases_everything() {
             .any(|(_, e)| matches!(e, SubscriptionEvent::Closed { error: Some(_) }));
         assert!(closed, "{version}");
         assert_released(&mut w, publisher, subscriber, version);
+    }
+}
+
+/// A quiet session is not an idle one: a subscriber waiting 60 s for a track's next group,
+/// connected to a server that never sends keep-alives and times out after 10 s of silence
+/// (the reference relay's idle timeout), stays up on the client's default keep-alive, and
+/// gets the group when it comes.
+#[test]
+fn quiet_sessions_outlive_the_peers_idle_timeout() {
+    for version in Version::ALL {
+        let seed = 41;
+        let mut w = World::new(seed, LinkConfig::latency(ms(20)));
+        let mut server = server_config(seed, &Version::ALL);
+        server.idle_timeout = Duration::from_secs(10);
+        server.keep_alive = None;
+        let publisher = w.add(server);
+        let subscriber = w.add(client_config(seed, &[version]));
+        let track = w.publish(publisher, "quiet", "t", TrackInfo::default());
+        w.connect(subscriber, publisher);
+        let sub = w.subscribe(subscriber, "quiet", "t", SubscribeParams::default());
+        w.run_for(ms(300));
+        w.run_for(Duration::from_secs(60));
+        w.publish_group(publisher, track, 2, 100);
+        w.run_for(ms(200));
+        assert_eq!(w.frames(subscriber, sub).len(), 2, "{version}");
+        let dropped = w
+            .log
+            .iter()
+            .any(|s| matches!(s.event, EngineEvent::Disconnected { .. }));
+        assert!(!dropped, "{version}: a quiet session was dropped");
     }
 }

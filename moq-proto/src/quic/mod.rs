@@ -131,6 +131,13 @@ use crate::session::{self, Side};
 use crate::webtransport::connect::ConnectRequest;
 use crate::wire::{Path, Version};
 
+/// The default keep-alive interval. QUIC closes a connection that hears nothing for the
+/// smaller of both peers' idle timeouts; a quiet subscription (a track that publishes every
+/// few seconds, a session that only waits for announcements) must not die of it. 3 s is
+/// under a third of the shortest idle timeout in the MOQ ecosystem (the reference relay's
+/// 10 s), so a lost PING is survived, and costs one small packet per quiet connection.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(3);
+
 /// Engine configuration.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -160,7 +167,10 @@ pub struct EngineConfig {
     pub max_gso_segments: usize,
     /// Idle timeout.
     pub idle_timeout: Duration,
-    /// Keep-alive interval (must be below the idle timeout).
+    /// Keep-alive interval: how long a connection may stay silent before it sends a PING.
+    /// The idle timeout that applies is the smaller of both peers' and quinn-proto does not
+    /// tell which the peer asked for, so this must stay below a third of the shortest idle
+    /// timeout a peer may use, not only ours. See [`DEFAULT_KEEP_ALIVE`].
     pub keep_alive: Option<Duration>,
     /// Concurrent streams the peer may open, per direction. quinn-proto keeps state for every
     /// stream the peer is allowed to open, so this costs memory per connection (about 1 MB
@@ -184,7 +194,7 @@ pub struct EngineConfig {
 
 impl EngineConfig {
     /// Defaults: every version, system roots, 1 000 concurrent streams per direction, 30 s idle
-    /// timeout with 10 s keep-alives.
+    /// timeout with [`DEFAULT_KEEP_ALIVE`] keep-alives.
     pub fn new(node: NodeConfig) -> Self {
         Self {
             node,
@@ -199,7 +209,7 @@ impl EngineConfig {
             retry: false,
             max_gso_segments: 1,
             idle_timeout: Duration::from_secs(30),
-            keep_alive: Some(Duration::from_secs(10)),
+            keep_alive: Some(DEFAULT_KEEP_ALIVE),
             max_streams: 1_000,
             send_window: None,
             rng_seed: None,

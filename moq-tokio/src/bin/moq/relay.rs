@@ -18,8 +18,8 @@ use moq_proto::http1;
 use moq_proto::node::NodeConfig;
 use moq_proto::quic::tls;
 use moq_tokio::{
-    Certificate, DriverConfig, Endpoint, EngineConfig, HttpApi, HttpHandler, OriginConfig,
-    TokioRuntime,
+    Certificate, DEFAULT_KEEP_ALIVE, DriverConfig, Endpoint, EngineConfig, HttpApi, HttpHandler,
+    OriginConfig, TokioRuntime,
 };
 
 use crate::common::{Common, Error, random_hop_id, shutdown_signal};
@@ -208,7 +208,8 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
     config.max_streams = args.max_streams;
     config.websocket = !args.no_websocket;
     config.idle_timeout = Duration::from_secs(args.idle_timeout);
-    config.keep_alive = Some(Duration::from_secs(args.idle_timeout) / 3);
+    // Quiet peers must not idle out, whichever side's idle timeout is the shorter.
+    config.keep_alive = Some((Duration::from_secs(args.idle_timeout) / 3).min(DEFAULT_KEEP_ALIVE));
     let endpoint = Endpoint::bind(
         Arc::new(TokioRuntime),
         args.listen,
