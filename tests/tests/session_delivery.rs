@@ -5,7 +5,7 @@ mod session_support;
 
 use bytes::Bytes;
 use moq_proto::codes::StreamCode;
-use moq_proto::session::{Command, Event, GroupSendId, ServeId, Side, StreamId};
+use moq_proto::session::{Command, Config, Event, GroupSendId, ServeId, Side, StreamId};
 use moq_proto::wire::{
     Subscribe, SubscribeDrop, SubscribeResponse, SubscribeStart, SubscribeUpdate, TrackInfo,
     Version,
@@ -646,5 +646,42 @@ fn finished_group_waiting_for_credit_is_dropped_when_stale() {
                 error: StreamCode::OLD.0
             })
         );
+    }
+}
+
+#[test]
+fn groups_waiting_for_credit_give_way_past_the_send_budget() {
+    // A peer that grants no stream credit (it never reads): the groups waiting for a stream
+    // hold their bytes in the session. Past `max_send_backlog`, each new group drops the
+    // older ones still waiting, so what is held stays near the budget, whatever the time.
+    const BUDGET: usize = 10_000;
+    for v in VERSIONS {
+        let mut config = Config::new(v, Side::Server);
+        config.max_send_backlog = BUDGET;
+        let mut raw = Raw::ready_with(config);
+        let a = serve(&mut raw, 0, 1, false, 60_000, 127);
+        raw.auto_grant = false;
+        let payload = Bytes::from(vec![7u8; 3000]);
+        let mut groups = Vec::new();
+        for seq in 0..100 {
+            let (g, stream) = group(&mut raw, &a, seq);
+            assert!(stream.is_none(), "{v}: no credit, no stream");
+            let now = raw.now;
+            raw.s.write_frame(now, g, 0, 3000, payload.clone());
+            raw.s.finish_group(g);
+            groups.push(g);
+            raw.advance(ms(10));
+            let held = raw.s.tables().pending_bytes;
+            assert!(
+                held <= BUDGET + 3100,
+                "{v}: {held} bytes held at group {seq}"
+            );
+        }
+        // The newest group still waits for its stream and goes out once credit comes.
+        let granted = raw.grant_all();
+        assert!(!granted.is_empty(), "{v}");
+        let (header, _, _) = raw.group_written(*granted.last().expect("granted"));
+        assert_eq!(header.sequence, 99, "{v}");
+        raw.assert_open();
     }
 }

@@ -396,6 +396,9 @@ impl Session {
         if !self.serve_wants(id, seq) {
             return None;
         }
+        if self.over_send_budget() {
+            self.shed_waiting_groups(id);
+        }
         let version = self.version;
         let serve = self.serves.get_mut(id)?;
         let wire_id = serve.wire_id;
@@ -484,7 +487,7 @@ impl Session {
         };
         debug_assert_eq!(g.frame_remaining, 0, "previous frame incomplete");
         debug_assert!(chunk.len() as u64 <= size);
-        if self.send_backlog > self.cfg.max_send_backlog
+        if self.send_backlog.saturating_add(self.pending_bytes) > self.cfg.max_send_backlog
             && self
                 .serves
                 .get(g.serve)
@@ -562,6 +565,36 @@ impl Session {
         g.state = SendState::Finished;
         let stream = g.stream;
         self.finish(stream);
+    }
+
+    /// Bytes held for the peer beyond what it takes (written and not accepted by the
+    /// transport, or buffered for streams still waiting for credit) exceed
+    /// [`Config::max_send_backlog`](super::Config::max_send_backlog).
+    fn over_send_budget(&self) -> bool {
+        self.send_backlog.saturating_add(self.pending_bytes) > self.cfg.max_send_backlog
+    }
+
+    /// A new group of subscription `id` arrives while over the send budget: its older
+    /// groups still waiting for a stream (the peer grants no stream credit, e.g. it does not
+    /// read) give way, as older groups behind a blocked transport do. They never reached
+    /// the network, so dropping them costs nothing and bounds what a stalled peer pins.
+    fn shed_waiting_groups(&mut self, id: ServeId) {
+        let Some(serve) = self.serves.get(id) else {
+            return;
+        };
+        let waiting: Vec<GroupSendId> = serve
+            .groups
+            .by_arrival()
+            .filter(|&(_, _, group)| {
+                self.group_sends
+                    .get(group)
+                    .is_some_and(|g| matches!(g.stream, StreamRef::Pending(_)))
+            })
+            .map(|(_, _, group)| group)
+            .collect();
+        for group in waiting {
+            self.abort_group(group, StreamCode::TOO_FAR_BEHIND);
+        }
     }
 
     /// Abort a group stream with `code` (the publisher abandoned the group).

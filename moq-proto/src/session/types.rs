@@ -289,10 +289,13 @@ pub struct Config {
     /// datagram, so it costs no copy.
     pub datagram_prefix: bytes::Bytes,
     /// Most bytes the transport may hold unaccepted (see
-    /// [`super::Session::handle_send_backlog`]) before the session sheds groups: past it, a
+    /// [`super::Session::handle_send_backlog`]), together with the bytes buffered for group
+    /// streams still waiting for stream credit, before the session sheds groups: past it, a
     /// frame for a group that is not its subscription's newest aborts that group
-    /// ([`StreamCode::TOO_FAR_BEHIND`]) instead of queueing behind the backlog, so
-    /// a subscriber that cannot keep up skips to the live edge and costs bounded memory.
+    /// ([`StreamCode::TOO_FAR_BEHIND`]) instead of queueing behind the backlog, and a new
+    /// group drops its subscription's older groups still waiting for a stream, so a
+    /// subscriber that cannot keep up (or grants no stream credit) skips to the live edge
+    /// and costs bounded memory.
     pub max_send_backlog: usize,
 }
 
