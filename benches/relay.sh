@@ -44,6 +44,7 @@
 #            1-minute load average to drop below LOAD_MAX
 #   RELAY_LOG log level for both relays                             [warn]
 #   RELAY_CPUS, BENCH_CPUS  if set, pin the relay / the bench with `taskset -c` (e.g. 0 and 1)
+#   BENCH_PROCESSES  spread the bench's subscribers over this many processes      [1]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -205,7 +206,7 @@ run_one() { # relay n size mode scheme
         --url "$scheme://localhost:$PORT/" --publishers 1 --tracks 1 --subscribers "$n" \
         --frame-size "$size" "${mode_args[@]}" --frames-per-group "$FRAMES_PER_GROUP" \
         --duration "$DURATION" --warmup "$WARMUP" --max-latency "$MAX_LATENCY" --json \
-        >"$bout" 2>"$berr" &
+        --processes "${BENCH_PROCESSES:-1}" >"$bout" 2>"$berr" &
     BENCH_PID=$!
     BENCH_CHILD=""  # the moq process itself (BENCH_PID is `timeout`)
 

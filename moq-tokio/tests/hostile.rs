@@ -605,6 +605,108 @@ fn cases() -> Vec<Case> {
             heavy: false,
         },
         Case {
+            name: "truncated FETCH (FIN mid-message)",
+            attack: |s, _| {
+                Box::pin(async move {
+                    let r = bidi_with(&s, &[0x03, 40, 1, 2, 3], true).await;
+                    (s, r)
+                })
+            },
+            expect: &[SessionClosed(0x3), StreamReset(0x0)],
+            wait: Duration::from_secs(3),
+            heavy: false,
+        },
+        Case {
+            name: "truncated PROBE (FIN mid-message)",
+            attack: |s, _| {
+                Box::pin(async move {
+                    let r = bidi_with(&s, &[0x04, 40, 1, 2, 3], true).await;
+                    (s, r)
+                })
+            },
+            expect: &[SessionClosed(0x3), StreamReset(0x0)],
+            wait: Duration::from_secs(3),
+            heavy: false,
+        },
+        Case {
+            name: "truncated TRACK request (FIN mid-message)",
+            attack: |s, _| {
+                Box::pin(async move {
+                    let r = bidi_with(&s, &[0x06, 40, 1, 2, 3], true).await;
+                    (s, r)
+                })
+            },
+            expect: &[SessionClosed(0x3), StreamReset(0x0)],
+            wait: Duration::from_secs(3),
+            heavy: false,
+        },
+        Case {
+            name: "malformed GOAWAY (URI longer than its message)",
+            attack: |s, _| {
+                Box::pin(async move {
+                    // type 5 (Goaway), length 2, a URI length claiming 63 bytes.
+                    let r = bidi_with(&s, &[0x05, 0x02, 0x3f, b'a'], true).await;
+                    (s, r)
+                })
+            },
+            expect: &[SessionClosed(0x3), StreamReset(0x0)],
+            wait: Duration::from_secs(3),
+            heavy: false,
+        },
+        Case {
+            name: "truncated group header (FIN inside a varint)",
+            attack: |s, _| {
+                Box::pin(async move {
+                    if let Ok(mut send) = s.open_uni().await {
+                        // type 0 (Group), then the first byte of a two-byte varint.
+                        let _ = send.write_all(&[0x00, 0x40]).await;
+                        let _ = send.finish();
+                    }
+                    (s, None)
+                })
+            },
+            expect: &[SessionClosed(0x3), Nothing],
+            wait: Duration::from_secs(2),
+            heavy: false,
+        },
+        Case {
+            name: "a second SETUP stream",
+            attack: |s, _| {
+                Box::pin(async move {
+                    if let Ok(mut send) = s.open_uni().await {
+                        let _ = send.write_all(&[0x01, 0x01, 0x00]).await;
+                        std::mem::forget(send);
+                    }
+                    (s, None)
+                })
+            },
+            expect: &[SessionClosed(0x3)],
+            wait: Duration::from_secs(3),
+            heavy: false,
+        },
+        Case {
+            name: "malformed ANNOUNCE (path past its message)",
+            attack: |s, _| {
+                Box::pin(async move {
+                    // Answer the relay's ANNOUNCE_REQUEST with ANNOUNCE_OK, then an
+                    // announcement whose path length runs past the message.
+                    let accepted =
+                        tokio::time::timeout(Duration::from_secs(5), s.accept_bi()).await;
+                    let Ok(Ok((mut send, recv))) = accepted else {
+                        panic!("the relay sent no ANNOUNCE_REQUEST");
+                    };
+                    let _ = send
+                        .write_all(&[0x02, 0x07, 0x00, 0x03, 0x01, 0x3f, b'a'])
+                        .await;
+                    std::mem::forget(send);
+                    (s, Some(recv))
+                })
+            },
+            expect: &[SessionClosed(0x3)],
+            wait: Duration::from_secs(3),
+            heavy: false,
+        },
+        Case {
             name: "oversized group frame (declared 1 TiB)",
             attack: |s, _| {
                 Box::pin(async move {

@@ -340,3 +340,63 @@ fn the_example_config_file_starts_a_relay() {
     assert!(auth.contains("anon/**"), "{auth}");
     assert_eq!(http::get(relay.port, "/health").status, 200);
 }
+
+/// `moq bench --processes 2`: the subscribers run in two worker processes, the publisher in
+/// the parent, and one merged result comes out: every subscriber's frames counted, no group
+/// lost, latencies from every worker.
+#[test]
+fn bench_spreads_its_subscribers_over_processes() {
+    let relay = our_relay_with(&[]);
+    let url = relay.url();
+    let out = moq(
+        None,
+        &[
+            "bench",
+            "--url",
+            &url,
+            "--subscribers",
+            "5",
+            "--processes",
+            "2",
+            "--rate",
+            "50",
+            "--frames-per-group",
+            "10",
+            "--warmup",
+            "1",
+            "--duration",
+            "2",
+            "--json",
+        ],
+    )
+    .output()
+    .expect("moq bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "moq bench failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |name: &str| -> f64 {
+        let key = format!("\"{name}\":");
+        let at = stdout
+            .find(&key)
+            .unwrap_or_else(|| panic!("no {name} in {stdout}"));
+        stdout[at + key.len()..]
+            .split([',', '}'])
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("bad {name} in {stdout}"))
+    };
+    assert_eq!(field("processes"), 2.0, "{stdout}");
+    assert_eq!(field("groups_lost"), 0.0, "{stdout}");
+    // Five subscribers each get every frame sent in the window; the window's edges are
+    // per process, so allow a few frames either way.
+    let (sent, delivered) = (field("sent_frames"), field("delivered_frames"));
+    assert!(sent > 0.0, "{stdout}");
+    assert!(
+        (delivered - 5.0 * sent).abs() <= 5.0 * 0.1 * sent,
+        "delivered {delivered} for 5 subscribers of {sent} frames: {stdout}"
+    );
+    assert!(field("latency_ms_p99") > 0.0, "{stdout}");
+}
