@@ -22,8 +22,12 @@ const RECV_BATCH: usize = quinn_udp::BATCH_SIZE;
 const ARENA: usize = 64 * 1024;
 /// Transmits per poll before yielding.
 const SEND_ROUNDS: usize = 64;
-/// Most datagrams in one GSO send.
-const MAX_GSO_SEGMENTS: usize = 10;
+/// Most datagrams in one GSO send. The batch must fit one UDP send (65 507 bytes) or the
+/// kernel refuses all of it (EMSGSIZE): 40 x 1452 bytes (quinn-proto's MTU discovery
+/// ceiling, which the engine keeps) is 58 080. Larger batches than quinn's 10 cut the relay's
+/// CPU per byte at 16 KiB frames by about a sixth (fewer system calls and skbs per packet);
+/// pacing still decides when packets may leave.
+const MAX_GSO_SEGMENTS: usize = 40;
 
 pub(super) struct Driver {
     shared: Arc<Shared>,
@@ -111,9 +115,7 @@ impl Driver {
             if self.pending.is_none() {
                 let now = self.runtime.now();
                 let mut state = self.shared.lock();
-                // A GSO batch must fit one 64 KiB UDP send: the kernel allows up to 64 segments
-                // but 64 full-size packets are too big and the whole batch would be lost
-                // (EMSGSIZE). 10 is what quinn uses.
+                // A GSO batch must fit one 64 KiB UDP send (see `MAX_GSO_SEGMENTS`).
                 let segments = self
                     .socket
                     .max_transmit_segments()
