@@ -379,6 +379,9 @@ async fn subscribe_all(
     Ok(endpoints)
 }
 
+/// What a worker's output reader reports when the worker's stdout closes.
+const WORKER_GONE: &str = "\0gone";
+
 /// `--processes N`: the subscribers in N workers, the publishers here.
 async fn spread(common: &Common, args: BenchArgs) -> Result<(), Error> {
     let run_id = args.run_id();
@@ -411,9 +414,11 @@ async fn spread(common: &Common, args: BenchArgs) -> Result<(), Error> {
             for line in std::io::BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if tx.send((w, line)).is_err() {
-                    break;
+                    return;
                 }
             }
+            // The worker is gone (it exits after its tally, or failed before).
+            let _ = tx.send((w, WORKER_GONE.into()));
         });
         workers.0.push((child, stdin));
     }
@@ -423,6 +428,9 @@ async fn spread(common: &Common, args: BenchArgs) -> Result<(), Error> {
     while ready < workers.0.len() {
         match tokio::time::timeout(Duration::from_secs(120), lines.recv()).await {
             Ok(Some((_, line))) if line == "ready" => ready += 1,
+            Ok(Some((w, line))) if line == WORKER_GONE => {
+                return Err(format!("bench worker {w} ended before it was ready").into());
+            }
             Ok(Some((w, line))) => tracing::debug!(worker = w, line, "bench worker"),
             Ok(None) | Err(_) => return Err("a bench worker did not get ready".into()),
         }
@@ -444,13 +452,18 @@ async fn spread(common: &Common, args: BenchArgs) -> Result<(), Error> {
     let elapsed = start.elapsed().as_secs_f64();
 
     let mut total = Tally::default();
-    let mut reported = 0;
-    while reported < workers.0.len() {
+    let mut reported = std::collections::HashSet::new();
+    while reported.len() < workers.0.len() {
         match tokio::time::timeout(Duration::from_secs(30), lines.recv()).await {
+            Ok(Some((w, line))) if line == WORKER_GONE => {
+                if !reported.contains(&w) {
+                    return Err(format!("bench worker {w} ended without its result").into());
+                }
+            }
             Ok(Some((w, line))) => match Tally::decode(&line) {
                 Some(tally) => {
                     total.merge(&tally);
-                    reported += 1;
+                    reported.insert(w);
                 }
                 None => tracing::debug!(worker = w, line, "bench worker"),
             },
