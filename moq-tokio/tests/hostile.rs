@@ -516,6 +516,18 @@ struct Case {
     heavy: bool,
 }
 
+/// An attack: a request on a bidi stream of type `TY` declaring a 40-byte message, cut by
+/// FIN after 3 bytes.
+fn truncated_request<const TY: u8>(
+    s: WtSession,
+    _: Target,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Attacked>>> {
+    Box::pin(async move {
+        let r = bidi_with(&s, &[TY, 40, 1, 2, 3], true).await;
+        (s, r)
+    })
+}
+
 /// A bidirectional stream carrying `bytes`, finished or left open.
 async fn bidi_with(
     session: &WtSession,
@@ -565,13 +577,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "truncated SUBSCRIBE (FIN mid-message)",
-            attack: |s, _| {
-                Box::pin(async move {
-                    // type 2 (Subscribe), message length 40, then only 3 bytes and FIN.
-                    let r = bidi_with(&s, &[0x02, 40, 1, 2, 3], true).await;
-                    (s, r)
-                })
-            },
+            attack: truncated_request::<0x02>,
             expect: &[SessionClosed(0x3), StreamReset(0x0)],
             wait: Duration::from_secs(3),
             heavy: false,
@@ -606,36 +612,21 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "truncated FETCH (FIN mid-message)",
-            attack: |s, _| {
-                Box::pin(async move {
-                    let r = bidi_with(&s, &[0x03, 40, 1, 2, 3], true).await;
-                    (s, r)
-                })
-            },
+            attack: truncated_request::<0x03>,
             expect: &[SessionClosed(0x3), StreamReset(0x0)],
             wait: Duration::from_secs(3),
             heavy: false,
         },
         Case {
             name: "truncated PROBE (FIN mid-message)",
-            attack: |s, _| {
-                Box::pin(async move {
-                    let r = bidi_with(&s, &[0x04, 40, 1, 2, 3], true).await;
-                    (s, r)
-                })
-            },
+            attack: truncated_request::<0x04>,
             expect: &[SessionClosed(0x3), StreamReset(0x0)],
             wait: Duration::from_secs(3),
             heavy: false,
         },
         Case {
             name: "truncated TRACK request (FIN mid-message)",
-            attack: |s, _| {
-                Box::pin(async move {
-                    let r = bidi_with(&s, &[0x06, 40, 1, 2, 3], true).await;
-                    (s, r)
-                })
-            },
+            attack: truncated_request::<0x06>,
             expect: &[SessionClosed(0x3), StreamReset(0x0)],
             wait: Duration::from_secs(3),
             heavy: false,
