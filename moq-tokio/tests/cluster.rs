@@ -178,8 +178,9 @@ fn active_active_publishers_fail_over_and_a_dead_relays_broadcasts_end() {
     std::thread::sleep(Duration::from_secs(1));
     on_c.interrupt();
     on_c.wait_exit(WAIT);
-    // (A publisher that says goodbye ends its track cleanly; the relay then has nothing to
-    // fail over, and the subscriber's client subscribes again: either way the clock goes on.)
+    // (A publisher that says goodbye finishes its track cleanly; while the other publisher's
+    // route is there, the relays fail over to it as they do for a lost connection, and never
+    // serve a relay the track it feeds them: no loop.)
     until_time(&sub, now_unix() + 2);
     on_a.interrupt();
     on_a.wait_exit(WAIT);

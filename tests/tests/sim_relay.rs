@@ -243,3 +243,112 @@ fn a_two_relay_cluster_fails_over_and_follows_demand_under_loss() {
         );
     }
 }
+
+/// How the first publisher of an active/active pair leaves in
+/// [`a_publisher_leaving_a_triangle_never_makes_a_subscription_loop`].
+#[derive(Debug, Clone, Copy)]
+enum Leave {
+    /// Its connection closes (no goodbye for the track).
+    Close,
+    /// It unpublishes: the track finishes cleanly, then the broadcast is withdrawn.
+    Unpublish,
+}
+
+/// Three relays, A, B and C, C linked to A and B (A's link to B comes up later); publishers of
+/// the same broadcast on A and on C, the one on C arriving after a subscriber on B has been
+/// routed B → C → A. When A's publisher leaves, A fails over to C; C must not serve that from
+/// its own subscription to A (a loop that would feed the cached groups round A and C for ever)
+/// but move to its own publisher, and a clean end of the track is failed over like a lost
+/// connection while a route from another publisher is left: the subscriber on B keeps
+/// receiving, every group once.
+#[test]
+fn a_publisher_leaving_a_triangle_never_makes_a_subscription_loop() {
+    for (i, version, leave) in Version::ALL.into_iter().enumerate().flat_map(|(i, v)| {
+        [Leave::Close, Leave::Unpublish]
+            .into_iter()
+            .map(move |l| (i, v, l))
+    }) {
+        let seed = 900 + i as u64 * 2 + matches!(leave, Leave::Unpublish) as u64;
+        let mut w = World::new(seed, LinkConfig::latency(ms(5)));
+        let relay = |w: &mut World, k: u64| {
+            let mut cfg = server_config(seed * 10 + k, &Version::ALL);
+            cfg.verification = client_config(seed, &[version]).verification;
+            cfg.client_versions = vec![version];
+            w.add(cfg)
+        };
+        let (a, b, c) = (relay(&mut w, 1), relay(&mut w, 2), relay(&mut w, 3));
+        let pa = w.add(client_config(seed * 10 + 4, &[version]));
+        let pc = w.add(client_config(seed * 10 + 5, &[version]));
+        let s = w.add(client_config(seed * 10 + 6, &[version]));
+        w.connect(c, b);
+        w.connect(c, a);
+        let ta = w.publish(pa, "dual", "seconds", TrackInfo::default());
+        w.connect(pa, a);
+        w.connect(s, b);
+        w.run_for(ms(300));
+        let sub = w.subscribe(s, "dual", "seconds", SubscribeParams::default());
+        w.run_for(ms(300));
+        w.publish_group(pa, ta, 3, 100);
+        w.run_for(ms(300));
+        // The second publisher arrives on C, which keeps its route through A for now.
+        let tc = w.publish(pc, "dual", "seconds", TrackInfo::default());
+        w.connect(pc, c);
+        w.connect(a, b);
+        w.run_for(ms(300));
+        for _ in 0..2 {
+            w.publish_group(pa, ta, 3, 100);
+            w.publish_group(pc, tc, 3, 100);
+            w.run_for(ms(200));
+        }
+        let before = w.frames(s, sub).len();
+        assert_eq!(
+            before, 9,
+            "{version} {leave:?}: the first publisher's groups"
+        );
+
+        match leave {
+            Leave::Close => w.with(pa, |e, now| {
+                e.close(now, moq_proto::codes::SessionCode(0), "gone")
+            }),
+            Leave::Unpublish => w.with(pa, |e, now| {
+                let broadcast = e.node().origin().track(ta).unwrap().broadcast();
+                e.node().unpublish(now, broadcast)
+            }),
+        }
+        w.run_for(ms(1000));
+        for _ in 0..3 {
+            w.publish_group(pc, tc, 3, 100);
+            w.run_for(ms(200));
+        }
+        w.run_for(ms(1000));
+        let closed = w.sub_events(s, sub).into_iter().find_map(|(_, e)| match e {
+            SubscriptionEvent::Closed { error } => Some(error),
+            _ => None,
+        });
+        if matches!(leave, Leave::Unpublish) && !version.has_hops() {
+            // lite-03 routes carry only a hop count: nothing tells another publisher from
+            // another path to the one that finished, so the track finishes with it.
+            assert_eq!(closed, Some(None), "{version}: finished cleanly");
+            assert_eq!(w.frames(s, sub).len(), before, "{version}: nothing more");
+            continue;
+        }
+        let frames = w.frames(s, sub);
+        let after = frames.len() - before;
+        // The second publisher's three new groups, and at most its cached latest one.
+        assert!(
+            (9..=12).contains(&after),
+            "{version} {leave:?}: {after} frames after the first publisher left"
+        );
+        let seqs: Vec<u64> = frames.iter().map(|d| d.seq).collect();
+        let mut groups = seqs.clone();
+        groups.dedup();
+        assert!(
+            groups.windows(2).all(|p| p[0] < p[1]),
+            "{version} {leave:?}: every group once, in order: {seqs:?}"
+        );
+        assert_eq!(
+            closed, None,
+            "{version} {leave:?}: the subscription never ended"
+        );
+    }
+}

@@ -139,6 +139,29 @@ struct Links {
     failed_routes: Vec<PeerId>,
     /// Group renumbering after a failover to another source.
     remap: Remap,
+    /// The end (in the track's numbering) the current upstream announced before closing
+    /// cleanly; taken when the subscription closes.
+    upstream_end: Option<u64>,
+    /// The track's end when a source finished it cleanly and the track failed over to
+    /// another route: if no route then delivers a group, the track ends as that source said
+    /// (finished), not aborted.
+    finished_at: Option<u64>,
+    /// Where the current upstream's route says the track comes from.
+    upstream_origin: Option<crate::origin::RouteOrigin>,
+    /// A source that finished the track: until a group arrives, a failover takes only a
+    /// route from another origin (another publisher), never another path to that one.
+    finished_origin: Option<crate::origin::RouteOrigin>,
+}
+
+impl Links {
+    /// Whether an upstream may go through `route` now: not one that failed since the last
+    /// group, nor, after a publisher finished the track, another path to that publisher.
+    fn may_take(&self, route: &crate::origin::Route) -> bool {
+        !self.failed_routes.contains(&route.peer)
+            && self
+                .finished_origin
+                .is_none_or(|finished| route.origin().is_some_and(|o| o != finished))
+    }
 }
 
 /// How group sequences from the current upstream map to the track's: after a failover to

@@ -66,6 +66,8 @@ impl Node {
                 {
                     if let Some(links) = self.links.get_mut(track) {
                         links.failed_routes.clear();
+                        links.finished_at = None;
+                        links.finished_origin = None;
                     }
                     self.accept_waiting(track);
                     self.group_started(now, track, seq);
@@ -172,11 +174,12 @@ impl Node {
                 self.forward_drop(track, start, end, code);
             }
             Event::SubscribeEnd { id, end } => {
-                if let Some(track) = self.upstream_track(peer, id)
-                    && let Some(t) = self.origin.track_mut(track)
-                {
+                if let Some(track) = self.upstream_track(peer, id) {
                     // Remembered; consumers end when the upstream subscription closes.
-                    t.end(TrackEnd::Finished { end });
+                    let end = self.map_upstream_seq(track, end, false);
+                    if let Some(links) = self.links.get_mut(track) {
+                        links.upstream_end = end;
+                    }
                 }
             }
             Event::SubscriptionClosed { id, error } => {
@@ -187,26 +190,40 @@ impl Node {
                 let Some(track) = track else {
                     return;
                 };
+                let latest_end = self
+                    .origin
+                    .track(track)
+                    .and_then(|t| t.latest())
+                    .map_or(0, |l| l + 1);
+                let mut clean_end = None;
+                let mut may_fail_over = true;
                 if let Some(links) = self.links.get_mut(track) {
                     links.upstream = None;
+                    let end = links.upstream_end.take();
+                    if error.is_none() {
+                        clean_end = Some(end.unwrap_or(latest_end));
+                        // One publisher of the broadcast said goodbye: while a route from
+                        // another publisher is left (active/active), the track goes on
+                        // from there; another path to the same publisher would only end
+                        // too (or, with stale routes, lead back to us).
+                        links.finished_origin = links.upstream_origin;
+                        may_fail_over = links.finished_origin.is_some();
+                    }
                 }
-                if let Some(code) = error
-                    && self.fail_over(now, track, peer, code)
+                if may_fail_over
+                    && self.fail_over(now, track, peer, error.unwrap_or(StreamCode::CANCEL))
                 {
+                    if let Some(links) = self.links.get_mut(track)
+                        && let Some(end) = clean_end
+                    {
+                        links.finished_at.get_or_insert(end);
+                    }
                     return;
                 }
-                let end = match error {
-                    Some(code) => TrackEnd::Aborted(code),
-                    None => match self.origin.track(track).and_then(|t| t.ended()) {
-                        Some(end @ TrackEnd::Finished { .. }) => end,
-                        _ => TrackEnd::Finished {
-                            end: self
-                                .origin
-                                .track(track)
-                                .and_then(|t| t.latest())
-                                .map_or(0, |l| l + 1),
-                        },
-                    },
+                let end = self.lost_upstream_end(track, error.unwrap_or(StreamCode::CANCEL));
+                let end = match (clean_end, end) {
+                    (Some(end), TrackEnd::Aborted(_)) => TrackEnd::Finished { end },
+                    (_, end) => end,
                 };
                 self.track_ended(now, track, end);
             }
@@ -508,7 +525,6 @@ impl Node {
         if !links.failed_routes.contains(&failed) {
             links.failed_routes.push(failed);
         }
-        let failed_routes = links.failed_routes.clone();
         let params = self
             .links
             .get(track)
@@ -520,11 +536,14 @@ impl Node {
                 ..c.params
             })
             .unwrap_or_default();
+        let Some(links) = self.links.get(track) else {
+            return false;
+        };
         let alternative = self
             .origin
             .track(track)
             .and_then(|t| self.origin.broadcast(t.broadcast()))
-            .is_some_and(|b| b.routes().iter().any(|r| !failed_routes.contains(&r.peer)));
+            .is_some_and(|b| b.routes().iter().any(|r| links.may_take(r)));
         if !alternative {
             return false;
         }
@@ -546,6 +565,59 @@ impl Node {
             }
             Err(_) => false,
         }
+    }
+
+    /// How a track ends when its upstream is lost (`code`) and no route is left: aborted,
+    /// unless it failed over from a source that had finished it cleanly and no group came
+    /// since (then finished where that source said).
+    fn lost_upstream_end(&self, track: TrackId, code: StreamCode) -> TrackEnd {
+        match self.links.get(track).and_then(|l| l.finished_at) {
+            Some(end) => TrackEnd::Finished { end },
+            None => TrackEnd::Aborted(code),
+        }
+    }
+
+    /// A peer subscribes to a track that we receive from that same peer: serving it would
+    /// feed the track round the two of us. Move our upstream to another route (the peer's
+    /// own route then leads to the source, not back to us); false when there is none.
+    fn reroute_away_from(&mut self, now: Instant, track: TrackId, peer: PeerId) -> bool {
+        let Some(links) = self.links.get(track) else {
+            return false;
+        };
+        let Some((upstream, sub)) = links.upstream else {
+            return true;
+        };
+        if upstream != peer {
+            return true;
+        }
+        let alternative = self
+            .origin
+            .track(track)
+            .and_then(|t| self.origin.broadcast(t.broadcast()))
+            .is_some_and(|b| {
+                b.routes()
+                    .iter()
+                    .any(|r| r.peer != peer && links.may_take(r))
+            });
+        if !alternative || links.consumers.is_empty() {
+            return false;
+        }
+        if let Some(links) = self.links.get_mut(track) {
+            links.upstream = None;
+            links.upstream_end = None;
+        }
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.upstream.remove(&sub);
+            p.session.unsubscribe(sub);
+            self.touch(peer);
+        }
+        tracing::debug!(?track, "a peer subscribed to what it feeds us: rerouting");
+        if self.fail_over(now, track, peer, StreamCode::CANCEL) {
+            return true;
+        }
+        let end = self.lost_upstream_end(track, StreamCode::CANCEL);
+        self.track_ended(now, track, end);
+        false
     }
 
     pub(super) fn enforce_cache(&mut self, now: Instant, track: TrackId) {
@@ -781,7 +853,7 @@ impl Node {
     /// subscription if there is none. Errors are stream codes.
     pub(super) fn resolve_track(
         &mut self,
-        _now: Instant,
+        now: Instant,
         path: &Path,
         name: &str,
         params: SubscribeParams,
@@ -797,6 +869,11 @@ impl Node {
             if ended.is_none() || b.is_local() {
                 if ended.is_some() {
                     return Err(StreamCode::NOT_FOUND);
+                }
+                if let Some(from) = from
+                    && !self.reroute_away_from(now, track, from)
+                {
+                    return Err(StreamCode::UNROUTABLE);
                 }
                 self.ensure_upstream(track, params)?;
                 return Ok(track);
@@ -838,15 +915,11 @@ impl Node {
             return Ok(());
         }
         // The route with the fewest hops, skipping those that just failed for this track.
-        let failed = self
-            .links
-            .get(track)
-            .map(|l| l.failed_routes.as_slice())
-            .unwrap_or_default();
+        let links = self.links.get(track);
         let route = b
             .routes()
             .iter()
-            .filter(|r| !failed.contains(&r.peer))
+            .filter(|r| links.is_none_or(|l| l.may_take(r)))
             .min_by_key(|r| r.hops.len())
             .ok_or(StreamCode::UNROUTABLE)?
             .clone();
@@ -883,6 +956,7 @@ impl Node {
         let links = self.links.entry(track).map(|e| e.or_default());
         if let Some(links) = links {
             links.upstream = Some((route.peer, sub));
+            links.upstream_origin = route.origin();
             links.upstream_params = Some((params.priority, params.max_latency));
             links.upstream_start = params.start;
             if let Some(query) = query {
@@ -1298,7 +1372,8 @@ impl Node {
                 links.upstream = None;
             }
             if !self.fail_over(now, track, peer, StreamCode::CANCEL) {
-                self.track_ended(now, track, TrackEnd::Aborted(StreamCode::CANCEL));
+                let end = self.lost_upstream_end(track, StreamCode::CANCEL);
+                self.track_ended(now, track, end);
             }
         }
         for sink in fetches {

@@ -42,6 +42,28 @@ pub struct Route {
     pub hops: Vec<u64>,
 }
 
+/// Where a route says a broadcast comes from, to tell apart two publishers of the same
+/// broadcast (active/active) from two paths to one publisher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteOrigin {
+    /// The first hop of the route's list: the publisher's or its first relay's hop ID.
+    Hop(u64),
+    /// A route with no hops: the announcing session is the publisher.
+    Peer(PeerId),
+}
+
+impl Route {
+    /// The route's origin; `None` when its list does not say (lite-03 carries only a count,
+    /// which reads back as zero IDs).
+    pub fn origin(&self) -> Option<RouteOrigin> {
+        match self.hops.first() {
+            None => Some(RouteOrigin::Peer(self.peer)),
+            Some(0) => None,
+            Some(&hop) => Some(RouteOrigin::Hop(hop)),
+        }
+    }
+}
+
 /// A broadcast: a path, its source, its tracks.
 #[derive(Debug)]
 pub struct Broadcast {
