@@ -241,6 +241,8 @@ struct SubRec {
     shadow: u64,
     groups: HashMap<u64, SeenGroup>,
     dropped: Vec<(u64, u64)>,
+    /// Where the node said the subscription starts.
+    start: Option<u64>,
     /// Publish epochs whose frames match everything delivered so far.
     epochs: Option<BTreeSet<u32>>,
 }
@@ -642,6 +644,7 @@ impl World {
             shadow: 0,
             groups: HashMap::new(),
             dropped: Vec::new(),
+            start: None,
             epochs: None,
         });
     }
@@ -895,6 +898,18 @@ impl World {
                 }
             }
             SubscriptionEvent::Dropped { start, end, .. } => s.dropped.push((start, end)),
+            SubscriptionEvent::Start { group } => {
+                // Told once, and never contradicting an explicit start.
+                if s.start.replace(group).is_some() {
+                    return Err(format!("{ctx}: a second Start ({group})"));
+                }
+                if s.params.start.is_some_and(|asked| asked != group) {
+                    return Err(format!(
+                        "{ctx}: Start {group}, but {:?} was asked",
+                        s.params.start
+                    ));
+                }
+            }
             SubscriptionEvent::Closed { .. } => s.state = SubState::Closed,
             _ => panic!("a variant this test does not know"),
         }

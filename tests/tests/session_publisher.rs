@@ -160,7 +160,7 @@ fn lite05_ok_waits_for_the_first_group() {
     let mut raw = Raw::ready(v, Side::Server);
     let (id, stream) = peer_subscribe(&mut raw, &request(0));
     raw.s
-        .accept_serve(id, TrackInfo::default(), Some(3))
+        .accept_serve(id, TrackInfo::default(), None)
         .expect("accept");
     raw.pump();
     assert!(raw.cmds.is_empty(), "{:?}", raw.cmds);
@@ -179,6 +179,36 @@ fn lite05_ok_waits_for_the_first_group() {
     assert!(first_write < open, "{cmds:?}");
     open_group(&mut raw, id, 6);
     raw.assert_drained(stream);
+}
+
+/// A relay whose source said the track starts at 3 opens group 5 first (it overtook 3 and 4
+/// on the way in): lite-05's SUBSCRIBE_OK says 3, where delivery really starts; a start
+/// learnt after acceptance counts too, until the OK went out.
+#[test]
+fn lite05_ok_says_the_known_start_when_a_later_group_opens_first() {
+    let v = Version::Lite05;
+    for learnt_late in [false, true] {
+        let mut raw = Raw::ready(v, Side::Server);
+        let (id, stream) = peer_subscribe(&mut raw, &request(0));
+        let hint = if learnt_late { None } else { Some(3) };
+        raw.s
+            .accept_serve(id, TrackInfo::default(), hint)
+            .expect("accept");
+        if learnt_late {
+            raw.s.serve_start_known(id, 3);
+        }
+        raw.pump();
+        open_group(&mut raw, id, 5);
+        assert_eq!(
+            raw.take_unread(stream),
+            vec![0x00, 0x01, 0x03],
+            "{learnt_late}"
+        );
+        // Too late once the OK went out.
+        raw.s.serve_start_known(id, 1);
+        open_group(&mut raw, id, 3);
+        raw.assert_drained(stream);
+    }
 }
 
 #[test]

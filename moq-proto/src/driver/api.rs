@@ -1229,6 +1229,21 @@ impl Subscription {
             .get(&self.id)
             .and_then(|s| s.closed)
     }
+
+    /// The first group this subscription delivers, once known: no lower group will come,
+    /// while groups from there on may arrive out of order (each is its own stream). Known at
+    /// once for a local or cached track; otherwise when the publisher's SUBSCRIBE_OK says
+    /// where it starts (lite-05 always; lite-03/04 only when the publisher resolved it, and
+    /// the reference relay never does there). A reader that prints groups in order can wait
+    /// for this group rather than guess how long an overtaken one may take.
+    pub fn start(&self) -> Option<u64> {
+        self.endpoint
+            .shared
+            .lock()
+            .subs
+            .get(&self.id)
+            .and_then(|s| s.start)
+    }
 }
 
 impl Drop for Subscription {

@@ -116,6 +116,11 @@ impl ResumingSubscription {
         }
     }
 
+    /// Where the current subscription starts, once known (see [`Subscription::start`]).
+    pub fn start(&self) -> Option<u64> {
+        self.current.start()
+    }
+
     /// Subscriptions made after the first one.
     pub fn renewals(&self) -> u64 {
         self.renewals

@@ -55,6 +55,8 @@ pub(super) struct GroupSlot {
 pub(super) struct SubSlot {
     pub(super) info: Option<TrackInfo>,
     pub(super) ready: bool,
+    /// The first group of the subscription, once known.
+    pub(super) start: Option<u64>,
     /// Groups begun and not yet handed to the application, oldest first.
     pub(super) new_groups: VecDeque<u64>,
     pub(super) groups: HashMap<u64, GroupSlot>,
@@ -319,6 +321,10 @@ impl State {
             SubscriptionEvent::Ready { info } => {
                 sub.ready = true;
                 sub.info = info;
+                wake(&mut sub.waker);
+            }
+            SubscriptionEvent::Start { group } => {
+                sub.start = Some(group);
                 wake(&mut sub.waker);
             }
             SubscriptionEvent::Group { seq } => {

@@ -590,23 +590,29 @@ impl Node {
             return;
         }
         c.accepted = true;
-        let (owner, track) = (c.owner, c.track);
-        let t = self.origin.track(track);
-        let info = t.and_then(|t| t.info());
-        let latest = t.and_then(|t| t.latest());
+        let (owner, track, begins_at) = (c.owner, c.track, c.begins_at);
+        let info = self.origin.track(track).and_then(|t| t.info());
         match owner {
             Owner::Serve(peer, serve) => {
                 if let Some(p) = self.peers.get_mut(peer) {
                     let _ = p
                         .session
-                        .accept_serve(serve, info.unwrap_or_default(), latest);
+                        .accept_serve(serve, info.unwrap_or_default(), begins_at);
                     self.touch(peer);
                 }
             }
-            Owner::Local(id) => self.events.push_back(NodeEvent::Subscription {
-                id,
-                event: SubscriptionEvent::Ready { info },
-            }),
+            Owner::Local(id) => {
+                self.events.push_back(NodeEvent::Subscription {
+                    id,
+                    event: SubscriptionEvent::Ready { info },
+                });
+                if let Some(group) = begins_at {
+                    self.events.push_back(NodeEvent::Subscription {
+                        id,
+                        event: SubscriptionEvent::Start { group },
+                    });
+                }
+            }
         }
     }
 

@@ -26,6 +26,14 @@ pub enum SubscriptionEvent {
         /// Its properties, when known.
         info: Option<TrackInfo>,
     },
+    /// Where delivery begins: no group below `group` will come (groups from there on may
+    /// still arrive out of order). Reported once, when known: at once for a local track or a
+    /// cached one, else when the upstream's SUBSCRIBE_OK says where it starts (lite-05
+    /// always; lite-03/04 when the publisher resolved it; a group may arrive before it).
+    Start {
+        /// The first group.
+        group: u64,
+    },
     /// A group began.
     Group {
         /// Its sequence.

@@ -251,6 +251,7 @@ impl Node {
                     params,
                     accepted: false,
                     start: None,
+                    begins_at: None,
                     last: None,
                     outstanding: super::deliver::tracked_range_for(params),
                     passed_end: false,

@@ -101,6 +101,11 @@ struct Consumer {
     accepted: bool,
     /// First group delivered; older groups are skipped.
     start: Option<u64>,
+    /// Where delivery begins as the subscriber is told it (lite-05 SUBSCRIBE_OK, lite-03/04
+    /// SUBSCRIBE_OK's start, [`SubscriptionEvent::Start`]): the start asked for, the newest
+    /// cached group, or, on a track with no group yet, where its source starts. `None` until
+    /// known; then told once.
+    begins_at: Option<u64>,
     /// Highest group opened so far (a bounded consumer is done once it reached its end).
     last: Option<u64>,
     /// A bounded range's groups not yet accounted for (delivered, aborted or dropped); `None`
@@ -146,6 +151,9 @@ struct Links {
     /// another route: if no route then delivers a group, the track ends as that source said
     /// (finished), not aborted.
     finished_at: Option<u64>,
+    /// The first group the upstream subscription serves, as its SUBSCRIBE_OK said (in the
+    /// track's numbering); consumers of a track with no group yet begin there.
+    served_start: Option<u64>,
     /// Where the current upstream's route says the track comes from.
     upstream_origin: Option<crate::origin::RouteOrigin>,
     /// A source that finished the track: until a group arrives, a failover takes only a

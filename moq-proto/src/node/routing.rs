@@ -35,6 +35,10 @@ impl Node {
                 let Some(track) = self.upstream_track(peer, id) else {
                     return;
                 };
+                if let Some(start) = info.start {
+                    // (lite-05's OK may come after the first groups: each is its own stream.)
+                    self.upstream_started(track, start);
+                }
                 if let Some(publisher) = info.publisher
                     && let Some(t) = self.origin.track_mut(track)
                     && t.info().is_none()
@@ -812,6 +816,7 @@ impl Node {
             params,
             accepted: false,
             start: None,
+            begins_at: None,
             last: None,
             outstanding: super::deliver::tracked_range_for(params),
             passed_end: false,
@@ -828,6 +833,10 @@ impl Node {
         let Some(track) = self.consumers.get(consumer).map(|c| c.track) else {
             return;
         };
+        let begins_at = self.initial_start(consumer);
+        if let Some(c) = self.consumers.get_mut(consumer) {
+            c.begins_at = begins_at;
+        }
         let live = self.origin.track(track).is_some_and(|t| {
             let local = self
                 .origin
@@ -847,6 +856,68 @@ impl Node {
         }
         self.attach(now, consumer);
         self.refresh_upstream(track);
+    }
+
+    /// Where a new consumer's delivery begins, if known now: the start it asked for; else the
+    /// newest group (the first cached from there, or the next if it is gone); else, with no
+    /// group yet, where the source starts: the next group of a local track, or the upstream's
+    /// answer for a remote one (`None` until it comes).
+    fn initial_start(&self, consumer: ConsumerId) -> Option<u64> {
+        let c = self.consumers.get(consumer)?;
+        if let Some(start) = c.params.start {
+            return Some(start);
+        }
+        let t = self.origin.track(c.track)?;
+        if let Some(latest) = t.latest() {
+            let cached = t.groups().map(|g| g.seq()).find(|&s| s >= latest);
+            return Some(cached.unwrap_or(latest + 1));
+        }
+        let local = self
+            .origin
+            .broadcast(t.broadcast())
+            .is_some_and(|b| b.is_local());
+        if local {
+            return Some(t.next_seq());
+        }
+        self.links.get(c.track).and_then(|l| l.served_start)
+    }
+
+    /// The upstream said where it starts: consumers of the track still waiting to know
+    /// where they begin, begin there.
+    fn upstream_started(&mut self, track: TrackId, start: u64) {
+        let Some(links) = self.links.get_mut(track) else {
+            return;
+        };
+        if links.served_start.is_some() || links.remap != super::Remap::None {
+            return;
+        }
+        links.served_start = Some(start);
+        let consumers = links.consumers.clone();
+        for consumer in consumers {
+            let Some(c) = self.consumers.get_mut(consumer) else {
+                continue;
+            };
+            if c.begins_at.is_some() {
+                continue;
+            }
+            c.begins_at = Some(start);
+            let (owner, accepted) = (c.owner, c.accepted);
+            match owner {
+                Owner::Serve(peer, serve) => {
+                    if accepted && let Some(p) = self.peers.get_mut(peer) {
+                        p.session.serve_start_known(serve, start);
+                    }
+                }
+                Owner::Local(id) => {
+                    if accepted {
+                        self.events.push_back(NodeEvent::Subscription {
+                            id,
+                            event: super::SubscriptionEvent::Start { group: start },
+                        });
+                    }
+                }
+            }
+        }
     }
 
     /// Find (or create, for a remote broadcast) a track, opening the shared upstream

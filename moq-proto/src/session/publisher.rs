@@ -48,6 +48,9 @@ pub(crate) struct Serve {
     state: ServeState,
     info: TrackInfo,
     ok_sent: bool,
+    /// lite-05: the first group to be served when known before it opens (a track with no
+    /// group yet starts where its source starts, which need not be the first to arrive).
+    start_hint: Option<u64>,
     /// Group streams not yet fully delivered (acknowledged) or reset.
     groups: LiveGroups,
     /// The track's end (exclusive), once the application ends the subscription.
@@ -141,6 +144,7 @@ impl Session {
             state: ServeState::Requested,
             info: TrackInfo::default(),
             ok_sent: false,
+            start_hint: None,
             groups: LiveGroups::default(),
             end: None,
             age_rank: 0,
@@ -244,13 +248,15 @@ impl Session {
     // ------------------------------------------------------------------------------------
     // Application answers
 
-    /// Accept a subscription with the track's properties. `latest` is the newest group the
-    /// track has, if any (lite-03/04 report it as the start group).
+    /// Accept a subscription with the track's properties. `start` is the first group it will
+    /// be served, if known (the newest cached group, or where the source of a track with no
+    /// group yet starts): lite-03/04 report it in SUBSCRIBE_OK; lite-05 sends SUBSCRIBE_OK
+    /// with the first group opened, or this start if lower (a later group can arrive first).
     pub fn accept_serve(
         &mut self,
         id: ServeId,
         info: TrackInfo,
-        latest: Option<u64>,
+        start: Option<u64>,
     ) -> Result<(), RequestError> {
         let version = self.version;
         let Some(serve) = self.serves.get_mut(id) else {
@@ -261,6 +267,7 @@ impl Session {
         }
         serve.state = ServeState::Active;
         serve.info = info;
+        serve.start_hint = start;
         let stream = serve.stream;
         if !version.is_lite05() {
             // lite-03/04: exactly one OK, right away.
@@ -268,7 +275,7 @@ impl Session {
                 priority: info.priority,
                 ordered: info.ordered,
                 max_latency: info.max_latency,
-                start: serve.params.start.or(latest),
+                start: serve.params.start.or(start),
                 end: serve.params.end,
             };
             serve.ok_sent = true;
@@ -277,6 +284,17 @@ impl Session {
         }
         self.rank_serves();
         Ok(())
+    }
+
+    /// The first group of an accepted subscription became known (its source told where it
+    /// starts) before any group was served: lite-05's SUBSCRIBE_OK will say it. Nothing to do
+    /// on lite-03/04, whose OK went out on acceptance.
+    pub fn serve_start_known(&mut self, id: ServeId, start: u64) {
+        if let Some(serve) = self.serves.get_mut(id)
+            && !serve.ok_sent
+        {
+            serve.start_hint.get_or_insert(start);
+        }
     }
 
     /// Reject a subscription: reset the stream with `code` (0x36 Unroutable, 0x33 NotFound...).
@@ -406,7 +424,8 @@ impl Session {
         if !serve.ok_sent {
             // lite-05: SUBSCRIBE_OK says where delivery starts, just before the first group.
             serve.ok_sent = true;
-            let response = SubscribeResponse::Start(SubscribeStart { group: seq });
+            let group = serve.start_hint.map_or(seq, |start| start.min(seq));
+            let response = SubscribeResponse::Start(SubscribeStart { group });
             let bytes = self.encode(|sink| response.encode(sink, version)).ok()?;
             self.write(StreamRef::Open(stream), bytes);
         }
@@ -647,7 +666,8 @@ impl Session {
         let stream = serve.stream;
         if !serve.ok_sent {
             serve.ok_sent = true;
-            let response = SubscribeResponse::Start(SubscribeStart { group: seq });
+            let group = serve.start_hint.map_or(seq, |start| start.min(seq));
+            let response = SubscribeResponse::Start(SubscribeStart { group });
             if let Ok(bytes) = self.encode(|sink| response.encode(sink, version)) {
                 self.write(StreamRef::Open(stream), bytes);
             }

@@ -139,13 +139,16 @@ pub(crate) async fn subscribe(common: &Common, args: SubArgs) -> Result<(), Erro
     let mut out = tokio::io::BufWriter::new(tokio::io::stdout());
     // Each group is its own QUIC stream and relays send newer groups first, so groups can
     // arrive out of order: print them in sequence order, holding later groups until the next
-    // one arrives, or skipping a missing group once it is `max_latency` overdue. Unless a start
-    // group was asked for, where the subscription starts is unknown until something is
-    // printed, so the first group waits a short grace for lower ones overtaken on the way.
+    // one arrives, or skipping a missing group once it is `max_latency` overdue. Where the
+    // subscription starts is the start group asked for, or what the publisher's SUBSCRIBE_OK
+    // says (`Subscription::start`: lite-05 always, lite-03/04 when the publisher resolved it);
+    // while neither is known, the first group waits only a short grace for lower ones
+    // overtaken on the way.
     let max_latency = params.max_latency;
     let start_grace = max_latency.min(START_GRACE);
-    // Until a (renewed) subscription printed something, groups it skipped may be gone for
-    // good (evicted, or lost with a relay), so its first group waits only the grace.
+    // Until a (renewed) subscription printed something and with no known start, groups it
+    // skipped may be gone for good (evicted, or lost with a relay): its first group waits
+    // only the grace.
     let patience = |fresh: bool| if fresh { start_grace } else { max_latency };
     let mut next: Option<u64> = args.start_group;
     // After a renewed subscription: the next group expected then (its first group decides
@@ -160,6 +163,16 @@ pub(crate) async fn subscribe(common: &Common, args: SubArgs) -> Result<(), Erro
             let mut ended = false;
             let mut fresh = true;
             loop {
+                if next.is_none()
+                    && resumed.is_none()
+                    && let Some(start) = subscription.start()
+                {
+                    // The publisher said where it starts: wait for that group (up to max
+                    // latency) rather than guess.
+                    tracing::info!("the subscription starts at group {start}");
+                    next = Some(start);
+                    fresh = false;
+                }
                 while let Some(entry) = pending.first_entry() {
                     let seq = *entry.key();
                     let overdue = gap_since.is_some_and(|t| t.elapsed() >= patience(fresh));
