@@ -45,6 +45,8 @@
 #   RELAY_LOG log level for both relays                             [warn]
 #   RELAY_CPUS, BENCH_CPUS  if set, pin the relay / the bench with `taskset -c` (e.g. 0 and 1)
 #   BENCH_PROCESSES  spread the bench's subscribers over this many processes      [1]
+#   REPEAT   run the whole matrix this many times (each relay side by side with the other in
+#            every round) and end with a table of medians and ranges per row  [1]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -187,6 +189,9 @@ start_relay() { # relay port logfile
 }
 
 ROWS=()
+REPEAT=${REPEAT:-1}
+# Per row key (relay scheme n size mode): the runs' values, space-separated, for REPEAT > 1.
+declare -A FPS_RUNS=() GB_RUNS=() RSS_RUNS=() P99_RUNS=() LOST_RUNS=()
 run_one() { # relay n size mode scheme
     local relay=$1 n=$2 size=$3 mode=$4 scheme=${5:-moqt}
     local tag="$relay-$scheme-n$n-s$size-$mode"
@@ -306,27 +311,63 @@ run_one() { # relay n size mode scheme
         "$hwm" "$((udp1 - udp0))" "$butil" "$outil" "$load_before")
     echo "{$extra,${bench_json#\{}" >>"$RESULTS"
     ROWS+=("| $relay ($scheme) | $n | $((size / 1024)) KiB | $mode | $fps | $s_per_gb | $rss_mb | $p50 | $p99 | $util | $butil | $lost |")
+    local key="$relay ($scheme)|$n|$((size / 1024)) KiB|$mode"
+    FPS_RUNS[$key]+="$fps "; GB_RUNS[$key]+="$s_per_gb "; RSS_RUNS[$key]+="$rss_mb "
+    P99_RUNS[$key]+="$p99 "; LOST_RUNS[$key]+="$lost "
     log "$tag: $fps frames/s, $s_per_gb CPU s/GB ($util% CPU; bench $butil%, others $outil%), RSS $rss_mb MB, p50 $p50 ms, p99 $p99 ms, lost groups $lost, setup ${setup_s}s, load before $load_before"
 }
 
 log "results: $RESULTS (logs in $WORK)"
 log "matrix: relays [$RELAYS] N [$NS] sizes [$SIZES] modes [$MODES]; rate $RATE/s; warmup ${WARMUP}s, duration ${DURATION}s"
-for n in $NS; do
-    for size in $SIZES; do
-        for mode in $MODES; do
-            for relay in $RELAYS; do
-                for scheme in $SCHEMES; do
-                    run_one "$relay" "$n" "$size" "$mode" "$scheme"
+for round in $(seq "$REPEAT"); do
+    ((REPEAT > 1)) && log "round $round of $REPEAT"
+    for n in $NS; do
+        for size in $SIZES; do
+            for mode in $MODES; do
+                for relay in $RELAYS; do
+                    for scheme in $SCHEMES; do
+                        run_one "$relay" "$n" "$size" "$mode" "$scheme"
+                    done
                 done
             done
         done
     done
 done
 
+# "median (min-max)" of the numbers given (non-numbers, e.g. a failed run's, are skipped).
+spread() {
+    tr ' ' '\n' <<<"$*" | grep -E '^[0-9.]+$' | sort -g | awk '
+        { v[NR] = $1 }
+        END {
+            if (NR == 0) { print "-"; exit }
+            m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            printf "%g (%g-%g)", m, v[1], v[NR]
+        }'
+}
+
 echo
 echo "| relay | N | frame | mode | delivered frames/s | CPU s/GB | peak RSS MB | p50 ms | p99 ms | relay CPU % | bench CPU % | groups lost |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"
+if ((REPEAT > 1)); then
+    echo
+    echo "Medians (min-max) of $REPEAT runs per row:"
+    echo
+    echo "| relay | N | frame | mode | delivered frames/s | CPU s/GB | peak RSS MB | p99 ms | groups lost |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    for n in $NS; do
+        for size in $SIZES; do
+            for mode in $MODES; do
+                for relay in $RELAYS; do
+                    for scheme in $SCHEMES; do
+                        key="$relay ($scheme)|$n|$((size / 1024)) KiB|$mode"
+                        echo "| ${key//|/ | } | $(spread "${FPS_RUNS[$key]:-}") | $(spread "${GB_RUNS[$key]:-}") | $(spread "${RSS_RUNS[$key]:-}") | $(spread "${P99_RUNS[$key]:-}") | $(spread "${LOST_RUNS[$key]:-}") |"
+                    done
+                done
+            done
+        done
+    done
+fi
 echo
 echo "Fixed rate = $RATE frames/s on 1 track; CPU s/GB = relay CPU per 1e9 delivered payload bytes,"
 echo "sampled over the ${DURATION}s measurement window (after ${WARMUP}s warm-up). Raw JSON: $RESULTS"

@@ -585,10 +585,15 @@ impl Node {
     /// feed the track round the two of us. Move our upstream to another route (the peer's
     /// own route then leads to the source, not back to us); false when there is none.
     fn reroute_away_from(&mut self, now: Instant, track: TrackId, peer: PeerId) -> bool {
-        let Some(links) = self.links.get(track) else {
-            return false;
+        let Some(links) = self.links.get_mut(track) else {
+            return true;
         };
         let Some((upstream, sub)) = links.upstream else {
+            // No upstream right now (a local track, or one between two sources): the next
+            // one must not go through the peer asking.
+            if !links.failed_routes.contains(&peer) {
+                links.failed_routes.push(peer);
+            }
             return true;
         };
         if upstream != peer {
