@@ -154,6 +154,7 @@ pub(crate) async fn subscribe(common: &Common, args: SubArgs) -> Result<(), Erro
     // After a renewed subscription: the next group expected then (its first group decides
     // whether the same publisher goes on or a new one numbers afresh).
     let mut resumed: Option<u64> = None;
+    let mut first_subscription = true;
     let result: Result<(), Error> = async {
         // One subscription after another: a subscription whose route went (the relay
         // restarted, or the publisher left) is renewed while reconnecting is on.
@@ -161,16 +162,25 @@ pub(crate) async fn subscribe(common: &Common, args: SubArgs) -> Result<(), Erro
             let mut pending: BTreeMap<u64, moq_tokio::GroupReader> = BTreeMap::new();
             let mut gap_since: Option<tokio::time::Instant> = None;
             let mut ended = false;
-            let mut fresh = true;
+            // A start group asked for on the command line is where the first subscription
+            // starts: wait for it as for any gap.
+            let mut fresh = !(first_subscription && args.start_group.is_some());
+            first_subscription = false;
+            let mut printed = false;
+            let mut start_seen = false;
             loop {
-                if next.is_none()
+                if !printed
+                    && !start_seen
                     && resumed.is_none()
                     && let Some(start) = subscription.start()
                 {
+                    start_seen = true;
                     // The publisher said where it starts: wait for that group (up to max
-                    // latency) rather than guess.
+                    // latency) rather than guess. (Groups below it will not come.)
                     tracing::info!("the subscription starts at group {start}");
-                    next = Some(start);
+                    if next.is_none_or(|n| start > n) {
+                        next = Some(start);
+                    }
                     fresh = false;
                 }
                 while let Some(entry) = pending.first_entry() {
@@ -195,6 +205,7 @@ pub(crate) async fn subscribe(common: &Common, args: SubArgs) -> Result<(), Erro
                     next = Some(seq + 1);
                     gap_since = None;
                     fresh = false;
+                    printed = true;
                 }
                 if ended {
                     break;
