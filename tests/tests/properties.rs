@@ -899,11 +899,12 @@ impl World {
             }
             SubscriptionEvent::Dropped { start, end, .. } => s.dropped.push((start, end)),
             SubscriptionEvent::Start { group } => {
-                // Told once, and never contradicting an explicit start.
+                // Told once, and never before an explicit start (after it when the groups
+                // asked for are gone).
                 if s.start.replace(group).is_some() {
                     return Err(format!("{ctx}: a second Start ({group})"));
                 }
-                if s.params.start.is_some_and(|asked| asked != group) {
+                if s.params.start.is_some_and(|asked| group < asked) {
                     return Err(format!(
                         "{ctx}: Start {group}, but {:?} was asked",
                         s.params.start

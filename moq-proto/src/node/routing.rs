@@ -869,22 +869,31 @@ impl Node {
     /// answer for a remote one (`None` until it comes).
     fn initial_start(&self, consumer: ConsumerId) -> Option<u64> {
         let c = self.consumers.get(consumer)?;
-        if let Some(start) = c.params.start {
-            return Some(start);
-        }
         let t = self.origin.track(c.track)?;
+        let asked = c.params.start;
         if let Some(latest) = t.latest() {
-            let cached = t.groups().map(|g| g.seq()).find(|&s| s >= latest);
-            return Some(cached.unwrap_or(latest + 1));
+            // What is held starts at the oldest cached group; older ones are gone (an asked
+            // start below it is dropped as evicted).
+            let from = asked.unwrap_or(latest);
+            let cached = t.groups().map(|g| g.seq()).find(|&s| s >= from);
+            let oldest = t.groups().next().map_or(latest + 1, |g| g.seq());
+            return Some(match asked {
+                Some(start) => start.max(oldest),
+                None => cached.unwrap_or(latest + 1),
+            });
         }
         let local = self
             .origin
             .broadcast(t.broadcast())
             .is_some_and(|b| b.is_local());
-        if local {
-            return Some(t.next_seq());
-        }
-        self.links.get(c.track).and_then(|l| l.served_start)
+        let source_start = if local {
+            Some(t.next_seq())
+        } else {
+            // The upstream's answer: where the source really starts (an asked start may be
+            // gone there).
+            self.links.get(c.track).and_then(|l| l.served_start)
+        }?;
+        Some(asked.map_or(source_start, |start| start.max(source_start)))
     }
 
     /// The upstream said where it starts: consumers of the track still waiting to know
@@ -905,6 +914,7 @@ impl Node {
             if c.begins_at.is_some() {
                 continue;
             }
+            let start = c.params.start.map_or(start, |asked| asked.max(start));
             c.begins_at = Some(start);
             let (owner, accepted) = (c.owner, c.accepted);
             match owner {

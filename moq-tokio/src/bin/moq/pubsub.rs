@@ -154,7 +154,8 @@ pub(crate) async fn subscribe(common: &Common, args: SubArgs) -> Result<(), Erro
     // After a renewed subscription: the next group expected then (its first group decides
     // whether the same publisher goes on or a new one numbers afresh).
     let mut resumed: Option<u64> = None;
-    let mut first_subscription = true;
+    // Subscriptions made after the first one.
+    let mut renewals = 0u64;
     let result: Result<(), Error> = async {
         // One subscription after another: a subscription whose route went (the relay
         // restarted, or the publisher left) is renewed while reconnecting is on.
@@ -164,8 +165,7 @@ pub(crate) async fn subscribe(common: &Common, args: SubArgs) -> Result<(), Erro
             let mut ended = false;
             // A start group asked for on the command line is where the first subscription
             // starts: wait for it as for any gap.
-            let mut fresh = !(first_subscription && args.start_group.is_some());
-            first_subscription = false;
+            let mut fresh = !(renewals == 0 && args.start_group.is_some());
             let mut printed = false;
             let mut start_seen = false;
             loop {
@@ -176,12 +176,16 @@ pub(crate) async fn subscribe(common: &Common, args: SubArgs) -> Result<(), Erro
                 {
                     start_seen = true;
                     // The publisher said where it starts: wait for that group (up to max
-                    // latency) rather than guess. (Groups below it will not come.)
+                    // latency) rather than guess. (Groups below it will not come.) A start
+                    // equal to the one a renewal asked for may be the ask echoed back (lite-03/
+                    // 04), not a promise: then the grace stays.
                     tracing::info!("the subscription starts at group {start}");
                     if next.is_none_or(|n| start > n) {
                         next = Some(start);
+                        fresh = false;
+                    } else if renewals == 0 {
+                        fresh = false;
                     }
-                    fresh = false;
                 }
                 while let Some(entry) = pending.first_entry() {
                     let seq = *entry.key();
@@ -254,6 +258,7 @@ pub(crate) async fn subscribe(common: &Common, args: SubArgs) -> Result<(), Erro
                     let start = if relay_lost { next } else { None };
                     resumed = next;
                     tracing::warn!(%code, relay_lost, ?start, "subscription ended; subscribing again");
+                    renewals += 1;
                     subscription = endpoint.subscribe_with(
                         &args.broadcast,
                         &args.track,
