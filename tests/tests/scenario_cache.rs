@@ -87,8 +87,11 @@ fn byte_bounded_cache_serves_late_joiners_what_fits() {
         sim.run();
         let ev = sub_events(&sim.events(r), on_relay);
         assert_eq!(groups(&ev), vec![4, 5], "{run}: {ev:?}");
+        // Told it starts where the cache does, not at the group 0 it asked for (gone).
+        assert_eq!(starts(&ev), vec![4], "{run}: {ev:?}");
         let ev = sub_events(&sim.events(p), on_pub);
         assert_eq!(groups(&ev), (0..6).collect::<Vec<_>>(), "{run}");
+        assert_eq!(starts(&ev), vec![0], "{run}: {ev:?}");
         // The subscriber that kept the relay warm got everything, live.
         let ev = sub_events(&sim.events(2), keeper);
         assert_eq!(groups(&ev), (0..6).collect::<Vec<_>>(), "{run}");

@@ -210,17 +210,6 @@ fn late_joiners_start_at_the_latest_group() {
     }
 }
 
-/// The `Start` events of a subscription's events.
-fn starts(events: &[SubscriptionEvent]) -> Vec<u64> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            SubscriptionEvent::Start { group } => Some(*group),
-            _ => None,
-        })
-        .collect()
-}
-
 /// A subscription made before the track's first group is told that it starts at the
 /// source's first group: a reader that prints in order can wait
 /// for it instead of guessing how long an overtaken group may take (`moq sub`). Through a

@@ -92,6 +92,17 @@ pub fn groups(events: &[SubscriptionEvent]) -> Vec<u64> {
         .collect()
 }
 
+/// Where the node said each subscription starts (`Start` events; one expected).
+pub fn starts(events: &[SubscriptionEvent]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            SubscriptionEvent::Start { group } => Some(*group),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The Closed event, if any.
 pub fn closed(events: &[SubscriptionEvent]) -> Option<Option<StreamCode>> {
     events.iter().find_map(|e| match e {
