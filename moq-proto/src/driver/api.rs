@@ -1222,12 +1222,7 @@ impl Subscription {
 
     /// How the subscription ended; `None` while it is live.
     pub fn end(&self) -> Option<SubscriptionEnd> {
-        self.endpoint
-            .shared
-            .lock()
-            .subs
-            .get(&self.id)
-            .and_then(|s| s.closed)
+        self.slot(|s| s.closed)
     }
 
     /// The first group this subscription delivers, once known: no lower group will come,
@@ -1237,12 +1232,17 @@ impl Subscription {
     /// the reference relay never does there). A reader that prints groups in order can wait
     /// for this group rather than guess how long an overtaken one may take.
     pub fn start(&self) -> Option<u64> {
+        self.slot(|s| s.start)
+    }
+
+    /// Read this subscription's state (`None` once it is gone).
+    fn slot<T>(&self, read: impl FnOnce(&super::shared::SubSlot) -> Option<T>) -> Option<T> {
         self.endpoint
             .shared
             .lock()
             .subs
             .get(&self.id)
-            .and_then(|s| s.start)
+            .and_then(read)
     }
 }
 

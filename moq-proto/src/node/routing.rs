@@ -540,15 +540,7 @@ impl Node {
                 ..c.params
             })
             .unwrap_or_default();
-        let Some(links) = self.links.get(track) else {
-            return false;
-        };
-        let alternative = self
-            .origin
-            .track(track)
-            .and_then(|t| self.origin.broadcast(t.broadcast()))
-            .is_some_and(|b| b.routes().iter().any(|r| links.may_take(r)));
-        if !alternative {
+        if !self.has_usable_route(track, None) {
             return false;
         }
         let open: Vec<u64> = self
@@ -569,6 +561,22 @@ impl Node {
             }
             Err(_) => false,
         }
+    }
+
+    /// Whether the track's broadcast has a route an upstream may take now (see
+    /// `Links::may_take`), other than through `except`.
+    fn has_usable_route(&self, track: TrackId, except: Option<PeerId>) -> bool {
+        let Some(links) = self.links.get(track) else {
+            return false;
+        };
+        self.origin
+            .track(track)
+            .and_then(|t| self.origin.broadcast(t.broadcast()))
+            .is_some_and(|b| {
+                b.routes()
+                    .iter()
+                    .any(|r| Some(r.peer) != except && links.may_take(r))
+            })
     }
 
     /// How a track ends when its upstream is lost (`code`) and no route is left: aborted,
@@ -599,16 +607,7 @@ impl Node {
         if upstream != peer {
             return true;
         }
-        let alternative = self
-            .origin
-            .track(track)
-            .and_then(|t| self.origin.broadcast(t.broadcast()))
-            .is_some_and(|b| {
-                b.routes()
-                    .iter()
-                    .any(|r| r.peer != peer && links.may_take(r))
-            });
-        if !alternative || links.consumers.is_empty() {
+        if links.consumers.is_empty() || !self.has_usable_route(track, Some(peer)) {
             return false;
         }
         if let Some(links) = self.links.get_mut(track) {

@@ -297,6 +297,24 @@ impl Session {
         }
     }
 
+    /// lite-05: SUBSCRIBE_OK says where delivery starts, just before the first group (`seq`)
+    /// goes out: the known start if lower (a later group can arrive first). Once per
+    /// subscription; `None` if it could not be encoded.
+    fn send_start_ok(&mut self, id: ServeId, seq: u64) -> Option<()> {
+        let version = self.version;
+        let serve = self.serves.get_mut(id)?;
+        if serve.ok_sent {
+            return Some(());
+        }
+        serve.ok_sent = true;
+        let stream = serve.stream;
+        let group = serve.start_hint.map_or(seq, |start| start.min(seq));
+        let response = SubscribeResponse::Start(SubscribeStart { group });
+        let bytes = self.encode(|sink| response.encode(sink, version)).ok()?;
+        self.write(StreamRef::Open(stream), bytes);
+        Some(())
+    }
+
     /// Reject a subscription: reset the stream with `code` (0x36 Unroutable, 0x33 NotFound...).
     pub fn reject_serve(&mut self, id: ServeId, code: StreamCode) {
         let Some(serve) = self.serves.get(id) else {
@@ -418,17 +436,9 @@ impl Session {
             self.shed_waiting_groups(id);
         }
         let version = self.version;
+        self.send_start_ok(id, seq)?;
         let serve = self.serves.get_mut(id)?;
         let wire_id = serve.wire_id;
-        let stream = serve.stream;
-        if !serve.ok_sent {
-            // lite-05: SUBSCRIBE_OK says where delivery starts, just before the first group.
-            serve.ok_sent = true;
-            let group = serve.start_hint.map_or(seq, |start| start.min(seq));
-            let response = SubscribeResponse::Start(SubscribeStart { group });
-            let bytes = self.encode(|sink| response.encode(sink, version)).ok()?;
-            self.write(StreamRef::Open(stream), bytes);
-        }
         let header = GroupHeader {
             subscribe_id: wire_id,
             sequence: seq,
@@ -663,15 +673,7 @@ impl Session {
         if datagram.header_len() + payload.len() > crate::coding::MAX_DATAGRAM_SIZE {
             return false;
         }
-        let stream = serve.stream;
-        if !serve.ok_sent {
-            serve.ok_sent = true;
-            let group = serve.start_hint.map_or(seq, |start| start.min(seq));
-            let response = SubscribeResponse::Start(SubscribeStart { group });
-            if let Ok(bytes) = self.encode(|sink| response.encode(sink, version)) {
-                self.write(StreamRef::Open(stream), bytes);
-            }
-        }
+        let _ = self.send_start_ok(id, seq);
         let prefix = self.cfg.datagram_prefix.clone();
         let Ok(data) = self.encode(|sink| {
             sink.put_slice(&prefix);
