@@ -627,6 +627,10 @@ impl Endpoint {
             self.websocket_command(now, handle, command);
             return;
         }
+        if super::link::is_link(handle) {
+            self.link_command(now, handle, command);
+            return;
+        }
         match self.h3(handle) {
             Some(h3) => {
                 h3.send(now, command);

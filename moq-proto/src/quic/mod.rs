@@ -104,6 +104,8 @@
 //! `StreamEvent::Writable`.
 
 mod conn;
+mod link;
+mod threads;
 pub mod tls;
 mod url;
 mod websocket;
@@ -120,6 +122,8 @@ use bytes::BytesMut;
 pub use quinn_proto::{ConnectionHandle, EcnCodepoint, Transmit};
 use quinn_proto::{DatagramEvent, TransportConfig, VarInt};
 
+pub use self::link::LinkMessage;
+pub use self::threads::{CID_LEN, ThreadSlot, owner_of};
 pub use self::url::{MoqUrl, Scheme, UrlError};
 use conn::Conn;
 pub use tls::{Certificate, CertificateProblem, TlsError, UntrustedCertificate, Verification};
@@ -190,6 +194,10 @@ pub struct EngineConfig {
     /// many subscribers spends much of its time on their acknowledgements; `None` keeps the
     /// QUIC default.
     pub ack_eliciting_threshold: Option<u32>,
+    /// One of several endpoints sharing a UDP port (one per thread): the connection IDs we
+    /// issue name this one, so that [`owner_of`] can route a datagram that arrived on another
+    /// thread's socket. `None` for an endpoint alone on its port.
+    pub thread: Option<ThreadSlot>,
 }
 
 impl EngineConfig {
@@ -213,6 +221,7 @@ impl EngineConfig {
             max_streams: 1_000,
             send_window: None,
             rng_seed: None,
+            thread: None,
             ack_eliciting_threshold: None,
         }
     }
@@ -228,6 +237,8 @@ pub enum TransportKind {
     WebTransport,
     /// WebSocket (QMux) over TCP, with or without TLS.
     WebSocket,
+    /// An in-process link between two endpoints of one process (threads of one relay).
+    InProcess,
 }
 
 impl std::fmt::Display for TransportKind {
@@ -236,6 +247,7 @@ impl std::fmt::Display for TransportKind {
             TransportKind::Quic => "quic",
             TransportKind::WebTransport => "webtransport",
             TransportKind::WebSocket => "websocket",
+            TransportKind::InProcess => "in-process",
         })
     }
 }
@@ -328,6 +340,13 @@ pub struct Endpoint {
     ws_wake: VecDeque<ConnectionHandle>,
     /// Bytes WebSocket sessions wrote that are not sent yet.
     ws_backlog: usize,
+    /// In-process links, keyed by handles from their own range.
+    links: FxHashMap<ConnectionHandle, link::LinkConn>,
+    next_link: usize,
+    /// Links with messages to carry.
+    link_wake: VecDeque<ConnectionHandle>,
+    /// Bytes sent on links that the other ends have not taken yet.
+    link_backlog: usize,
     /// Connections that may have something to send, each listed once (round-robin).
     active: VecDeque<ConnectionHandle>,
     /// Connection timers, earliest first; an entry is stale unless it equals the
@@ -378,6 +397,10 @@ impl Endpoint {
         if let Some(seed) = cfg.rng_seed {
             endpoint_config.rng_seed(Some(seed));
         }
+        if let Some(slot) = cfg.thread {
+            let seed = cfg.rng_seed;
+            endpoint_config.cid_generator(move || Box::new(threads::ThreadCids::new(slot, seed)));
+        }
         let quic =
             quinn_proto::Endpoint::new(Arc::new(endpoint_config), server.clone(), true, None);
         let cert_hash = cfg.certificate.as_ref().map(Certificate::sha256);
@@ -408,6 +431,10 @@ impl Endpoint {
             next_ws: 0,
             ws_wake: VecDeque::new(),
             ws_backlog: 0,
+            links: FxHashMap::default(),
+            next_link: 0,
+            link_wake: VecDeque::new(),
+            link_backlog: 0,
             active: VecDeque::new(),
             timers: BinaryHeap::new(),
             by_peer: FxHashMap::default(),
@@ -441,7 +468,7 @@ impl Endpoint {
     /// Bytes the sessions wrote that quinn-proto could not take yet (flow control or its send
     /// window is full). Publishers use it for backpressure.
     pub fn buffered_bytes(&self) -> usize {
-        self.blocked_bytes + self.ws_backlog
+        self.blocked_bytes + self.ws_backlog + self.link_backlog
     }
 
     /// Open connections.
@@ -466,6 +493,9 @@ impl Endpoint {
 
     /// The version agreed on a connection.
     pub fn version_of(&self, conn: ConnectionHandle) -> Option<Version> {
+        if let Some(link) = self.links.get(&conn) {
+            return Some(link.version);
+        }
         match self.ws.get(&conn) {
             Some(ws) => Some(ws.version),
             None => self.conns.get(&conn).and_then(|c| c.version),
@@ -476,6 +506,9 @@ impl Endpoint {
     pub fn transport_of(&self, conn: ConnectionHandle) -> Option<TransportKind> {
         if self.ws.contains_key(&conn) {
             return Some(TransportKind::WebSocket);
+        }
+        if self.links.contains_key(&conn) {
+            return Some(TransportKind::InProcess);
         }
         let c = self.conns.get(&conn)?;
         Some(if c.wt.is_some() || c.wt_request.is_some() {
