@@ -50,23 +50,31 @@ impl Runtime for SmolRuntime {
     }
 
     fn bind_udp(&self, addr: SocketAddr) -> io::Result<Arc<dyn AsyncUdpSocket>> {
-        let socket = std::net::UdpSocket::bind(addr)?;
-        let state = quinn_udp::UdpSocketState::new((&socket).into())?;
-        // Bursts (GSO batches) overflow the kernel's default ~200 KB buffers and turn into
-        // loss; ask for 8 MiB like the reference relay (the kernel may grant less).
-        for result in [
-            state.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER),
-            state.set_send_buffer_size((&socket).into(), SOCKET_BUFFER),
-        ] {
-            if let Err(err) = result {
-                tracing::debug!(%err, "could not enlarge the UDP socket buffer");
-            }
-        }
-        Ok(Arc::new(Udp {
-            io: Async::new(socket)?,
-            state,
-        }))
+        udp(std::net::UdpSocket::bind(addr)?)
     }
+
+    fn bind_udp_shared(&self, addr: SocketAddr) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+        udp(moq_proto::driver::bind_reuseport(addr)?)
+    }
+}
+
+/// Make a bound socket pollable, with GSO/GRO state and large buffers.
+fn udp(socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+    let state = quinn_udp::UdpSocketState::new((&socket).into())?;
+    // Bursts (GSO batches) overflow the kernel's default ~200 KB buffers and turn into
+    // loss; ask for 8 MiB like the reference relay (the kernel may grant less).
+    for result in [
+        state.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER),
+        state.set_send_buffer_size((&socket).into(), SOCKET_BUFFER),
+    ] {
+        if let Err(err) = result {
+            tracing::debug!(%err, "could not enlarge the UDP socket buffer");
+        }
+    }
+    Ok(Arc::new(Udp {
+        io: Async::new(socket)?,
+        state,
+    }))
 }
 
 #[derive(Debug)]

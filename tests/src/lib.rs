@@ -8,6 +8,7 @@ pub mod netns;
 pub mod netsim;
 pub mod persistent;
 pub mod process;
+pub mod threads;
 
 pub mod alloc;
 

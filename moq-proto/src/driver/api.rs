@@ -140,10 +140,21 @@ impl Endpoint {
     pub fn bind(
         runtime: Arc<dyn Runtime>,
         addr: SocketAddr,
-        mut config: EngineConfig,
+        config: EngineConfig,
         driver: DriverConfig,
     ) -> io::Result<Self> {
         let socket = runtime.bind_udp(addr)?;
+        Self::bind_socket(runtime, socket, config, driver)
+    }
+
+    /// Start an endpoint on a socket the caller bound (one of several sharing a port with
+    /// [`Runtime::bind_udp_shared`], say). The driver runs where `runtime` spawns it.
+    pub fn bind_socket(
+        runtime: Arc<dyn Runtime>,
+        socket: Arc<dyn super::AsyncUdpSocket>,
+        mut config: EngineConfig,
+        driver: DriverConfig,
+    ) -> io::Result<Self> {
         let local_addr = socket.local_addr()?;
         config.max_gso_segments = socket.max_transmit_segments();
         let mut engine =
@@ -241,7 +252,7 @@ impl Endpoint {
         .await
     }
 
-    fn with_state<R>(&self, f: impl FnOnce(&mut State, Instant) -> R) -> R {
+    pub(super) fn with_state<R>(&self, f: impl FnOnce(&mut State, Instant) -> R) -> R {
         let now = self.runtime.now();
         let mut state = self.shared.lock();
         let result = f(&mut state, now);

@@ -23,6 +23,7 @@ mod reconnect;
 mod resume;
 mod shared;
 mod task;
+mod threads;
 mod tls_stream;
 mod websocket;
 
@@ -45,6 +46,7 @@ pub use http_api::{HttpApi, MAX_FETCH_BYTES};
 pub use quinn_udp::{RecvMeta, Transmit as UdpTransmit};
 pub use reconnect::{PersistentSession, ReconnectPolicy};
 pub use resume::ResumingSubscription;
+pub use threads::{bind_reuseport, join_threads, thread_configs};
 
 /// A UDP socket the driver can poll.
 pub trait AsyncUdpSocket: Send + Sync + Debug + 'static {
@@ -127,6 +129,17 @@ pub trait Runtime: Send + Sync + Debug + 'static {
 
     /// Bind a UDP socket to `addr` and make it pollable.
     fn bind_udp(&self, addr: SocketAddr) -> io::Result<Arc<dyn AsyncUdpSocket>>;
+
+    /// Bind a UDP socket to `addr` that shares its port with other sockets of this process
+    /// (`SO_REUSEPORT`: the kernel spreads incoming datagrams over them by address), for
+    /// endpoints joined with [`join_threads`]. Runtimes that cannot say so refuse.
+    fn bind_udp_shared(&self, addr: SocketAddr) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+        let _ = addr;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this runtime cannot share a UDP port",
+        ))
+    }
 
     /// Resolve `host` (a name, not an IP literal) to socket addresses with `port`, without
     /// blocking the executor: other connections keep running while DNS answers.

@@ -91,6 +91,12 @@ pub(super) struct State {
     /// The deadline the driver's timer is armed for.
     pub(super) driver_deadline: Option<std::time::Instant>,
     pub(super) closed: bool,
+    /// The other endpoints of this process this one is joined with, if any.
+    pub(super) threads: Option<super::threads::Membership>,
+    /// In-process links to them, by connection handle.
+    pub(super) links: crate::fxhash::FxHashMap<ConnectionHandle, super::threads::LinkEnd>,
+    /// Datagrams other threads' sockets received for our connections.
+    pub(super) handed_in: u64,
 }
 
 impl State {
@@ -111,6 +117,9 @@ impl State {
             close_waiters: Vec::new(),
             driver_deadline: None,
             closed: false,
+            threads: None,
+            links: Default::default(),
+            handed_in: 0,
         }
     }
 
@@ -193,7 +202,11 @@ impl State {
             (None, _) => false,
         };
         // A closing endpoint's driver finishes once the last connection is gone.
-        if self.engine.wants_udp_transmit() || sooner || self.closed {
+        if self.engine.wants_udp_transmit()
+            || self.engine.wants_link_transmit()
+            || sooner
+            || self.closed
+        {
             self.wake_driver();
         }
     }

@@ -6,11 +6,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use std::collections::VecDeque;
+
 use bytes::BytesMut;
 
-use super::shared::Shared;
+use super::shared::{Shared, State};
+use super::threads::Handoff;
 use super::{AsyncTimer, AsyncUdpSocket, RecvMeta, Runtime, UdpTransmit};
-use crate::quic::{EcnCodepoint, Transmit};
+use crate::quic::{EcnCodepoint, LinkMessage, Transmit, owner_of};
 
 /// Largest UDP payload we read.
 const MAX_UDP: usize = 64 * 1024;
@@ -41,6 +44,13 @@ pub(super) struct Driver {
     send: Vec<u8>,
     /// A transmit the socket would not take yet (its bytes are in `send`).
     pending: Option<Transmit>,
+    /// Datagrams of a receive batch that belong to other threads' connections; reused.
+    foreign: Vec<Vec<Handoff>>,
+    /// Datagrams other threads handed us; reused.
+    handed: VecDeque<Handoff>,
+    /// Link messages being carried; reused.
+    link_in: VecDeque<LinkMessage>,
+    link_out: Vec<LinkMessage>,
 }
 
 impl Driver {
@@ -59,6 +69,10 @@ impl Driver {
             arena: BytesMut::new(),
             send: Vec::with_capacity(MAX_UDP),
             pending: None,
+            foreign: Vec::new(),
+            handed: VecDeque::new(),
+            link_in: VecDeque::new(),
+            link_out: Vec::new(),
         }
     }
 
@@ -86,6 +100,7 @@ impl Driver {
             got |= n > 0;
             let now = self.runtime.now();
             let mut state = self.shared.lock();
+            let threads = state.threads.as_ref().map(|m| (m.group.clone(), m.slot));
             for (slot, meta) in meta.iter().enumerate().take(n) {
                 let start = slot * MAX_UDP;
                 let data = &self.recv[start..start + meta.len.min(MAX_UDP)];
@@ -99,13 +114,89 @@ impl Driver {
                     }
                     self.arena.extend_from_slice(datagram);
                     let datagram = self.arena.split();
+                    // A connection of another thread (its client's address changed, so the
+                    // kernel picked another socket of the port): hand it over.
+                    if let Some((_, slot)) = threads
+                        && let Some(owner) = owner_of(&datagram, slot.count)
+                        && owner != slot.index
+                    {
+                        self.foreign.resize_with(usize::from(slot.count), Vec::new);
+                        self.foreign[usize::from(owner)].push(Handoff {
+                            remote: meta.addr,
+                            local_ip: meta.dst_ip,
+                            ecn,
+                            data: datagram,
+                        });
+                        continue;
+                    }
                     state
                         .engine
                         .handle_datagram(now, meta.addr, meta.dst_ip, ecn, datagram);
                 }
             }
+            drop(state);
+            if let Some((group, _)) = threads {
+                for (owner, datagrams) in self.foreign.iter_mut().enumerate() {
+                    if let Some(inbox) = group.inboxes.get(owner) {
+                        inbox.push(datagrams);
+                    }
+                }
+            }
         }
         got
+    }
+
+    /// Carry what crosses to and from the other threads of a joined group: datagrams handed
+    /// to us, and link messages both ways. True if anything moved.
+    fn between_threads(&mut self, cx: &mut Context<'_>) -> bool {
+        let now = self.runtime.now();
+        let mut guard = self.shared.lock();
+        let State {
+            engine,
+            threads,
+            links,
+            handed_in,
+            ..
+        } = &mut *guard;
+        let mut moved = false;
+        if let Some(m) = threads {
+            if let Some(inbox) = m.group.inboxes.get(usize::from(m.slot.index)) {
+                inbox.take(cx.waker(), &mut self.handed);
+            }
+            for h in self.handed.drain(..) {
+                engine.handle_datagram(now, h.remote, h.local_ip, h.ecn, h.data);
+                *handed_in += 1;
+                moved = true;
+            }
+        }
+        for (&handle, end) in links.iter() {
+            let gone = end.inbound.take(cx.waker(), &mut self.link_in);
+            for message in self.link_in.drain(..) {
+                engine.handle_link_message(now, handle, message);
+                moved = true;
+            }
+            if gone {
+                engine.handle_link_lost(now, handle, "the other thread's endpoint stopped");
+            }
+        }
+        while let Some(handle) = engine.poll_link_wake() {
+            while let Some(message) = engine.poll_link_message(now, handle) {
+                self.link_out.push(message);
+            }
+            moved |= !self.link_out.is_empty();
+            match links.get(&handle) {
+                Some(end) => end.out.push(&mut self.link_out),
+                None => self.link_out.clear(),
+            }
+        }
+        links.retain(|&handle, end| {
+            let open = engine.has_link(handle);
+            if !open {
+                end.out.close();
+            }
+            open
+        });
+        moved
     }
 
     /// Send what the engine has; true if anything went out.
@@ -169,6 +260,7 @@ impl Future for Driver {
         let this = &mut *self;
         loop {
             let received = this.receive(cx);
+            let crossed = this.between_threads(cx);
             let sent = this.transmit(cx);
             let mut state = this.shared.lock();
             state.register_driver(cx.waker());
@@ -202,10 +294,20 @@ impl Future for Driver {
                 state.wake_all();
                 return Poll::Ready(());
             }
+            let more_to_cross = state.engine.wants_link_transmit();
             drop(state);
-            if !(received || sent || fired) {
+            if !(received || crossed || sent || fired || more_to_cross) {
                 return Poll::Pending;
             }
+        }
+    }
+}
+
+impl Drop for Driver {
+    /// The other threads learn that our ends of the links are gone.
+    fn drop(&mut self) {
+        for end in self.shared.lock().links.values() {
+            end.out.close();
         }
     }
 }

@@ -161,7 +161,11 @@ impl Endpoint {
     }
 
     /// The next message for the other end of `link`, if any.
-    pub fn poll_link_message(&mut self, now: Instant, link: ConnectionHandle) -> Option<LinkMessage> {
+    pub fn poll_link_message(
+        &mut self,
+        now: Instant,
+        link: ConnectionHandle,
+    ) -> Option<LinkMessage> {
         self.flush(now);
         let conn = self.links.get_mut(&link)?;
         if conn.consumed > 0 {
@@ -175,7 +179,12 @@ impl Endpoint {
     }
 
     /// A message from the other end of `link`.
-    pub fn handle_link_message(&mut self, now: Instant, link: ConnectionHandle, message: LinkMessage) {
+    pub fn handle_link_message(
+        &mut self,
+        now: Instant,
+        link: ConnectionHandle,
+        message: LinkMessage,
+    ) {
         let Some(conn) = self.links.get_mut(&link) else {
             return;
         };
@@ -237,7 +246,12 @@ impl Endpoint {
     }
 
     /// A session command for a link.
-    pub(super) fn link_command(&mut self, now: Instant, handle: ConnectionHandle, command: Command) {
+    pub(super) fn link_command(
+        &mut self,
+        now: Instant,
+        handle: ConnectionHandle,
+        command: Command,
+    ) {
         let Some(conn) = self.links.get_mut(&handle) else {
             return;
         };
@@ -315,7 +329,13 @@ impl Endpoint {
 
     /// Tell the session, once, that the link ended; the link is forgotten once its last
     /// messages (our close) were taken.
-    fn link_lost(&mut self, now: Instant, handle: ConnectionHandle, code: SessionCode, reason: &str) {
+    fn link_lost(
+        &mut self,
+        now: Instant,
+        handle: ConnectionHandle,
+        code: SessionCode,
+        reason: &str,
+    ) {
         let Some(conn) = self.links.get_mut(&handle) else {
             return;
         };
@@ -342,6 +362,12 @@ impl Endpoint {
         }
     }
 
+    /// Whether `link` is still known (it is forgotten once closed and its last message was
+    /// taken).
+    pub fn has_link(&self, link: ConnectionHandle) -> bool {
+        self.links.contains_key(&link)
+    }
+
     /// The in-process links still open.
     pub fn link_count(&self) -> usize {
         self.links.len()
@@ -365,7 +391,13 @@ mod tests {
     }
 
     /// Carry messages both ways until neither end has any; returns how many moved.
-    fn pump(now: Instant, a: &mut Endpoint, la: ConnectionHandle, b: &mut Endpoint, lb: ConnectionHandle) -> usize {
+    fn pump(
+        now: Instant,
+        a: &mut Endpoint,
+        la: ConnectionHandle,
+        b: &mut Endpoint,
+        lb: ConnectionHandle,
+    ) -> usize {
         let mut moved = 0;
         loop {
             let mut quiet = true;
@@ -399,7 +431,15 @@ mod tests {
         out
     }
 
-    fn linked(version: Version) -> (Instant, Endpoint, ConnectionHandle, Endpoint, ConnectionHandle) {
+    fn linked(
+        version: Version,
+    ) -> (
+        Instant,
+        Endpoint,
+        ConnectionHandle,
+        Endpoint,
+        ConnectionHandle,
+    ) {
         let now = Instant::now();
         let (mut a, mut b) = (engine(1), engine(2));
         let la = a.open_link(now, Side::Client, version);
@@ -419,7 +459,8 @@ mod tests {
                 .create_track(broadcast, "video", TrackInfo::default())
                 .expect("track");
             pump(now, &mut a, la, &mut b, lb);
-            b.node().subscribe(now, &path, "video", SubscribeParams::default());
+            b.node()
+                .subscribe(now, &path, "video", SubscribeParams::default());
             pump(now, &mut a, la, &mut b, lb);
             let mut sent = Vec::new();
             for g in 0..3u64 {
@@ -433,13 +474,24 @@ mod tests {
                 }
             }
             a.apply_commands(now);
-            assert!(a.buffered_bytes() > 12_000, "{version}: sent bytes wait for the other end");
+            assert!(
+                a.buffered_bytes() > 12_000,
+                "{version}: sent bytes wait for the other end"
+            );
             pump(now, &mut a, la, &mut b, lb);
-            assert_eq!(a.buffered_bytes(), 0, "{version}: consumed bytes are acknowledged");
+            assert_eq!(
+                a.buffered_bytes(),
+                0,
+                "{version}: consumed bytes are acknowledged"
+            );
             let got = frames(&mut b);
             assert_eq!(got, sent, "{version}");
             for ((_, got), (_, sent)) in got.iter().zip(&sent) {
-                assert_eq!(got.as_ptr(), sent.as_ptr(), "{version}: the payload is the publisher's buffer");
+                assert_eq!(
+                    got.as_ptr(),
+                    sent.as_ptr(),
+                    "{version}: the payload is the publisher's buffer"
+                );
             }
         }
     }
@@ -453,7 +505,9 @@ mod tests {
             .create_track(broadcast, "video", TrackInfo::default())
             .expect("track");
         pump(now, &mut a, la, &mut b, lb);
-        let sub = b.node().subscribe(now, &path, "video", SubscribeParams::default());
+        let sub = b
+            .node()
+            .subscribe(now, &path, "video", SubscribeParams::default());
         pump(now, &mut a, la, &mut b, lb);
         while b.poll_event().is_some() {}
         b.handle_link_lost(now, lb, "thread ended");
@@ -461,7 +515,11 @@ mod tests {
         assert_eq!(b.link_count(), 0);
         let mut ended = false;
         while let Some(event) = b.poll_event() {
-            if let EngineEvent::Node(NodeEvent::Subscription { id, event: SubscriptionEvent::Closed { .. } }) = event {
+            if let EngineEvent::Node(NodeEvent::Subscription {
+                id,
+                event: SubscriptionEvent::Closed { .. },
+            }) = event
+            {
                 ended |= id == sub;
             }
         }
@@ -469,7 +527,10 @@ mod tests {
         // A close from our side reaches the other end, which forgets its link too.
         a.close(now, SessionCode::NO_ERROR, "bye");
         let close = std::iter::from_fn(|| a.poll_link_message(now, la)).last();
-        assert!(matches!(close, Some(LinkMessage::Close { .. })), "{close:?}");
+        assert!(
+            matches!(close, Some(LinkMessage::Close { .. })),
+            "{close:?}"
+        );
         assert_eq!(a.link_count(), 0);
     }
 }

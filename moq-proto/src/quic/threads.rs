@@ -56,7 +56,9 @@ pub(super) struct ThreadCids {
 impl ThreadCids {
     pub(super) fn new(slot: ThreadSlot, seed: Option<[u8; 32]>) -> Self {
         let seeded = seed.map(|s| {
-            u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]) ^ u64::from(slot.index) | 1
+            u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]])
+                ^ u64::from(slot.index)
+                | 1
         });
         Self {
             slot,
