@@ -19,7 +19,8 @@
 #   NS="1 100" SIZES=1024 MODES=rate RELAYS=moq benches/relay.sh
 #
 # Environment (defaults in brackets):
-#   RELAYS   relays to test: "moq" (ours) and/or "moq-relay"       ["moq moq-relay"]
+#   RELAYS   relays to test: "moq" (ours, one thread per core), "moq:N" (ours on N threads)
+#            and/or "moq-relay"                                     ["moq moq-relay"]
 #   NS       subscriber counts                                      ["1 10 100 500"]
 #   SIZES    frame payload sizes in bytes                           ["1024 16384"]
 #   MODES    "rate" (RATE frames/s per track) and/or "saturate"    ["rate saturate"]
@@ -169,6 +170,10 @@ start_relay() { # relay port logfile
     case $1 in
         moq)
             "${RELAY_PIN[@]}" "$MOQ" --log "$RELAY_LOG" relay --listen "127.0.0.1:$2" --drain 0 >"$3" 2>&1 &
+            ;;
+        moq:*)
+            "${RELAY_PIN[@]}" "$MOQ" --log "$RELAY_LOG" relay --listen "127.0.0.1:$2" --drain 0 \
+                --threads "${1#moq:}" >"$3" 2>&1 &
             ;;
         moq-relay)
             "${RELAY_PIN[@]}" "$MOQ_RELAY" --listen "127.0.0.1:$2" --listen-tls-generate localhost \

@@ -21,6 +21,7 @@
 //! ```
 
 mod runtime;
+mod threads;
 
 use std::io;
 use std::net::SocketAddr;
@@ -31,12 +32,13 @@ pub use moq_proto::driver::*;
 pub use moq_proto::node::{NodeConfig, PublishError};
 pub use moq_proto::origin::{GroupState, OriginConfig};
 pub use moq_proto::quic::{
-    Certificate, CertificateProblem, DEFAULT_KEEP_ALIVE, EngineConfig, MoqUrl, TransportKind,
-    UntrustedCertificate, UrlError, Verification,
+    Certificate, CertificateProblem, DEFAULT_KEEP_ALIVE, EngineConfig, MoqUrl, ThreadSlot,
+    TransportKind, UntrustedCertificate, UrlError, Verification,
 };
 pub use moq_proto::session::SubscribeParams;
 pub use moq_proto::wire::{Path, PathError, TrackInfo, Version};
 pub use runtime::SmolRuntime;
+pub use threads::bind_threads;
 
 /// A client endpoint on an ephemeral port, driven on smol's global executor.
 pub fn client(config: EngineConfig) -> io::Result<Endpoint> {

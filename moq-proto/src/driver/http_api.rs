@@ -40,6 +40,11 @@ pub struct HttpApi {
     /// More Prometheus text appended to `/metrics` (e.g. the process's memory and
     /// descriptors, which only the binary can read portably).
     pub extra_metrics: Option<fn() -> String>,
+    /// The other endpoints of this process joined with the one serving the API
+    /// ([`super::join_threads`]): `/metrics` adds their figures in, so that it describes the
+    /// whole relay. (`/announced` and `/fetch` need nothing more: every thread sees every
+    /// broadcast through its links.)
+    pub threads: Vec<Endpoint>,
 }
 
 impl Default for HttpApi {
@@ -48,6 +53,7 @@ impl Default for HttpApi {
             metrics_broadcasts: 50,
             fetch_wait: Duration::from_secs(5),
             extra_metrics: None,
+            threads: Vec::new(),
         }
     }
 }
@@ -245,8 +251,17 @@ fn percent_decode(raw: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The Prometheus text exposition of the endpoint's node and connections.
-fn metrics_text(endpoint: &Endpoint, api: &HttpApi) -> String {
+/// What one endpoint's node and connections hold, for `/metrics`.
+struct Snapshot {
+    /// Sessions by (version, transport), in-process links left out.
+    sessions: std::collections::BTreeMap<(String, String), u64>,
+    stats: crate::node::NodeStats,
+    gauges: crate::node::NodeGauges,
+    broadcasts: Vec<crate::node::BroadcastMetrics>,
+    buffered: u64,
+}
+
+fn snapshot(endpoint: &Endpoint, broadcasts: usize) -> Snapshot {
     endpoint.with_engine(|engine, _| {
         let mut sessions: std::collections::BTreeMap<(String, String), u64> = Default::default();
         for conn in engine.connections() {
@@ -255,14 +270,101 @@ fn metrics_text(endpoint: &Endpoint, api: &HttpApi) -> String {
             else {
                 continue;
             };
+            if transport == crate::quic::TransportKind::InProcess {
+                continue;
+            }
             *sessions
                 .entry((version.to_string(), transport.to_string()))
                 .or_default() += 1;
         }
+        let buffered = engine.buffered_bytes() as u64;
         let node = engine.node();
-        let stats = node.stats();
-        let gauges = node.gauges();
-        let broadcasts = node.broadcast_metrics(api.metrics_broadcasts);
+        Snapshot {
+            sessions,
+            stats: node.stats(),
+            gauges: node.gauges(),
+            broadcasts: node.broadcast_metrics(broadcasts),
+            buffered,
+        }
+    })
+}
+
+impl Snapshot {
+    /// Add another thread's figures. Every thread holds every broadcast (its links announce
+    /// them) and caches share their payloads, so the origin's figures are the largest
+    /// thread's, not a sum; what each thread serves adds up (links are left out).
+    fn merge(&mut self, other: Snapshot) {
+        for (key, n) in other.sessions {
+            *self.sessions.entry(key).or_default() += n;
+        }
+        let (s, o) = (&mut self.stats, other.stats);
+        s.auth_refused_sessions += o.auth_refused_sessions;
+        s.auth_refused_requests += o.auth_refused_requests;
+        s.auth_expired_sessions += o.auth_expired_sessions;
+        s.frames_in += o.frames_in;
+        s.bytes_in += o.bytes_in;
+        s.frames_out += o.frames_out;
+        s.bytes_out += o.bytes_out;
+        crate::node::add_delivery(&mut s.delivery, o.delivery);
+        let (g, o) = (&mut self.gauges, other.gauges);
+        g.sessions += o.sessions;
+        g.subscriptions += o.subscriptions;
+        g.local_subscriptions += o.local_subscriptions;
+        g.announce_requests += o.announce_requests;
+        g.upstream_subscriptions += o.upstream_subscriptions;
+        g.broadcasts = g.broadcasts.max(o.broadcasts);
+        g.tracks = g.tracks.max(o.tracks);
+        g.groups = g.groups.max(o.groups);
+        g.cache_bytes = g.cache_bytes.max(o.cache_bytes);
+        self.buffered += other.buffered;
+        for b in other.broadcasts {
+            match self.broadcasts.iter_mut().find(|m| m.path == b.path) {
+                Some(m) => {
+                    m.viewers += b.viewers;
+                    m.frames_out += b.frames_out;
+                    m.bytes_out += b.bytes_out;
+                    m.send_backlog += b.send_backlog;
+                    m.groups_skipped += b.groups_skipped;
+                }
+                None => self.broadcasts.push(b),
+            }
+        }
+    }
+}
+
+/// The Prometheus text exposition of the endpoint's node and connections, with those of
+/// the other threads of the process ([`HttpApi::threads`]) added in.
+fn metrics_text(endpoint: &Endpoint, api: &HttpApi) -> String {
+    let joined = !api.threads.is_empty();
+    // With several threads the busiest broadcasts are known only once all are added up.
+    let limit = if joined {
+        usize::MAX
+    } else {
+        api.metrics_broadcasts
+    };
+    let mut total = snapshot(endpoint, limit);
+    let mut handed_over = endpoint.handed_over();
+    for other in &api.threads {
+        total.merge(snapshot(other, limit));
+        handed_over += other.handed_over();
+    }
+    if joined {
+        total.broadcasts.sort_by(|a, b| {
+            b.viewers
+                .cmp(&a.viewers)
+                .then(b.bytes_out.cmp(&a.bytes_out))
+                .then(a.path.as_str().cmp(b.path.as_str()))
+        });
+        total.broadcasts.truncate(api.metrics_broadcasts);
+    }
+    let Snapshot {
+        sessions,
+        stats,
+        gauges,
+        broadcasts,
+        buffered,
+    } = total;
+    {
         let mut m = Metrics::default();
         m.family(
             "moq_sessions",
@@ -377,7 +479,19 @@ fn metrics_text(endpoint: &Endpoint, api: &HttpApi) -> String {
             &mut m,
             "moq_buffered_bytes",
             "Bytes waiting for the transport.",
-            engine.buffered_bytes() as u64,
+            buffered,
+        );
+        gauge(
+            &mut m,
+            "moq_threads",
+            "Endpoints (threads) serving the relay's port.",
+            1 + api.threads.len() as u64,
+        );
+        counter(
+            &mut m,
+            "moq_handed_over_datagrams_total",
+            "Datagrams received on one thread's socket for another thread's connection.",
+            handed_over,
         );
         for (name, kind, help) in [
             (
@@ -416,7 +530,7 @@ fn metrics_text(endpoint: &Endpoint, api: &HttpApi) -> String {
             m.out.push_str(&extra());
         }
         m.out
-    })
+    }
 }
 
 #[derive(Default)]

@@ -260,11 +260,13 @@ impl Node {
         ) {
             (Some(Owner::Serve(peer, _)), Some(Sink::Stream(group))) => {
                 if let Some(p) = self.peers.get_mut(peer) {
-                    self.stats.frames_out += 1;
-                    self.stats.bytes_out += chunk.len() as u64;
-                    if let Some(links) = self.links.get_mut(track) {
-                        links.frames_out += 1;
-                        links.bytes_out += chunk.len() as u64;
+                    if !p.internal {
+                        self.stats.frames_out += 1;
+                        self.stats.bytes_out += chunk.len() as u64;
+                        if let Some(links) = self.links.get_mut(track) {
+                            links.frames_out += 1;
+                            links.bytes_out += chunk.len() as u64;
+                        }
                     }
                     p.session.write_frame(now, group, ts, size, chunk);
                     self.touch_output(peer);
@@ -284,9 +286,11 @@ impl Node {
         ) {
             (Some(Owner::Serve(peer, _)), Some(Sink::Stream(group))) => {
                 if let Some(p) = self.peers.get_mut(peer) {
-                    self.stats.bytes_out += chunk.len() as u64;
-                    if let Some(links) = self.links.get_mut(track) {
-                        links.bytes_out += chunk.len() as u64;
+                    if !p.internal {
+                        self.stats.bytes_out += chunk.len() as u64;
+                        if let Some(links) = self.links.get_mut(track) {
+                            links.bytes_out += chunk.len() as u64;
+                        }
                     }
                     p.session.write_payload(group, chunk);
                     self.touch_output(peer);
@@ -638,8 +642,10 @@ impl Node {
         size: u64,
         chunk: &Bytes,
     ) {
-        self.stats.frames_in += 1;
-        self.stats.bytes_in += chunk.len() as u64;
+        if !self.from_internal(track) {
+            self.stats.frames_in += 1;
+            self.stats.bytes_in += chunk.len() as u64;
+        }
         let mut i = 0;
         while let Some(consumer) = self.consumer_at(track, i) {
             self.frame_for(now, consumer, track, seq, ts, size, chunk.clone());
@@ -650,7 +656,9 @@ impl Node {
 
     /// More payload for the frame in progress of group `seq`.
     pub(super) fn payload_added(&mut self, now: Instant, track: TrackId, seq: u64, chunk: &Bytes) {
-        self.stats.bytes_in += chunk.len() as u64;
+        if !self.from_internal(track) {
+            self.stats.bytes_in += chunk.len() as u64;
+        }
         let mut i = 0;
         while let Some(consumer) = self.consumer_at(track, i) {
             self.payload_for(consumer, track, seq, chunk.clone());

@@ -62,19 +62,23 @@ impl Node {
     /// What the node holds right now.
     pub fn gauges(&self) -> NodeGauges {
         let mut gauges = NodeGauges {
-            sessions: self.peers.len(),
+            sessions: self.peers.values().filter(|p| !p.internal).count(),
             local_subscriptions: self.locals.len(),
             ..NodeGauges::default()
         };
         for c in self.consumers.values() {
-            if matches!(c.owner, Owner::Serve(..)) {
+            if let Owner::Serve(peer, _) = c.owner
+                && !self.is_internal(peer)
+            {
                 gauges.subscriptions += 1;
             }
         }
         gauges.announce_requests = self
             .watchers
             .values()
-            .filter(|w| matches!(w.owner, super::WatchOwner::Peer(..)))
+            .filter(
+                |w| matches!(w.owner, super::WatchOwner::Peer(peer, ..) if !self.is_internal(peer)),
+            )
             .count();
         for (_, b) in self.origin.broadcasts() {
             if b.is_active() {
@@ -89,8 +93,11 @@ impl Node {
                 gauges.cache_bytes += t.cached_bytes();
             }
         }
-        gauges.upstream_subscriptions =
-            self.links.values().filter(|l| l.upstream.is_some()).count();
+        gauges.upstream_subscriptions = self
+            .links
+            .values()
+            .filter(|l| l.upstream.is_some_and(|(peer, _)| !self.is_internal(peer)))
+            .count();
         gauges
     }
 
@@ -124,7 +131,9 @@ impl Node {
             entry.frames_out += links.frames_out;
             entry.bytes_out += links.bytes_out;
             for &consumer in &links.consumers {
-                if let Some(Owner::Serve(peer, _)) = self.consumers.get(consumer).map(|c| c.owner) {
+                if let Some(Owner::Serve(peer, _)) = self.consumers.get(consumer).map(|c| c.owner)
+                    && !self.is_internal(peer)
+                {
                     entry.viewers += 1;
                     if !peers.contains(&peer) {
                         peers.push(peer);
@@ -156,7 +165,7 @@ impl Node {
     }
 }
 
-pub(super) fn add_delivery(total: &mut DeliveryStats, more: DeliveryStats) {
+pub(crate) fn add_delivery(total: &mut DeliveryStats, more: DeliveryStats) {
     total.groups_expired += more.groups_expired;
     total.groups_shed += more.groups_shed;
     total.groups_stopped += more.groups_stopped;

@@ -33,6 +33,7 @@ use slotmap::{SecondaryMap, SlotMap};
 
 pub use events::{FetchEvent, LocalFetchId, LocalSubId, NodeEvent, SubscriptionEvent, WatchId};
 pub use local::PublishError;
+pub(crate) use metrics::add_delivery;
 pub use metrics::{BroadcastMetrics, NodeGauges};
 
 use crate::auth::{Authorizer, Grant};
@@ -210,6 +211,9 @@ struct Peer {
     /// A server-side session admitted by the authorizer: what it may do (`None`: anything).
     grant: Option<Grant>,
     closed: bool,
+    /// A link to another endpoint of this process (a thread of the same relay): left out of
+    /// the node's figures, which count what the relay as a whole does.
+    internal: bool,
     ready_flag: bool,
     timer_flag: bool,
     /// The deadline last recorded in the node's timer heap.
@@ -329,6 +333,7 @@ impl Node {
             root: None,
             grant: None,
             closed: false,
+            internal: false,
             ready_flag: false,
             timer_flag: false,
             deadline: None,
@@ -420,6 +425,29 @@ impl Node {
         f(&mut p.session, now);
         self.touch(peer);
         self.pump(now);
+    }
+
+    /// Mark a session as a link to another endpoint of this process (see
+    /// [`crate::quic::Endpoint::open_link`]): its sessions, subscriptions and frames are left
+    /// out of [`Node::stats`], [`Node::gauges`] and [`Node::broadcast_metrics`], so that the
+    /// figures of the threads of one relay add up to what the relay does.
+    pub fn set_internal(&mut self, peer: PeerId) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.internal = true;
+        }
+    }
+
+    /// Whether a track's upstream is another endpoint of this process.
+    fn from_internal(&self, track: TrackId) -> bool {
+        self.links
+            .get(track)
+            .and_then(|l| l.upstream)
+            .and_then(|(peer, _)| self.peers.get(peer))
+            .is_some_and(|p| p.internal)
+    }
+
+    fn is_internal(&self, peer: PeerId) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.internal)
     }
 
     /// Tell a peer's session how many of its bytes the transport could not accept yet
@@ -517,11 +545,16 @@ impl Node {
         }
     }
 
-    /// Send GOAWAY on every session (lite-04+) and close each after the drain period.
+    /// Send GOAWAY on every session (lite-04+) and close each after the drain period; links to
+    /// other endpoints of this process (see [`Node::set_internal`]) are left open.
     pub fn goaway(&mut self, now: Instant, uri: &str) {
         let peers: Vec<PeerId> = self.peers.keys().collect();
         for peer in peers {
-            if let Some(p) = self.peers.get_mut(peer) {
+            // Links between threads of this process stay up while clients drain: they carry
+            // what those clients still receive.
+            if let Some(p) = self.peers.get_mut(peer)
+                && !p.internal
+            {
                 let _ = p.session.goaway(now, uri, self.cfg.goaway_drain);
                 self.touch(peer);
             }

@@ -152,6 +152,7 @@ impl Endpoint {
         // The root is given here, as over WebTransport: SETUP carries no path.
         config.setup_path = None;
         let peer = self.node.add_session(now, config, Some(Path::root()));
+        self.node.set_internal(peer);
         if let Some(link) = self.links.get_mut(&handle) {
             link.peer = Some(peer);
         }

@@ -37,6 +37,13 @@ pub(crate) struct RelayArgs {
     #[arg(long, default_value = "[::]:4443", env = "MOQ_LISTEN")]
     pub(crate) listen: SocketAddr,
 
+    /// Threads serving the UDP port (default: the available cores). Each has its own
+    /// socket on the port (SO_REUSEPORT), QUIC engine and origin; they are linked in-process
+    /// by MOQ sessions (one upstream subscription per thread and track, payloads shared, not
+    /// copied), and a datagram reaching the wrong thread is handed to its connection's.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..), env = "MOQ_THREADS")]
+    pub(crate) threads: Option<u8>,
+
     /// Certificate chain (PEM); needs --tls-key.
     #[arg(
         long,
@@ -210,13 +217,23 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
     config.idle_timeout = Duration::from_secs(args.idle_timeout);
     // Quiet peers must not idle out, whichever side's idle timeout is the shorter.
     config.keep_alive = Some((Duration::from_secs(args.idle_timeout) / 3).min(DEFAULT_KEEP_ALIVE));
-    let endpoint = Endpoint::bind(
-        Arc::new(TokioRuntime),
-        args.listen,
-        config,
-        DriverConfig::default(),
-    )
+    let threads = args.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get().min(255)),
+        usize::from,
+    );
+    let endpoints = if threads == 1 {
+        Endpoint::bind(
+            Arc::new(TokioRuntime),
+            args.listen,
+            config,
+            DriverConfig::default(),
+        )
+        .map(|endpoint| vec![endpoint])
+    } else {
+        moq_tokio::bind_threads(args.listen, config, DriverConfig::default(), threads)
+    }
     .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let endpoint = endpoints[0].clone();
     let port = endpoint.local_addr().port();
     let host = args
         .tls_generate
@@ -225,6 +242,14 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
         .cloned()
         .unwrap_or_else(|| "localhost".into());
     println!("moq relay listening on {}", endpoint.local_addr());
+    println!(
+        "threads: {threads} (one socket, QUIC engine and origin each{})",
+        if threads == 1 {
+            ""
+        } else {
+            ", linked in-process"
+        }
+    );
     println!("url: moqt://{host}:{port}/ (raw QUIC) and https://{host}:{port}/ (WebTransport)");
     match &authorizer {
         None => println!("auth: none (anyone may publish and subscribe anything)"),
@@ -238,6 +263,7 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
     let mut api = HttpApi::default();
     api.metrics_broadcasts = args.metrics_broadcasts;
     api.extra_metrics = Some(process_metrics);
+    api.threads = endpoints[1..].to_vec();
     let api_note = if args.no_http_api {
         ""
     } else {
@@ -304,36 +330,51 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
         tokio::spawn(cluster_link(endpoint.clone(), url));
     }
 
-    tokio::spawn(trim_when_idle(endpoint.clone()));
+    tokio::spawn(trim_when_idle(endpoints.clone()));
 
-    let accept = {
-        let endpoint = endpoint.clone();
-        tokio::spawn(async move {
-            while let Some(session) = endpoint.accept().await {
-                tracing::info!(remote = %session.remote(), version = %session.version(), "session");
-                // The session lives until it closes; its task holds the handle.
-                tokio::spawn(async move {
-                    let reason = session.closed().await;
-                    tracing::info!(remote = %session.remote(), %reason, "session ended");
-                });
-            }
+    let accepts: Vec<_> = endpoints
+        .iter()
+        .enumerate()
+        .map(|(thread, endpoint)| {
+            let endpoint = endpoint.clone();
+            tokio::spawn(async move {
+                while let Some(session) = endpoint.accept().await {
+                    tracing::info!(remote = %session.remote(), version = %session.version(), thread, "session");
+                    // The session lives until it closes; its task holds the handle.
+                    tokio::spawn(async move {
+                        let reason = session.closed().await;
+                        tracing::info!(remote = %session.remote(), %reason, "session ended");
+                    });
+                }
+            })
         })
-    };
+        .collect();
 
     shutdown_signal().await;
     eprintln!(
         "moq relay: shutting down (GOAWAY, draining up to {} s; Ctrl-C again to stop now)",
         args.drain
     );
-    endpoint.goaway(args.goaway_url.as_deref().unwrap_or(""));
+    for endpoint in &endpoints {
+        endpoint.goaway(args.goaway_url.as_deref().unwrap_or(""));
+    }
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_secs(args.drain) + Duration::from_millis(500)) => {}
-        _ = drained(&endpoint) => {}
+        _ = drained(&endpoints) => {}
         _ = crate::common::signals_above(1) => {}
     }
-    endpoint.close(SessionCode(0), "relay shutting down");
-    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.closed()).await;
-    accept.abort();
+    for endpoint in &endpoints {
+        endpoint.close(SessionCode(0), "relay shutting down");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        for endpoint in &endpoints {
+            endpoint.closed().await;
+        }
+    })
+    .await;
+    for accept in accepts {
+        accept.abort();
+    }
     Ok(())
 }
 
@@ -343,11 +384,11 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
 /// sessions sat at 51 MB RSS with a live heap of 8 MB; trimming brought it to 14 MB), which
 /// reads as a leak to an operator watching RSS. Trimming walks the arenas, so it runs only on
 /// the transition to idle, not while sessions come and go.
-async fn trim_when_idle(endpoint: Endpoint) {
+async fn trim_when_idle(endpoints: Vec<Endpoint>) {
     let mut trimmed = true;
     loop {
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let sessions = endpoint.with_node(|node, _| node.gauges().sessions);
+        let sessions = sessions(&endpoints);
         if sessions > 0 {
             trimmed = false;
         } else if !trimmed {
@@ -425,10 +466,19 @@ fn live_heap_bytes() -> Option<u64> {
     None
 }
 
+/// Sessions with clients and other relays on every thread (the links between threads are
+/// not counted).
+fn sessions(endpoints: &[Endpoint]) -> usize {
+    endpoints
+        .iter()
+        .map(|endpoint| endpoint.with_node(|node, _| node.gauges().sessions))
+        .sum()
+}
+
 /// Resolves once no session is left (every client followed GOAWAY).
-async fn drained(endpoint: &Endpoint) {
+async fn drained(endpoints: &[Endpoint]) {
     loop {
-        if endpoint.with_node(|node, _| node.gauges().sessions) == 0 {
+        if sessions(endpoints) == 0 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
