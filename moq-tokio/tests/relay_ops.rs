@@ -27,9 +27,17 @@ fn until_metrics(port: u16, what: &str, pred: impl Fn(&[Sample]) -> bool) {
 const SUBSCRIBERS: usize = 3;
 const FRAMES: usize = 20;
 
+/// On one thread and on four (whatever threads the clients land on, `/metrics` adds them up
+/// and leaves the links between threads out).
 #[test]
 fn the_http_api_answers_and_the_metrics_count_a_known_run() {
-    let relay = our_relay_with(&[]);
+    for threads in [1, 4] {
+        http_api_and_metrics_on(threads);
+    }
+}
+
+fn http_api_and_metrics_on(threads: u8) {
+    let relay = our_relay_with(&["--threads", &threads.to_string()]);
     let port = relay.port;
     let health = http::get(port, "/health");
     assert_eq!((health.status, health.text().as_str()), (200, "ok\n"));
@@ -137,6 +145,12 @@ fn the_http_api_answers_and_the_metrics_count_a_known_run() {
     );
     assert!(value(&m, "moq_cache_bytes", &[]) >= payload as f64);
     assert_eq!(value(&m, "moq_groups_dropped_total", &[]), 0.0);
+    assert_eq!(value(&m, "moq_threads", &[]), f64::from(threads));
+    assert!(
+        !m.iter()
+            .any(|s| s.labels.get("transport").map(String::as_str) == Some("in-process")),
+        "links between threads are not sessions"
+    );
 
     // Viewers who leave are counted out when their sessions end (no idle timeout).
     for sub in &subscribers {

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use moq_harness::testing::Rng;
-use moq_proto::quic::{Endpoint, EngineEvent};
+use moq_proto::quic::{ConnectionHandle, Endpoint, EngineEvent, owner_of};
+use moq_proto::session::Side;
+use moq_proto::wire::Version;
 
 /// Impairments of one direction of a path.
 #[derive(Debug, Clone)]
@@ -93,6 +95,11 @@ pub struct NetStats {
     pub duplicated: u64,
     /// Bytes delivered.
     pub bytes: u64,
+    /// Datagrams for a thread group that reached a member other than the one owning their
+    /// connection, and were handed over.
+    pub handed_over: u64,
+    /// Messages carried over in-process links between members of thread groups.
+    pub link_messages: u64,
 }
 
 struct Packet {
@@ -126,6 +133,13 @@ pub struct NetSim {
     /// What happened on the wire.
     pub stats: NetStats,
     buf: Vec<u8>,
+    /// Hosts sharing one address as the threads of one relay: the member indices, in
+    /// thread order.
+    groups: Vec<Vec<usize>>,
+    /// Each in-process link end, by member and handle: the other end.
+    link_peers: HashMap<(usize, ConnectionHandle), (usize, ConnectionHandle)>,
+    /// Link messages being carried; reused.
+    link_batch: Vec<moq_proto::quic::LinkMessage>,
 }
 
 impl NetSim {
@@ -143,6 +157,9 @@ impl NetSim {
             state: HashMap::new(),
             stats: NetStats::default(),
             buf: Vec::with_capacity(64 * 1024),
+            groups: Vec::new(),
+            link_peers: HashMap::new(),
+            link_batch: Vec::new(),
         }
     }
 
@@ -162,6 +179,109 @@ impl NetSim {
         self.hosts.len() - 1
     }
 
+    /// Add engines built with `thread_configs` as the threads of one relay: one address
+    /// shared by all (the next host address), every pair joined by an in-process lite-05
+    /// link, and each datagram to the address given to a member as a kernel's
+    /// `SO_REUSEPORT` would (by a hash of the sender's address), which hands it to the member
+    /// owning its connection ID as the drivers do ([`owner_of`]). Returns the members' host
+    /// indices, in thread order.
+    pub fn add_thread_group(&mut self, engines: Vec<Endpoint>) -> Vec<usize> {
+        let n = self.hosts.len() as u8 + 1;
+        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)), 4443);
+        let members: Vec<usize> = engines
+            .into_iter()
+            .map(|engine| {
+                self.hosts.push(Host {
+                    engine,
+                    addr,
+                    events: Vec::new(),
+                });
+                self.hosts.len() - 1
+            })
+            .collect();
+        let now = self.now;
+        for (i, &a) in members.iter().enumerate() {
+            for &b in &members[i + 1..] {
+                let la = self.hosts[a]
+                    .engine
+                    .open_link(now, Side::Client, Version::Lite05);
+                let lb = self.hosts[b]
+                    .engine
+                    .open_link(now, Side::Server, Version::Lite05);
+                self.link_peers.insert((a, la), (b, lb));
+                self.link_peers.insert((b, lb), (a, la));
+            }
+        }
+        self.groups.push(members.clone());
+        self.settle();
+        members
+    }
+
+    /// The member of the thread group at `to` that the "kernel" gives a datagram from
+    /// `from` (before any handover), if `to` is a group's address.
+    pub fn socket_for(&self, from: SocketAddr, to: SocketAddr) -> Option<usize> {
+        let members = self
+            .groups
+            .iter()
+            .find(|g| g.first().is_some_and(|&m| self.hosts[m].addr == to))?;
+        // FNV-1a over the sender's address: fixed, like the kernel's hash for a given socket set.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let bytes = match from.ip() {
+            IpAddr::V4(ip) => ip.octets().to_vec(),
+            IpAddr::V6(ip) => ip.octets().to_vec(),
+        };
+        for b in bytes.into_iter().chain(from.port().to_be_bytes()) {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        Some(members[(hash % members.len() as u64) as usize])
+    }
+
+    /// Where a datagram from `from` to `to` goes: the host at `to`, or for a thread group the
+    /// member owning its connection (counting a handover when another member's socket got it).
+    fn receiver(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]) -> Option<usize> {
+        let Some(socket) = self.socket_for(from, to) else {
+            return self.host_of(to);
+        };
+        let members = self.groups.iter().find(|g| g.contains(&socket))?;
+        let owner = owner_of(data, members.len() as u8)
+            .map(|o| members[usize::from(o)])
+            .unwrap_or(socket);
+        if owner != socket {
+            self.stats.handed_over += 1;
+        }
+        Some(owner)
+    }
+
+    /// Carry every in-process link message between thread-group members until none is
+    /// left; true if any moved.
+    fn carry_links(&mut self) -> bool {
+        let mut moved = false;
+        loop {
+            let mut any = false;
+            for i in 0..self.hosts.len() {
+                let now = self.now;
+                while let Some(handle) = self.hosts[i].engine.poll_link_wake() {
+                    while let Some(m) = self.hosts[i].engine.poll_link_message(now, handle) {
+                        self.link_batch.push(m);
+                    }
+                    let Some(&(j, other)) = self.link_peers.get(&(i, handle)) else {
+                        self.link_batch.clear();
+                        continue;
+                    };
+                    for m in self.link_batch.drain(..) {
+                        self.stats.link_messages += 1;
+                        self.hosts[j].engine.handle_link_message(now, other, m);
+                        any = true;
+                    }
+                }
+            }
+            if !any {
+                return moved;
+            }
+            moved = true;
+        }
+    }
+
     /// Configure the path from host `a` to host `b` (one direction).
     pub fn set_link(&mut self, a: usize, b: usize, link: LinkConfig) {
         self.links.insert((a, b), link);
@@ -177,8 +297,18 @@ impl NetSim {
         self.hosts.iter().position(|h| h.addr == addr)
     }
 
-    /// Take every host's pending transmits into the network and collect events.
+    /// Take every host's pending transmits into the network (and in-process link messages
+    /// to their other ends) and collect events.
     pub fn flush(&mut self) {
+        loop {
+            self.flush_transmits();
+            if !self.carry_links() {
+                break;
+            }
+        }
+    }
+
+    fn flush_transmits(&mut self) {
         for i in 0..self.hosts.len() {
             loop {
                 let now = self.now;
@@ -284,7 +414,7 @@ impl NetSim {
                 }
                 self.queue.pop();
                 if let Some(packet) = self.packets.remove(&seq)
-                    && let Some(dest) = self.host_of(packet.to)
+                    && let Some(dest) = self.receiver(packet.from, packet.to, &packet.data)
                 {
                     self.stats.delivered += 1;
                     self.stats.bytes += packet.data.len() as u64;

@@ -642,7 +642,7 @@ impl Node {
         size: u64,
         chunk: &Bytes,
     ) {
-        if !self.from_internal(track) {
+        if !self.fed_internally(track) {
             self.stats.frames_in += 1;
             self.stats.bytes_in += chunk.len() as u64;
         }
@@ -656,7 +656,7 @@ impl Node {
 
     /// More payload for the frame in progress of group `seq`.
     pub(super) fn payload_added(&mut self, now: Instant, track: TrackId, seq: u64, chunk: &Bytes) {
-        if !self.from_internal(track) {
+        if !self.fed_internally(track) {
             self.stats.bytes_in += chunk.len() as u64;
         }
         let mut i = 0;

@@ -438,7 +438,7 @@ impl Node {
     }
 
     /// Whether a track's upstream is another endpoint of this process.
-    fn from_internal(&self, track: TrackId) -> bool {
+    fn fed_internally(&self, track: TrackId) -> bool {
         self.links
             .get(track)
             .and_then(|l| l.upstream)

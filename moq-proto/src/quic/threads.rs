@@ -5,10 +5,12 @@
 //! connection whose client address changes (NAT rebinding, migration) may land on another
 //! thread's socket. Every connection ID we issue says which endpoint owns it: its first byte
 //! is the owner's index modulo the thread count (the rest, and the byte's high part, are
-//! random). [`owner_of`] reads that from a datagram, so the receiving thread hands it to its
-//! owner. A client's first Initial carries an ID the client chose; its first byte still maps
-//! it, and every retransmission of it, to one thread, which then issues the IDs of the
-//! connection. The same idea, with the server ID in plain text, is QUIC-LB's
+//! random). [`owner_of`] reads that from a short-header datagram, so the receiving thread
+//! hands it to its owner. Long-header packets (the handshake) stay where the kernel put them:
+//! a client may not migrate before the handshake is confirmed (RFC 9000 §9), so the thread
+//! whose socket gets a new connection's first Initial keeps getting its handshake, accepts
+//! it and issues its IDs, and the connection's packets cross threads only after the client's
+//! address changed. The same idea, with the server ID in plain text, is QUIC-LB's
 //! (draft-ietf-quic-load-balancers).
 
 use std::time::Duration;
@@ -27,21 +29,16 @@ pub struct ThreadSlot {
     pub count: u8,
 }
 
-/// The index of the endpoint that owns the connection a QUIC datagram belongs to, when it
-/// carries a destination connection ID; `None` for what is not QUIC.
+/// The index of the endpoint that owns the connection a short-header QUIC datagram belongs
+/// to; `None` for long-header packets (handled by the endpoint that received them) and for
+/// what is not QUIC.
 pub fn owner_of(datagram: &[u8], count: u8) -> Option<u8> {
     let first = *datagram.first()?;
-    let id_first = if first & 0x80 != 0 {
-        // Long header: flags, version (4 bytes), DCID length, DCID.
-        let len = *datagram.get(5)?;
-        if len == 0 {
-            return None;
-        }
-        *datagram.get(6)?
-    } else {
-        // Short header: flags, then our own fixed-length DCID.
-        *datagram.get(1)?
-    };
+    if first & 0x80 != 0 {
+        return None;
+    }
+    // Short header: flags, then our own fixed-length destination connection ID.
+    let id_first = *datagram.get(1)?;
     Some(id_first % count.max(1))
 }
 
@@ -127,7 +124,7 @@ mod tests {
                     assert_eq!(owner_of(&short, count), Some(index));
                     let mut long = vec![0xc0, 0, 0, 0, 1, CID_LEN as u8];
                     long.extend_from_slice(&cid);
-                    assert_eq!(owner_of(&long, count), Some(index));
+                    assert_eq!(owner_of(&long, count), None, "the handshake stays put");
                 }
                 if count <= 16 {
                     assert!(firsts.len() > 1, "the first byte varies ({count}, {index})");
@@ -137,10 +134,9 @@ mod tests {
     }
 
     #[test]
-    fn what_is_not_quic_has_no_owner() {
+    fn long_headers_and_what_is_not_quic_have_no_owner() {
         assert_eq!(owner_of(&[], 4), None);
         assert_eq!(owner_of(&[0x40], 4), None);
-        assert_eq!(owner_of(&[0xc0, 0, 0, 0, 1], 4), None);
-        assert_eq!(owner_of(&[0xc0, 0, 0, 0, 1, 0], 4), None);
+        assert_eq!(owner_of(&[0xc0, 0, 0, 0, 1, 8, 3], 4), None);
     }
 }
