@@ -32,7 +32,13 @@ pub(super) fn is_link(handle: ConnectionHandle) -> bool {
     (LINK_HANDLE_BASE..LINK_HANDLE_BASE << 1).contains(&handle.0)
 }
 
-/// One message from one end of an in-process link to the other.
+/// One message from one end of an in-process link to the other: a MOQ session between two
+/// endpoints of one process (threads of one relay, see [`Endpoint::open_link`]).
+///
+/// Payloads are the sending session's own [`Bytes`], so a frame crosses threads as a reference
+/// count, never copied or encrypted. Messages are reliable and in order, streams are granted
+/// at once, and the sender's backlog is what the other end has not yet reported
+/// [`LinkMessage::Consumed`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LinkMessage {
@@ -126,8 +132,8 @@ impl LinkConn {
 impl Endpoint {
     /// Open one end of an in-process link as `side` (one end of each link is the client,
     /// the other the server) speaking `version`, its session rooted at `/` with no
-    /// authorization (both ends are this process). Carry its messages to the other end; see
-    /// the [module docs](self::link).
+    /// authorization (both ends are this process). Carry what [`Endpoint::poll_link_message`]
+    /// returns to the other end's [`Endpoint::handle_link_message`] (see [`LinkMessage`]).
     pub fn open_link(&mut self, now: Instant, side: Side, version: Version) -> ConnectionHandle {
         let handle = ConnectionHandle(LINK_HANDLE_BASE + self.next_link);
         self.next_link += 1;
