@@ -243,7 +243,11 @@ impl NetSim {
             return self.host_of(to);
         };
         let members = self.groups.iter().find(|g| g.contains(&socket))?;
-        let owner = owner_of(data, members.len() as u8)
+        let owner = self.hosts[socket]
+            .engine
+            .config()
+            .thread
+            .and_then(|slot| owner_of(data, slot))
             .map(|o| members[usize::from(o)])
             .unwrap_or(socket);
         if owner != socket {

@@ -17,9 +17,11 @@ use sim_support::{Stamp, World, client_config, ms, server_config};
 
 const FRAMES: u64 = 4;
 
-/// The relay's threads.
+/// The relay's threads (which may also dial other relays).
 fn relay(w: &mut World, seed: u64, count: usize) -> Vec<usize> {
-    let configs = thread_configs(&server_config(seed, &Version::ALL), count).expect("configs");
+    let mut config = server_config(seed, &Version::ALL);
+    config.verification = client_config(seed, &Version::ALL).verification;
+    let configs = thread_configs(&config, count).expect("configs");
     let engines = configs
         .into_iter()
         .map(|c| Endpoint::new(c).expect("engine"))
@@ -183,5 +185,86 @@ fn a_client_that_moves_to_another_threads_socket_keeps_its_connection() {
             matches!(e, EngineEvent::Disconnected { .. })
         });
         assert_eq!(closed, 0, "{version}: the connection stayed up");
+    }
+}
+
+/// A relay on two threads dials another relay (a cluster link) from the thread whose socket
+/// the other relay's answers do not reach (the kernel's hash sends them to the other thread):
+/// they carry our connection IDs, so they are handed to the dialling thread, the link comes
+/// up and subscribers on both threads get the publisher's groups from the other relay.
+#[test]
+fn a_threads_dial_is_answered_through_the_other_threads_socket() {
+    for version in Version::ALL {
+        let seed = 970;
+        let mut w = World::new(seed, LinkConfig::latency(ms(5)));
+        let upstream = w.add(server_config(seed + 1, &Version::ALL));
+        let relay = relay(&mut w, seed, 2);
+        let publisher = w.add(client_config(seed * 10, &[version]));
+        let track = w.publish(publisher, "live", "video", TrackInfo::default());
+        w.connect(publisher, upstream);
+        let (up_addr, relay_addr) = (w.sim.hosts[upstream].addr, w.sim.hosts[relay[0]].addr);
+        let answered_on = w
+            .sim
+            .socket_for(up_addr, relay_addr)
+            .expect("a group address");
+        let dialler = *relay
+            .iter()
+            .find(|&&m| m != answered_on)
+            .expect("two threads");
+        w.with(dialler, |e, now| {
+            let mut dial = Dial::new(up_addr, "localhost", "/");
+            dial.versions = vec![version];
+            e.dial(now, dial).expect("dial")
+        });
+        let linked = |log: &[sim_support::Stamped]| {
+            log.iter().any(|s| {
+                s.host == dialler
+                    && matches!(
+                        s.event,
+                        EngineEvent::Connected {
+                            side: Side::Client,
+                            ..
+                        }
+                    )
+            })
+        };
+        let deadline = w.elapsed() + Duration::from_secs(10);
+        assert!(
+            w.run_until(deadline, linked),
+            "{version}: the cluster link never came up"
+        );
+        assert!(
+            w.sim.stats.handed_over > 0,
+            "{version}: the answers were handed over"
+        );
+        let mut subscribers = Vec::new();
+        let mut threads = Vec::new();
+        while (0..2).any(|t| !threads.contains(&t)) {
+            assert!(subscribers.len() < 32, "{version}: {threads:?}");
+            let s = w.add(client_config(
+                seed * 10 + 1 + subscribers.len() as u64,
+                &[version],
+            ));
+            threads.push(connect(&mut w, s, &relay));
+            subscribers.push(s);
+        }
+        w.publish_group(publisher, track, FRAMES, 200);
+        let subs: Vec<_> = subscribers
+            .iter()
+            .map(|&s| w.subscribe(s, "live", "video", SubscribeParams::default()))
+            .collect();
+        w.run_for(Duration::from_secs(2));
+        for _ in 1..=3 {
+            w.publish_group(publisher, track, FRAMES, 200);
+            w.run_for(ms(100));
+        }
+        w.run_for(Duration::from_secs(3));
+        for ((&s, &sub), thread) in subscribers.iter().zip(&subs).zip(&threads) {
+            assert_eq!(
+                groups_received(&w, s, sub),
+                (0..=3).collect::<Vec<u64>>(),
+                "{version}: a subscriber on thread {thread}"
+            );
+        }
     }
 }

@@ -117,7 +117,7 @@ impl Driver {
                     // A connection of another thread (its client's address changed, so the
                     // kernel picked another socket of the port): hand it over.
                     if let Some((_, slot)) = threads
-                        && let Some(owner) = owner_of(&datagram, slot.count)
+                        && let Some(owner) = owner_of(&datagram, slot)
                         && owner != slot.index
                     {
                         self.foreign.resize_with(usize::from(slot.count), Vec::new);

@@ -126,39 +126,38 @@ pub(super) struct LinkEnd {
 /// for a connection of another are handed to it.
 ///
 /// Endpoint `i` must have been built with [`crate::quic::EngineConfig::thread`] set to
-/// `ThreadSlot { index: i, count: endpoints.len() }` (that is what names its connection
-/// IDs), and should share its UDP port with the others (`SO_REUSEPORT`, see
+/// `ThreadSlot { index: i, count: endpoints.len(), key }`, one key for all (that is what
+/// names their connection IDs; [`thread_configs`] makes such configurations), and should share its UDP port with the others (`SO_REUSEPORT`, see
 /// [`super::Runtime::bind_udp_shared`]). Call it once, before the endpoints take traffic.
 pub fn join_threads(endpoints: &[Endpoint], version: Version) -> io::Result<()> {
     let count = u8::try_from(endpoints.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "at most 255 threads"))?;
+    let mut key = None;
     for (index, endpoint) in endpoints.iter().enumerate() {
         let slot = endpoint.with_engine(|engine, _| engine.config().thread);
-        if slot
-            != Some(ThreadSlot {
-                index: index as u8,
-                count,
-            })
-        {
+        let fits = slot.is_some_and(|s| {
+            usize::from(s.index) == index && s.count == count && *key.get_or_insert(s.key) == s.key
+        });
+        if !fits {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("endpoint {index} was not built as thread {index} of {count}"),
+                format!(
+                    "endpoint {index} was not built as thread {index} of {count} of this group"
+                ),
             ));
         }
     }
     let group = Arc::new(ThreadGroup {
         inboxes: (0..count).map(|_| Pipe::default()).collect(),
     });
-    for (index, endpoint) in endpoints.iter().enumerate() {
-        let slot = ThreadSlot {
-            index: index as u8,
-            count,
-        };
+    for endpoint in endpoints {
         endpoint.with_state(|state, _| {
-            state.threads = Some(Membership {
-                group: group.clone(),
-                slot,
-            })
+            if let Some(slot) = state.engine.config().thread {
+                state.threads = Some(Membership {
+                    group: group.clone(),
+                    slot,
+                });
+            }
         });
     }
     for (i, a) in endpoints.iter().enumerate() {
@@ -184,10 +183,22 @@ pub fn thread_configs(
         .filter(|&n| n > 0)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "1 to 255 threads"))?;
     let base = config.node.hop_id;
+    // The group's secret for its connection IDs: from the seed in deterministic tests.
+    let key = match config.rng_seed {
+        Some(seed) => u64::from_le_bytes([
+            seed[8], seed[9], seed[10], seed[11], seed[12], seed[13], seed[14], seed[15],
+        ]),
+        None => {
+            let mut bytes = [0u8; 8];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+                .map_err(|_| io::Error::other("the system RNG failed"))?;
+            u64::from_le_bytes(bytes)
+        }
+    };
     Ok((0..count)
         .map(|index| {
             let mut config = config.clone();
-            config.thread = Some(ThreadSlot { index, count });
+            config.thread = Some(ThreadSlot { index, count, key });
             // Hop IDs live in [1, 2^53).
             config.node.hop_id = (base + u64::from(index)) % (1 << 53);
             if base == 0 {
