@@ -37,12 +37,12 @@ pub(crate) struct RelayArgs {
     #[arg(long, default_value = "[::]:4443", env = "MOQ_LISTEN")]
     pub(crate) listen: SocketAddr,
 
-    /// Threads serving the UDP port (default: the available cores). Each has its own
+    /// Threads serving the UDP port (default 1; `0` = one per available core). Each has its own
     /// socket on the port (SO_REUSEPORT), QUIC engine and origin; they are linked in-process
     /// by MOQ sessions (one upstream subscription per thread and track, payloads shared, not
     /// copied), and a datagram reaching the wrong thread is handed to its connection's.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..), env = "MOQ_THREADS")]
-    pub(crate) threads: Option<u8>,
+    #[arg(long, value_name = "N", default_value_t = 1, env = "MOQ_THREADS")]
+    pub(crate) threads: u8,
 
     /// Certificate chain (PEM); needs --tls-key.
     #[arg(
@@ -217,10 +217,13 @@ pub(crate) async fn run(common: &Common, args: RelayArgs) -> Result<(), Error> {
     config.idle_timeout = Duration::from_secs(args.idle_timeout);
     // Quiet peers must not idle out, whichever side's idle timeout is the shorter.
     config.keep_alive = Some((Duration::from_secs(args.idle_timeout) / 3).min(DEFAULT_KEEP_ALIVE));
-    let threads = args.threads.map_or_else(
-        || std::thread::available_parallelism().map_or(1, |n| n.get().min(255)),
-        usize::from,
-    );
+    // Not one per core by default yet: in a cluster, a relay on several threads can flap a
+    // broadcast's announcement (withdrawn and announced again) when another relay dies, as
+    // its threads' routes through each other are withdrawn one after the other.
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(255)),
+        n => usize::from(n),
+    };
     let endpoints = if threads == 1 {
         Endpoint::bind(
             Arc::new(TokioRuntime),
