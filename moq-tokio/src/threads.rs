@@ -5,15 +5,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use moq_proto::driver::{DriverConfig, Endpoint, Runtime, join_threads, thread_configs};
+use moq_proto::driver::{DriverConfig, Endpoint, Runtime, bind_threads_with};
 use moq_proto::quic::EngineConfig;
-use moq_proto::wire::Version;
 
 use crate::TokioRuntime;
 
 /// `threads` endpoints on `addr`, each driven by its own OS thread (a current-thread tokio
 /// runtime) with its own `SO_REUSEPORT` socket on the same port, engine and node, joined with
-/// [`join_threads`]: a publisher connected to one thread reaches subscribers on every thread,
+/// [`join_threads`](moq_proto::driver::join_threads): a publisher connected to one thread reaches subscribers on every thread,
 /// with one upstream subscription per thread and track over in-process lite-05 links.
 ///
 /// Returned in thread order; the first binds `addr` (port 0 picks one) and the others its
@@ -25,16 +24,7 @@ pub fn bind_threads(
     driver: DriverConfig,
     threads: usize,
 ) -> io::Result<Vec<Endpoint>> {
-    let mut endpoints: Vec<Endpoint> = Vec::with_capacity(threads);
-    for (index, config) in thread_configs(&config, threads)?.into_iter().enumerate() {
-        let addr = match endpoints.first() {
-            Some(first) => SocketAddr::new(addr.ip(), first.local_addr().port()),
-            None => addr,
-        };
-        endpoints.push(spawn_thread(index, addr, config, driver.clone())?);
-    }
-    join_threads(&endpoints, Version::Lite05)?;
-    Ok(endpoints)
+    bind_threads_with(addr, config, driver, threads, spawn_thread)
 }
 
 /// Start one endpoint on a thread of its own; returns once it is bound.

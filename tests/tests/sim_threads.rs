@@ -55,6 +55,33 @@ fn connect(w: &mut World, client: usize, relay: &[usize]) -> usize {
     accepted(&w.log).expect("accepted")
 }
 
+/// Add and connect subscribers (at least `min`) until every thread of the relay but
+/// `skip` has one (a client's first Initial stays on the thread whose socket got it); returns
+/// them and their threads.
+fn subscribers_on_every_thread(
+    w: &mut World,
+    relay: &[usize],
+    seed: u64,
+    version: Version,
+    skip: Option<usize>,
+    min: usize,
+) -> (Vec<usize>, Vec<usize>) {
+    let mut subscribers = Vec::new();
+    let mut threads = Vec::new();
+    while subscribers.len() < min
+        || (0..relay.len()).any(|t| Some(t) != skip && !threads.contains(&t))
+    {
+        assert!(subscribers.len() < 32, "{version}: {threads:?}");
+        let s = w.add(client_config(
+            seed * 10 + 1 + subscribers.len() as u64,
+            &[version],
+        ));
+        threads.push(connect(w, s, relay));
+        subscribers.push(s);
+    }
+    (subscribers, threads)
+}
+
 /// The groups a subscriber received whole, each with its frames in order.
 fn groups_received(w: &World, host: usize, sub: moq_proto::node::LocalSubId) -> Vec<u64> {
     let frames = w.frames(host, sub);
@@ -96,21 +123,8 @@ fn every_subscriber_gets_every_group_on_2_and_4_threads() {
         let pub_thread = connect(&mut w, publisher, &relay);
         // Subscribers until every thread has a client (a client's first Initial goes to the
         // thread its connection ID names), at least 4.
-        let mut subscribers = Vec::new();
-        let mut threads = Vec::new();
-        while subscribers.len() < 4 || (0..count).any(|t| t != pub_thread && !threads.contains(&t))
-        {
-            assert!(
-                subscribers.len() < 32,
-                "{count} threads, {version}: {threads:?}"
-            );
-            let s = w.add(client_config(
-                seed * 10 + 1 + subscribers.len() as u64,
-                &[version],
-            ));
-            threads.push(connect(&mut w, s, &relay));
-            subscribers.push(s);
-        }
+        let (subscribers, threads) =
+            subscribers_on_every_thread(&mut w, &relay, seed, version, Some(pub_thread), 4);
         w.publish_group(publisher, track, FRAMES, 200);
         let subs: Vec<_> = subscribers
             .iter()
@@ -237,17 +251,8 @@ fn a_threads_dial_is_answered_through_the_other_threads_socket() {
             w.sim.stats.handed_over > 0,
             "{version}: the answers were handed over"
         );
-        let mut subscribers = Vec::new();
-        let mut threads = Vec::new();
-        while (0..2).any(|t| !threads.contains(&t)) {
-            assert!(subscribers.len() < 32, "{version}: {threads:?}");
-            let s = w.add(client_config(
-                seed * 10 + 1 + subscribers.len() as u64,
-                &[version],
-            ));
-            threads.push(connect(&mut w, s, &relay));
-            subscribers.push(s);
-        }
+        let (subscribers, threads) =
+            subscribers_on_every_thread(&mut w, &relay, seed, version, None, 0);
         w.publish_group(publisher, track, FRAMES, 200);
         let subs: Vec<_> = subscribers
             .iter()

@@ -46,7 +46,7 @@ pub use http_api::{HttpApi, MAX_FETCH_BYTES};
 pub use quinn_udp::{RecvMeta, Transmit as UdpTransmit};
 pub use reconnect::{PersistentSession, ReconnectPolicy};
 pub use resume::ResumingSubscription;
-pub use threads::{bind_reuseport, join_threads, thread_configs};
+pub use threads::{bind_reuseport, bind_threads_with, join_threads, thread_configs};
 
 /// A UDP socket the driver can poll.
 pub trait AsyncUdpSocket: Send + Sync + Debug + 'static {

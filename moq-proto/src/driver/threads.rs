@@ -170,6 +170,35 @@ pub fn join_threads(endpoints: &[Endpoint], version: Version) -> io::Result<()> 
     Ok(())
 }
 
+/// `threads` endpoints on `addr` sharing its port, joined with [`join_threads`] over lite-05
+/// links. `start(index, addr, config, driver)` binds one endpoint (with
+/// [`super::Runtime::bind_udp_shared`] and [`Endpoint::bind_socket`]) where its driver will
+/// run, and returns once it is bound; the runtime crates start each on a thread of its own.
+/// The first binds `addr` (port 0 picks one), the others its port; returned in thread order.
+pub fn bind_threads_with(
+    addr: std::net::SocketAddr,
+    config: crate::quic::EngineConfig,
+    driver: super::DriverConfig,
+    threads: usize,
+    mut start: impl FnMut(
+        usize,
+        std::net::SocketAddr,
+        crate::quic::EngineConfig,
+        super::DriverConfig,
+    ) -> io::Result<Endpoint>,
+) -> io::Result<Vec<Endpoint>> {
+    let mut endpoints: Vec<Endpoint> = Vec::with_capacity(threads);
+    for (index, config) in thread_configs(&config, threads)?.into_iter().enumerate() {
+        let addr = match endpoints.first() {
+            Some(first) => std::net::SocketAddr::new(addr.ip(), first.local_addr().port()),
+            None => addr,
+        };
+        endpoints.push(start(index, addr, config, driver.clone())?);
+    }
+    join_threads(&endpoints, Version::Lite05)?;
+    Ok(endpoints)
+}
+
 /// The configurations of `count` endpoints that will be joined with [`join_threads`]:
 /// `config` for each, with its [`ThreadSlot`] and its own hop ID (the node's
 /// [hop ID](crate::node::NodeConfig::hop_id) plus the index, so that routes through a
